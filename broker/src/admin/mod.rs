@@ -1,0 +1,3 @@
+//! Administrative domain logic shared by the admin API handlers.
+
+pub mod configs;

@@ -1,0 +1,243 @@
+//! Broker configuration: one flat map of Kafka property names, read from
+//! `weir.yaml`, then `WEIR_*` environment variables, then `--override
+//! key=value` flags (later sources win), with Kafka's defaults for every key
+//! left unset.
+//!
+//! The raw map is kept so DescribeConfigs can tell which keys were set
+//! (STATIC_BROKER_CONFIG) from those left at their default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+/// One `NAME://host:port` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener name (PLAINTEXT).
+    pub name: String,
+    /// Host to bind or advertise; empty binds every interface.
+    pub host: String,
+    /// TCP port; 0 picks a free one when binding.
+    pub port: u16,
+}
+
+impl Listener {
+    fn parse_list(value: &str) -> anyhow::Result<Vec<Listener>> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let (name, rest) = s.split_once("://").with_context(|| format!("listener {s:?} lacks NAME://"))?;
+                let (host, port) = rest.rsplit_once(':').with_context(|| format!("listener {s:?} lacks a port"))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+                let port = port.parse().with_context(|| format!("listener {s:?} has a bad port"))?;
+                Ok(Listener { name: name.to_string(), host, port })
+            })
+            .collect()
+    }
+}
+
+/// The typed broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Every property that was set, by Kafka name.
+    pub raw: BTreeMap<String, String>,
+    /// `node.id`.
+    pub node_id: i32,
+    /// `listeners`.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners` (defaults to `listeners`, with `localhost` for an empty host).
+    pub advertised_listeners: Vec<Listener>,
+    /// `log.dirs` (or `log.dir`).
+    pub log_dirs: Vec<PathBuf>,
+    /// `metadata.log.dir`, defaulting to the first log dir.
+    pub metadata_log_dir: PathBuf,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked.
+    pub log_flush_scheduler_interval_ms: u64,
+}
+
+const DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
+
+impl BrokerConfig {
+    /// Reads the YAML file (if any), then the environment, then the overrides.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<BrokerConfig> {
+        let mut raw = BTreeMap::new();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            raw.extend(parse_yaml(&text).with_context(|| format!("parsing {}", path.display()))?);
+        }
+        for (key, value) in std::env::vars() {
+            if let Some(name) = key.strip_prefix("WEIR_") {
+                raw.insert(name.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        for item in overrides {
+            let (key, value) = item.split_once('=').with_context(|| format!("--override {item:?} is not key=value"))?;
+            raw.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        Self::from_raw(raw)
+    }
+
+    /// Builds the typed view of a raw property map.
+    pub fn from_raw(raw: BTreeMap<String, String>) -> anyhow::Result<BrokerConfig> {
+        let get = |k: &str| raw.get(k).map(String::as_str);
+        let listeners = Listener::parse_list(get("listeners").unwrap_or(DEFAULT_LISTENERS))?;
+        if listeners.is_empty() {
+            bail!("listeners is empty");
+        }
+        let advertised_listeners = match get("advertised.listeners") {
+            Some(v) => Listener::parse_list(v)?,
+            None => listeners
+                .iter()
+                .map(|l| Listener {
+                    host: if l.host.is_empty() || l.host == "0.0.0.0" || l.host == "::" {
+                        "localhost".into()
+                    } else {
+                        l.host.clone()
+                    },
+                    ..l.clone()
+                })
+                .collect(),
+        };
+        let log_dirs: Vec<PathBuf> = get("log.dirs")
+            .or(get("log.dir"))
+            .unwrap_or("/tmp/kafka-logs")
+            .split(',')
+            .map(|s| PathBuf::from(s.trim()))
+            .collect();
+        let metadata_log_dir = get("metadata.log.dir").map(PathBuf::from).unwrap_or_else(|| log_dirs[0].clone());
+        Ok(BrokerConfig {
+            node_id: parse(&raw, "node.id", 1)?,
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            metadata_log_dir,
+            num_partitions: parse(&raw, "num.partitions", 1)?,
+            default_replication_factor: parse(&raw, "default.replication.factor", 1)?,
+            auto_create_topics_enable: parse(&raw, "auto.create.topics.enable", true)?,
+            socket_request_max_bytes: parse(
+                &raw,
+                "socket.request.max.bytes",
+                weir_protocol::frame::DEFAULT_MAX_REQUEST_BYTES,
+            )?,
+            log_retention_check_interval_ms: parse(&raw, "log.retention.check.interval.ms", 300_000)?,
+            log_flush_scheduler_interval_ms: parse(&raw, "log.flush.scheduler.interval.ms", 1_000)?,
+            raw,
+        })
+    }
+
+    /// The broker property (as set by the operator) that supplies the
+    /// default of a topic config whose broker synonym is `synonym`, and its
+    /// value in the topic config's unit: `log.retention.ms` also has
+    /// minutes and hours forms, `log.roll.ms` and `log.roll.jitter.ms` hours.
+    pub fn broker_synonym_value(&self, synonym: &str) -> Option<(String, String)> {
+        let scaled = |k: &str, factor: i64| {
+            self.raw
+                .get(k)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map(|v| (k.to_string(), v.saturating_mul(factor).to_string()))
+        };
+        let direct = self.raw.get(synonym).map(|v| (synonym.to_string(), v.clone()));
+        match synonym {
+            "log.retention.ms" => direct
+                .or_else(|| scaled("log.retention.minutes", 60_000))
+                .or_else(|| scaled("log.retention.hours", 3_600_000)),
+            "log.roll.ms" => direct.or_else(|| scaled("log.roll.hours", 3_600_000)),
+            "log.roll.jitter.ms" => direct.or_else(|| scaled("log.roll.jitter.hours", 3_600_000)),
+            _ => direct,
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(raw: &BTreeMap<String, String>, key: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match raw.get(key) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e| anyhow::anyhow!("config {key}={v:?}: {e}")),
+    }
+}
+
+/// Flattens a YAML document of Kafka properties into strings. Keys may be
+/// written flat (`log.dirs: ./data`); lists become comma-separated values.
+fn parse_yaml(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)?;
+    let mut out = BTreeMap::new();
+    let serde_yaml_ng::Value::Mapping(map) = value else {
+        if value.is_null() {
+            return Ok(out);
+        }
+        bail!("the top level must be a mapping of Kafka property names");
+    };
+    for (key, value) in map {
+        let key = scalar(&key).with_context(|| "a key is not a scalar")?;
+        let value = match &value {
+            serde_yaml_ng::Value::Sequence(items) => {
+                items.iter().map(scalar).collect::<Option<Vec<_>>>().map(|v| v.join(","))
+            }
+            other => scalar(other),
+        }
+        .with_context(|| format!("{key}: value must be a scalar or a list"))?;
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn scalar(v: &serde_yaml_ng::Value) -> Option<String> {
+    match v {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml_ng::Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_then_overrides_with_kafka_defaults() {
+        let mut raw = parse_yaml(
+            "node.id: 3\nlisteners: PLAINTEXT://127.0.0.1:0\nlog.dirs: [a, b]\nauto.create.topics.enable: false\n",
+        )
+        .unwrap();
+        raw.insert("num.partitions".into(), "6".into());
+        let c = BrokerConfig::from_raw(raw).unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.listeners[0], Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 0 });
+        assert_eq!(c.advertised_listeners[0].host, "127.0.0.1");
+        assert_eq!(c.log_dirs, vec![PathBuf::from("a"), PathBuf::from("b")]);
+        assert!(!c.auto_create_topics_enable);
+        assert_eq!(c.num_partitions, 6);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+    }
+
+    #[test]
+    fn empty_host_advertises_localhost_and_units_convert() {
+        let mut raw = BTreeMap::new();
+        raw.insert("log.retention.hours".to_string(), "2".to_string());
+        let c = BrokerConfig::from_raw(raw).unwrap();
+        assert_eq!(c.listeners[0].host, "");
+        assert_eq!(c.advertised_listeners[0].host, "localhost");
+        assert_eq!(
+            c.broker_synonym_value("log.retention.ms").unwrap(),
+            ("log.retention.hours".to_string(), "7200000".to_string())
+        );
+        assert!(BrokerConfig::from_raw([("node.id".to_string(), "x".to_string())].into()).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! CreatePartitions: v0-3.
+//!
+//! Behaviour: grows a topic to `count` partitions, placed by the controller
+//! or by the given assignments; a count not above the current one gets
+//! INVALID_PARTITIONS, an unknown topic UNKNOWN_TOPIC_OR_PARTITION, a topic
+//! named twice INVALID_REQUEST. `validate_only` changes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use weir_protocol::ErrorCode;
+
+use super::RequestContext;
+use crate::broker::Broker;
+
+/// Serves CreatePartitions.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in &request.topics {
+        *seen.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let results = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let outcome = if seen.get(&name).copied().unwrap_or(0) > 1 {
+                Err((ErrorCode::InvalidRequest.code(), format!("Duplicate topic {name} in the request.")))
+            } else {
+                let assignments = t
+                    .assignments
+                    .map(|a| a.into_iter().map(|p| p.broker_ids.into_iter().map(|b| b.0).collect()).collect());
+                broker
+                    .controller
+                    .create_partitions(&name, t.count, assignments, request.validate_only)
+                    .map_err(|e| (e.error_code(), e.message()))
+            };
+            let result = CreatePartitionsTopicResult::default().with_name(t.name);
+            match outcome {
+                Ok(()) => result,
+                Err((code, message)) => {
+                    result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)))
+                }
+            }
+        })
+        .collect();
+    if !request.validate_only {
+        broker.metadata_changed();
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

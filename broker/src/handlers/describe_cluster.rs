@@ -1,0 +1,52 @@
+//! DescribeCluster: v0-1.
+//!
+//! Behaviour: the cluster id, the controller id and the unfenced brokers
+//! with their advertised endpoints (v1 `endpoint_type` 1 = brokers; asking
+//! for controllers (2) gets UNSUPPORTED_ENDPOINT_TYPE, as a broker answers).
+//! Authorized operations are not computed: Kafka's "not requested" value.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+use weir_protocol::ErrorCode;
+
+use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
+use super::RequestContext;
+use crate::broker::Broker;
+
+/// Serves DescribeCluster.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let image = broker.image();
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(1)
+        .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    if ctx.version >= 1 && request.endpoint_type != 1 {
+        return response
+            .with_error_code(ErrorCode::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str("The broker only serves endpoint type 1 (brokers).")));
+    }
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let endpoint = b.listeners.first()?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(endpoint.port as i32)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
+    response.with_brokers(brokers)
+}

@@ -1,0 +1,153 @@
+//! Metadata: v0-12.
+//!
+//! Behaviour: served from the local metadata image. `topics` null (v1+) or
+//! empty (v0) lists every topic. An unknown topic is created when the request
+//! allows it (always before v4, then `allow_auto_topic_creation`) and
+//! `auto.create.topics.enable` is on, with `num.partitions` and
+//! `default.replication.factor`; Kafka answers such a topic with
+//! LEADER_NOT_AVAILABLE until its partitions are ready, whereas Weir creates
+//! them before answering and returns the topic ready. Illegal names get
+//! INVALID_TOPIC_EXCEPTION. v10+ lookups by topic id get UNKNOWN_TOPIC_ID
+//! when the id is unknown. Authorized operations are not computed (no ACLs
+//! yet): Kafka's "not requested" sentinel is sent.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use weir_controller::topic_name::{is_internal_topic, validate_topic_name};
+use weir_controller::{CreateTopic, MetadataImage, TopicImage};
+use weir_protocol::ErrorCode;
+
+use super::RequestContext;
+use crate::broker::Broker;
+
+/// Kafka's value for "authorized operations were not requested".
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// A topic name for a response.
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// The response entry of a known topic.
+pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
+                .with_error_code(if p.leader < 0 { ErrorCode::LeaderNotAvailable.code() } else { 0 })
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(topic.id)
+        .with_is_internal(is_internal_topic(&topic.name))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(topic_name))
+        .with_topic_id(id)
+        .with_error_code(code.code())
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+/// The brokers as clients should reach them.
+pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let endpoint = b.listeners.first()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(endpoint.port as i32)
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect()
+}
+
+/// Serves Metadata.
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
+    let allow_auto_create =
+        broker.config.auto_create_topics_enable && (ctx.version < 4 || request.allow_auto_topic_creation);
+    let list_all = match &request.topics {
+        None => true,
+        Some(t) => t.is_empty() && ctx.version == 0,
+    };
+    let mut image = broker.image();
+    let mut topics = Vec::new();
+    if list_all {
+        topics.extend(image.topics.values().map(|t| describe_topic(t)));
+    } else {
+        let requested = request.topics.unwrap_or_default();
+        // Create the unknown, legal names first, in one controller call.
+        let to_create: Vec<String> = requested
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+            .collect();
+        if allow_auto_create && !to_create.is_empty() {
+            let creates = to_create
+                .iter()
+                .map(|name| CreateTopic {
+                    name: name.clone(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: Vec::new(),
+                    configs: Vec::new(),
+                })
+                .collect();
+            for result in broker.controller.create_topics(creates, false) {
+                match result {
+                    Ok(created) => {
+                        tracing::info!(topic = %created.name, partitions = created.partitions.len(), "auto-created topic")
+                    }
+                    Err(e) => tracing::debug!(error = %e, "auto-creation failed"),
+                }
+            }
+            broker.metadata_changed();
+            image = broker.image();
+        }
+        for wanted in requested {
+            match wanted.name.as_ref().map(|n| n.0.to_string()) {
+                Some(name) => match image.topic(&name) {
+                    Some(t) => topics.push(describe_topic(t)),
+                    None if validate_topic_name(&name).is_err() => {
+                        topics.push(topic_error(Some(&name), uuid::Uuid::nil(), ErrorCode::InvalidTopicException))
+                    }
+                    None => {
+                        topics.push(topic_error(Some(&name), uuid::Uuid::nil(), ErrorCode::UnknownTopicOrPartition))
+                    }
+                },
+                None => match image.topic_by_id(wanted.topic_id) {
+                    Some(t) => topics.push(describe_topic(t)),
+                    None => topics.push(topic_error(None, wanted.topic_id, ErrorCode::UnknownTopicId)),
+                },
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

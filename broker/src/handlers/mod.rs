@@ -1,0 +1,177 @@
+//! Request dispatch: one module per Kafka API, each opening with its
+//! versions, behaviour and deviations from Kafka.
+//!
+//! The dispatch table below maps an API key to its handler and holds no
+//! logic; the versions served come from
+//! [`weir_protocol::api_table::ADVERTISED_APIS`], which ApiVersions also
+//! reports, so what is advertised and what is dispatched cannot drift apart
+//! (a test walks the table).
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod fetch;
+pub mod find_coordinator;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use tracing::debug;
+use weir_protocol::api_table::{advertised_range, PRODUCE_MIN_SERVED_VERSION};
+use weir_protocol::header::{parse_request, write_response_header, HeaderError};
+use weir_protocol::legacy_produce;
+
+use crate::broker::Broker;
+
+/// A request that closes its connection instead of getting a response, as
+/// Kafka closes connections for requests it cannot parse or does not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The header does not parse.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// An API Weir does not serve.
+    #[error("api {0:?} is not served")]
+    UnsupportedApi(ApiKey),
+    /// A version outside the advertised range.
+    #[error("{api_key:?} v{version} is outside the advertised range")]
+    UnsupportedVersion {
+        /// The API.
+        api_key: ApiKey,
+        /// The version requested.
+        version: i16,
+    },
+    /// The body does not decode at its version.
+    #[error("malformed {api_key:?} v{version} request: {reason}")]
+    Malformed {
+        /// The API.
+        api_key: ApiKey,
+        /// The version.
+        version: i16,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The response does not encode (a bug, logged and the connection closed).
+    #[error("could not encode the {0:?} response: {1}")]
+    Encode(ApiKey, String),
+    /// The table advertises an API the dispatcher has no arm for (a bug; a test guards it).
+    #[error("no handler for advertised api {0:?}")]
+    NoHandler(ApiKey),
+}
+
+/// What a handler knows of its request besides the body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The API.
+    pub api_key: ApiKey,
+    /// The request version.
+    pub version: i16,
+    /// The correlation id.
+    pub correlation_id: i32,
+    /// The client id, if sent.
+    pub client_id: Option<StrBytes>,
+}
+
+fn decode<T: Decodable>(ctx: &RequestContext, body: &mut Bytes) -> Result<T, HandleError> {
+    T::decode(body, ctx.version).map_err(|e| HandleError::Malformed {
+        api_key: ctx.api_key,
+        version: ctx.version,
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes a response with its header.
+fn encode<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Result<BytesMut, HandleError> {
+    let mut buf = BytesMut::with_capacity(response.compute_size(ctx.version).unwrap_or(64) + 8);
+    write_response_header(&mut buf, ctx.correlation_id, T::header_version(ctx.version));
+    response.encode(&mut buf, ctx.version).map_err(|e| HandleError::Encode(ctx.api_key, e.to_string()))?;
+    Ok(buf)
+}
+
+/// Decodes, dispatches and encodes one request frame. `Ok(None)` means the
+/// request gets no response (Produce with acks=0).
+pub async fn handle_frame(broker: &Arc<Broker>, frame: BytesMut) -> Result<Option<BytesMut>, HandleError> {
+    let request = parse_request(frame)?;
+    let version = request.header.request_api_version;
+    let ctx = RequestContext {
+        api_key: request.api_key,
+        version,
+        correlation_id: request.header.correlation_id,
+        client_id: request.header.client_id,
+    };
+    let range = advertised_range(ctx.api_key).ok_or(HandleError::UnsupportedApi(ctx.api_key))?;
+    if !range.contains(version) {
+        if ctx.api_key == ApiKey::ApiVersions {
+            // KIP-511: answer in the v0 layout so the client can pick a version.
+            return Ok(Some(api_versions::unsupported_version_response(ctx.correlation_id)));
+        }
+        return Err(HandleError::UnsupportedVersion { api_key: ctx.api_key, version });
+    }
+    debug!(api = ?ctx.api_key, version, correlation_id = ctx.correlation_id, "request");
+    let mut body = request.body;
+    let response = match ctx.api_key {
+        ApiKey::Produce if version < PRODUCE_MIN_SERVED_VERSION => {
+            let body = legacy_produce::unsupported_version_response(body, version)
+                .map_err(|e| HandleError::Malformed { api_key: ctx.api_key, version, reason: e.to_string() })?;
+            return Ok(body.map(|b| {
+                let mut buf = BytesMut::with_capacity(b.len() + 4);
+                write_response_header(&mut buf, ctx.correlation_id, 0);
+                buf.extend_from_slice(&b);
+                buf
+            }));
+        }
+        ApiKey::Produce => {
+            let request: ProduceRequest = decode(&ctx, &mut body)?;
+            return match produce::handle(broker, &ctx, request).await {
+                Some(response) => encode(&ctx, &response).map(Some),
+                None => Ok(None),
+            };
+        }
+        ApiKey::Fetch => encode(&ctx, &fetch::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::ListOffsets => encode(&ctx, &list_offsets::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::Metadata => encode(&ctx, &metadata::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::FindCoordinator => {
+            encode(&ctx, &find_coordinator::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        }
+        ApiKey::ApiVersions => encode(&ctx, &api_versions::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::CreateTopics => encode(&ctx, &create_topics::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::DeleteTopics => encode(&ctx, &delete_topics::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::DeleteRecords => encode(&ctx, &delete_records::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::InitProducerId => encode(&ctx, &init_producer_id::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::OffsetForLeaderEpoch => {
+            encode(&ctx, &offset_for_leader_epoch::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        }
+        ApiKey::DescribeConfigs => {
+            encode(&ctx, &describe_configs::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        }
+        ApiKey::AlterConfigs => encode(&ctx, &alter_configs::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
+        ApiKey::DescribeLogDirs => {
+            encode(&ctx, &describe_log_dirs::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        }
+        ApiKey::CreatePartitions => {
+            encode(&ctx, &create_partitions::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            encode(&ctx, &incremental_alter_configs::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        }
+        ApiKey::DescribeCluster => {
+            encode(&ctx, &describe_cluster::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        }
+        other => Err(HandleError::NoHandler(other)),
+    }?;
+    Ok(Some(response))
+}

@@ -1,0 +1,18 @@
+//! The Weir broker: a Kafka-protocol server over Weir's segment store and
+//! metadata quorum.
+//!
+//! - [`net`]: listeners and connections.
+//! - [`handlers`]: one module per Kafka API and the dispatch table.
+//! - [`replica`]: the partitions this broker hosts, their append and read paths.
+//! - [`admin`]: topic configuration resolution shared by the admin APIs.
+//! - [`txn`]: producer ids.
+//! - [`broker`]: the shared state tying them together; [`config`]: its configuration.
+
+pub mod admin;
+pub mod broker;
+pub mod config;
+pub mod handlers;
+pub mod net;
+pub mod replica;
+pub mod server;
+pub mod txn;

@@ -1,0 +1,80 @@
+//! Starting and stopping a broker: bind the listeners, serve until told to
+//! stop, then drain connections and close every log cleanly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tracing::info;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::net::server::{bind, run_listener};
+
+/// A running broker.
+pub struct RunningBroker {
+    /// The shared state.
+    pub broker: Arc<Broker>,
+    /// Where each listener is bound.
+    pub bound: Vec<SocketAddr>,
+    notify_shutdown: broadcast::Sender<()>,
+    done_tx: mpsc::Sender<()>,
+    done_rx: mpsc::Receiver<()>,
+}
+
+/// Opens the broker's state and starts its listeners and background work.
+pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+    let broker = tokio::task::block_in_place(|| Broker::start(config))?;
+    let (notify_shutdown, _) = broadcast::channel(1);
+    let (done_tx, done_rx) = mpsc::channel(1);
+    let mut bound = Vec::new();
+    for listener in &broker.config.listeners {
+        let tcp = bind(&listener.host, listener.port)
+            .map_err(|e| anyhow::anyhow!("binding {}://{}:{}: {e}", listener.name, listener.host, listener.port))?;
+        let addr = tcp.local_addr()?;
+        info!(listener = %listener.name, %addr, "listening");
+        bound.push(addr);
+        tokio::spawn(run_listener(tcp, broker.clone(), notify_shutdown.clone(), done_tx.clone()));
+    }
+    spawn_housekeeping(broker.clone(), notify_shutdown.subscribe());
+    info!(node_id = broker.config.node_id, cluster_id = %broker.image().cluster_id, "Weir started");
+    Ok(RunningBroker { broker, bound, notify_shutdown, done_tx, done_rx })
+}
+
+/// Retention every `log.retention.check.interval.ms`, time-based flushes
+/// every `log.flush.scheduler.interval.ms` (at most once a second).
+fn spawn_housekeeping(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
+    tokio::spawn(async move {
+        let tick = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms.clamp(100, 1000));
+        let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(100));
+        let mut last_retention = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = stop.recv() => return,
+            }
+            let retention_due = last_retention.elapsed() >= retention_every;
+            if retention_due {
+                last_retention = tokio::time::Instant::now();
+            }
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || b.replicas.housekeeping(retention_due)).await;
+        }
+    });
+}
+
+impl RunningBroker {
+    /// Stops accepting, lets every connection finish its current request,
+    /// then closes the logs with their clean-shutdown markers.
+    pub async fn shutdown(self) {
+        let RunningBroker { broker, notify_shutdown, done_tx, mut done_rx, .. } = self;
+        info!("shutting down");
+        let _ = notify_shutdown.send(());
+        drop(done_tx);
+        // Every connection task holds a sender; recv returns None once all are gone.
+        let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await;
+        tokio::task::block_in_place(|| broker.replicas.shutdown());
+        info!("stopped");
+    }
+}

@@ -1,0 +1,3 @@
+//! Producer ids and (later) the transaction coordinator.
+
+pub mod producer_ids;

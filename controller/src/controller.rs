@@ -1,0 +1,467 @@
+//! The quorum controller: validates requests, turns them into metadata
+//! records, appends them to the metadata log as one atomic entry, replays
+//! them into a new [`MetadataImage`] and publishes it on a watch channel.
+//!
+//! Invariants:
+//! - state changes only through [`ImageBuilder::replay`]; a request's records
+//!   are first replayed onto a scratch copy of the image, then appended
+//!   (fsynced), then published, so a record that cannot be applied is never
+//!   written and the published image always equals the replayed log;
+//! - mutating calls are serialized by one mutex around the log;
+//! - `validate_only` requests run every check but append nothing.
+//!
+//! Today a single node appends to a local file; later an openraft quorum
+//! replicates the same entries.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::configs::{
+    apply_incremental, apply_replacement, diff_records, validate_configs, AlterConfigOp, ConfigResource,
+};
+use crate::error::ControllerError;
+use crate::ids::{kafka_uuid_string, random_kafka_uuid};
+use crate::image::{BrokerRegistration, ImageBuilder, MetadataImage, TopicImage};
+use crate::log::{MetadataLog, OpenedLog};
+use crate::placement::{initial_isr, place_replicas, validate_manual_assignment};
+use crate::records::{MetadataRecord, CONFIG_RESOURCE_TOPIC};
+use crate::topic_config::validate_topic_configs;
+use crate::topic_name::{has_collision, has_collision_chars, validate_topic_name};
+
+/// Most partitions one request may create (Kafka bounds records per user
+/// operation at 10000 too); protects the controller from absurd counts.
+pub const MAX_PARTITIONS_PER_REQUEST: usize = 10_000;
+
+/// Controller settings (Kafka property names in parentheses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// This node's id (`node.id`).
+    pub node_id: i32,
+    /// Directory holding `metadata.log` (`metadata.log.dir`).
+    pub metadata_dir: PathBuf,
+    /// Partitions of a topic created without a count (`num.partitions`).
+    pub default_num_partitions: i32,
+    /// Replication factor when none is given (`default.replication.factor`).
+    pub default_replication_factor: i16,
+    /// Producer ids per allocated block (Kafka: 1000).
+    pub producer_id_block_size: i64,
+}
+
+impl ControllerConfig {
+    /// Kafka's defaults: 1 partition, replication factor 1, blocks of 1000.
+    pub fn new(node_id: i32, metadata_dir: impl Into<PathBuf>) -> Self {
+        ControllerConfig {
+            node_id,
+            metadata_dir: metadata_dir.into(),
+            default_num_partitions: 1,
+            default_replication_factor: 1,
+            producer_id_block_size: 1000,
+        }
+    }
+}
+
+/// A topic to create (one entry of a CreateTopics request).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreateTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partition count, -1 for the default (must be -1 with assignments).
+    pub num_partitions: i32,
+    /// Replication factor, -1 for the default (must be -1 with assignments).
+    pub replication_factor: i16,
+    /// Manual assignment: (partition index, replica broker ids).
+    pub assignments: Vec<(i32, Vec<i32>)>,
+    /// Topic configs; entries without a value are ignored.
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+/// A topic named in a DeleteTopics request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TopicRef {
+    /// By name.
+    Name(String),
+    /// By id.
+    Id(Uuid),
+}
+
+/// The metadata controller of this node.
+#[derive(Debug)]
+pub struct QuorumController {
+    config: ControllerConfig,
+    log: Mutex<MetadataLog>,
+    tx: watch::Sender<Arc<MetadataImage>>,
+}
+
+impl QuorumController {
+    /// Opens the metadata log, replays it, and writes a `ClusterId` record on
+    /// the very first start.
+    pub fn open(config: ControllerConfig) -> Result<Self, ControllerError> {
+        if config.default_num_partitions < 1
+            || config.default_replication_factor < 1
+            || config.producer_id_block_size < 1
+        {
+            return Err(ControllerError::InvalidConfig(
+                "num.partitions, default.replication.factor and the producer id block size must be at least 1"
+                    .to_string(),
+            ));
+        }
+        let OpenedLog { log, entries } = MetadataLog::open(&config.metadata_dir)?;
+        let mut builder = ImageBuilder::new();
+        for (offset, entry) in entries.iter().enumerate() {
+            builder.replay_entry(offset as i64, entry)?;
+        }
+        let image = builder.build();
+        let needs_cluster_id = image.cluster_id.is_empty();
+        tracing::info!(
+            entries = entries.len(),
+            topics = image.topics.len(),
+            cluster_id = %image.cluster_id,
+            "metadata log loaded"
+        );
+        let (tx, _) = watch::channel(Arc::new(image));
+        let controller = QuorumController { config, log: Mutex::new(log), tx };
+        if needs_cluster_id {
+            let cluster_id = kafka_uuid_string(random_kafka_uuid());
+            let mut log = controller.lock()?;
+            controller.commit(&mut log, vec![MetadataRecord::ClusterId { cluster_id }])?;
+        }
+        Ok(controller)
+    }
+
+    /// The settings this controller was opened with.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// The latest image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver that sees every newly published image.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.tx.subscribe()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, MetadataLog>, ControllerError> {
+        self.log.lock().map_err(|_| ControllerError::Internal("controller state lock poisoned".to_string()))
+    }
+
+    /// Replays `records` onto a copy of the image, appends them as one entry,
+    /// publishes the result. Call with the log lock held.
+    fn commit(
+        &self,
+        log: &mut MetadataLog,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, ControllerError> {
+        let current = self.image();
+        if records.is_empty() {
+            return Ok(current);
+        }
+        let offset = log.next_offset();
+        let mut builder = ImageBuilder::from_image((*current).clone());
+        builder.replay_entry(offset, &records)?;
+        log.append(&records)?;
+        let image = Arc::new(builder.build());
+        self.tx.send_replace(image.clone());
+        Ok(image)
+    }
+
+    /// Creates topics. One result per input, in order; all successful topics
+    /// of the request are committed in one atomic log entry.
+    pub fn create_topics(
+        &self,
+        topics: Vec<CreateTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
+        let mut log = match self.lock() {
+            Ok(log) => log,
+            Err(e) => return topics.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let image = self.image();
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for t in &topics {
+            *counts.entry(t.name.as_str()).or_default() += 1;
+        }
+        let mut start = image.partition_count();
+        let mut accepted: Vec<&str> = Vec::new();
+        let mut records = Vec::new();
+        let mut results: Vec<Result<Arc<TopicImage>, ControllerError>> = Vec::with_capacity(topics.len());
+        for t in &topics {
+            let planned = if counts.get(t.name.as_str()).copied().unwrap_or(0) > 1 {
+                Err(ControllerError::InvalidRequest("Duplicate topic name.".to_string()))
+            } else {
+                self.plan_topic(&image, t, &accepted, start)
+            };
+            match planned {
+                Ok((topic, topic_records)) => {
+                    start += topic.partitions.len();
+                    accepted.push(t.name.as_str());
+                    records.extend(topic_records);
+                    results.push(Ok(Arc::new(topic)));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if validate_only || records.is_empty() {
+            return results;
+        }
+        match self.commit(&mut log, records) {
+            Ok(new_image) => results
+                .into_iter()
+                .map(|r| {
+                    r.and_then(|t| {
+                        new_image
+                            .topic(&t.name)
+                            .cloned()
+                            .ok_or_else(|| ControllerError::Internal(format!("topic {} missing after commit", t.name)))
+                    })
+                })
+                .collect(),
+            Err(e) => results.into_iter().map(|r| r.and(Err(e.clone()))).collect(),
+        }
+    }
+
+    fn plan_topic(
+        &self,
+        image: &MetadataImage,
+        t: &CreateTopic,
+        accepted: &[&str],
+        start: usize,
+    ) -> Result<(TopicImage, Vec<MetadataRecord>), ControllerError> {
+        validate_topic_name(&t.name)?;
+        if image.topics.contains_key(&t.name) {
+            return Err(ControllerError::TopicAlreadyExists(format!("Topic '{}' already exists.", t.name)));
+        }
+        if has_collision_chars(&t.name) {
+            let existing = image.topics.keys().map(String::as_str).chain(accepted.iter().copied());
+            if let Some(other) = existing.into_iter().find(|other| has_collision(&t.name, other)) {
+                return Err(ControllerError::InvalidTopic(format!(
+                    "Topic '{}' collides with existing topic: {other}",
+                    t.name
+                )));
+            }
+        }
+        let configs: BTreeMap<String, String> =
+            t.configs.iter().filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone()))).collect();
+        validate_topic_configs(&configs)?;
+        let placements = self.plan_partitions(image, t, start)?;
+        let id = random_kafka_uuid();
+        let mut records = vec![MetadataRecord::Topic { name: t.name.clone(), topic_id: id }];
+        records.extend(configs.iter().map(|(k, v)| MetadataRecord::Config {
+            resource_type: CONFIG_RESOURCE_TOPIC,
+            resource_name: t.name.clone(),
+            name: k.clone(),
+            value: Some(v.clone()),
+        }));
+        let mut builder = ImageBuilder::new();
+        builder.replay(&records[0])?;
+        for (p, replicas) in placements.into_iter().enumerate() {
+            let record = partition_record(&image.brokers, id, p as i32, replicas);
+            builder.replay(&record)?;
+            records.push(record);
+        }
+        let topic = builder.image().topic(&t.name).map(|t| (**t).clone());
+        let topic = topic.ok_or_else(|| ControllerError::Internal("planned topic vanished".to_string()))?;
+        Ok((topic, records))
+    }
+
+    fn plan_partitions(
+        &self,
+        image: &MetadataImage,
+        t: &CreateTopic,
+        start: usize,
+    ) -> Result<Vec<Vec<i32>>, ControllerError> {
+        if !t.assignments.is_empty() {
+            if t.replication_factor != -1 {
+                return Err(ControllerError::InvalidRequest(
+                    "A manual partition assignment was specified, but replication factor was not set to -1."
+                        .to_string(),
+                ));
+            }
+            if t.num_partitions != -1 {
+                return Err(ControllerError::InvalidRequest(
+                    "A manual partition assignment was specified, but numPartitions was not set to -1.".to_string(),
+                ));
+            }
+            if t.assignments.len() > MAX_PARTITIONS_PER_REQUEST {
+                return Err(too_many_partitions());
+            }
+            let mut parts: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+            let mut rf = None;
+            for (p, replicas) in &t.assignments {
+                if parts.contains_key(p) {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!(
+                        "Found multiple manual partition assignments for partition {p}"
+                    )));
+                }
+                validate_manual_assignment(&image.brokers, *p, replicas, rf)?;
+                rf = Some(replicas.len());
+                parts.insert(*p, replicas.clone());
+            }
+            if parts.keys().enumerate().any(|(i, p)| *p != i as i32) {
+                return Err(ControllerError::InvalidReplicaAssignment(
+                    "partitions should be a consecutive 0-based integer sequence".to_string(),
+                ));
+            }
+            return Ok(parts.into_values().collect());
+        }
+        if t.replication_factor < -1 || t.replication_factor == 0 {
+            return Err(ControllerError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0, or -1 to use the default value.".to_string(),
+            ));
+        }
+        if t.num_partitions < -1 || t.num_partitions == 0 {
+            return Err(ControllerError::InvalidPartitions(
+                "Number of partitions was set to an invalid non-positive value.".to_string(),
+            ));
+        }
+        let num_partitions =
+            if t.num_partitions == -1 { self.config.default_num_partitions } else { t.num_partitions } as usize;
+        if num_partitions > MAX_PARTITIONS_PER_REQUEST {
+            return Err(too_many_partitions());
+        }
+        let rf = if t.replication_factor == -1 { self.config.default_replication_factor } else { t.replication_factor };
+        place_replicas(&image.brokers, start, num_partitions, rf)
+    }
+
+    /// Deletes topics by name or id. One result per input, in order, giving
+    /// the deleted topic's name and id; all deletions commit in one entry.
+    pub fn delete_topics(&self, topics: Vec<TopicRef>) -> Vec<Result<(String, Uuid), ControllerError>> {
+        let mut log = match self.lock() {
+            Ok(log) => log,
+            Err(e) => return topics.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let image = self.image();
+        let mut counts: HashMap<&TopicRef, usize> = HashMap::new();
+        for t in &topics {
+            *counts.entry(t).or_default() += 1;
+        }
+        let mut removed = HashSet::new();
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        for t in &topics {
+            let duplicate = counts.get(t).copied().unwrap_or(0) > 1;
+            let found = match t {
+                TopicRef::Name(_) if duplicate => {
+                    Err(ControllerError::InvalidRequest("Duplicate topic name.".to_string()))
+                }
+                TopicRef::Id(_) if duplicate => Err(ControllerError::InvalidRequest("Duplicate topic id.".to_string())),
+                TopicRef::Name(name) => image.topic(name).ok_or_else(|| {
+                    ControllerError::UnknownTopicOrPartition(
+                        "This server does not host this topic-partition.".to_string(),
+                    )
+                }),
+                TopicRef::Id(id) if id.is_nil() => Err(ControllerError::InvalidRequest(format!(
+                    "Attempt to find topic with invalid topicId {}",
+                    kafka_uuid_string(*id)
+                ))),
+                TopicRef::Id(id) => image.topic_by_id(*id).ok_or_else(|| {
+                    ControllerError::UnknownTopicId("This server does not host this topic ID.".to_string())
+                }),
+            };
+            results.push(found.map(|topic| {
+                if removed.insert(topic.id) {
+                    records.push(MetadataRecord::RemoveTopic { topic_id: topic.id });
+                }
+                (topic.name.clone(), topic.id)
+            }));
+        }
+        if let Err(e) = self.commit(&mut log, records) {
+            return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
+        }
+        results
+    }
+
+    /// Grows a topic to `new_total` partitions, placing new replicas
+    /// automatically or from `assignments` (one replica list per new partition).
+    pub fn create_partitions(
+        &self,
+        topic: &str,
+        new_total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        let mut log = self.lock()?;
+        let image = self.image();
+        let t = image.topic(topic).ok_or_else(|| {
+            ControllerError::UnknownTopicOrPartition("This server does not host this topic-partition.".to_string())
+        })?;
+        let current = t.partitions.len();
+        if new_total < 0 || (new_total as usize) < current {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "Topic currently has {current} partitions, which is higher than the requested {new_total}."
+            )));
+        }
+        if new_total as usize == current {
+            return Err(ControllerError::InvalidPartitions(format!("Topic already has {current} partitions.")));
+        }
+        let additional = new_total as usize - current;
+        if additional > MAX_PARTITIONS_PER_REQUEST {
+            return Err(too_many_partitions());
+        }
+        let rf = t.replication_factor();
+        let placements = match assignments {
+            Some(assignments) => {
+                if assignments.len() != additional {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!(
+                        "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+                        assignments.len()
+                    )));
+                }
+                for (i, replicas) in assignments.iter().enumerate() {
+                    let partition = (current + i) as i32;
+                    validate_manual_assignment(&image.brokers, partition, replicas, Some(rf))?;
+                }
+                assignments
+            }
+            None => {
+                let rf = i16::try_from(rf)
+                    .map_err(|_| ControllerError::Internal(format!("invalid replication factor {rf}")))?;
+                place_replicas(&image.brokers, image.partition_count(), additional, rf)?
+            }
+        };
+        let records: Vec<MetadataRecord> = placements
+            .into_iter()
+            .enumerate()
+            .map(|(i, replicas)| partition_record(&image.brokers, t.id, (current + i) as i32, replicas))
+            .collect();
+        if !validate_only {
+            self.commit(&mut log, records)?;
+        }
+        Ok(())
+    }
+}
+
+fn too_many_partitions() -> ControllerError {
+    ControllerError::PolicyViolation("Excessively large number of partitions per request.".to_string())
+}
+
+/// A new partition: ISR = its unfenced replicas, leader = first of them.
+fn partition_record(
+    brokers: &BTreeMap<i32, BrokerRegistration>,
+    topic_id: Uuid,
+    partition_id: i32,
+    replicas: Vec<i32>,
+) -> MetadataRecord {
+    let isr = initial_isr(brokers, &replicas);
+    MetadataRecord::Partition {
+        topic_id,
+        partition_id,
+        leader: isr.first().copied().unwrap_or(-1),
+        isr,
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
+}
+
+mod brokers;
+mod config_ops;
+
+#[cfg(test)]
+mod tests;

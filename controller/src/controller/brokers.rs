@@ -1,0 +1,115 @@
+//! Broker lifecycle (registration, fencing) and producer-id blocks.
+//!
+//! Broker epoch = the log offset of the registration entry. Fencing follows
+//! KRaft's `handleBrokerFenced` with unclean election disabled; unfencing
+//! gives leaderless partitions whose ISR holds the broker back their leader.
+//! Producer-id blocks: `next_producer_id` in the image is the first id of the
+//! next block; every allocation writes a `ProducerIds` record advancing it.
+
+use super::*;
+
+impl QuorumController {
+    /// Registers a broker (its epoch becomes the entry's log offset) and,
+    /// this being a single-node quorum, unfences it right away; leaderless
+    /// partitions that have it in their ISR get it as leader.
+    pub fn register_broker(&self, reg: BrokerRegistration) -> Result<(), ControllerError> {
+        let mut log = self.lock()?;
+        let image = self.image();
+        let epoch = log.next_offset();
+        let id = reg.id;
+        let mut records = vec![
+            MetadataRecord::RegisterBroker {
+                id,
+                incarnation_id: reg.incarnation_id,
+                listeners: reg.listeners,
+                rack: reg.rack,
+                fenced: true,
+                epoch,
+            },
+            MetadataRecord::UnfenceBroker { id, epoch },
+        ];
+        for topic in image.topics.values() {
+            for (p, part) in topic.partitions.iter().enumerate() {
+                if part.leader == -1 && part.isr.contains(&id) {
+                    records.push(MetadataRecord::PartitionChange {
+                        topic_id: topic.id,
+                        partition_id: p as i32,
+                        leader: Some(id),
+                        isr: None,
+                        replicas: None,
+                    });
+                }
+            }
+        }
+        self.commit(&mut log, records)?;
+        tracing::info!(broker = id, epoch, "broker registered and unfenced");
+        Ok(())
+    }
+
+    /// Fences a broker: it leaves every ISR it is in (never shrinking an ISR
+    /// to nothing), and partitions it led get the first other unfenced ISR
+    /// member as leader, or no leader (-1).
+    pub fn fence_broker(&self, broker_id: i32) -> Result<(), ControllerError> {
+        let mut log = self.lock()?;
+        let image = self.image();
+        let broker = image.broker(broker_id).ok_or_else(|| {
+            ControllerError::StaleBrokerEpoch(format!("No broker registration found for broker {broker_id}"))
+        })?;
+        if broker.fenced {
+            return Ok(());
+        }
+        let acceptable = |r: i32| r != broker_id && image.broker(r).is_some_and(|b| !b.fenced);
+        let mut records = Vec::new();
+        for topic in image.topics.values() {
+            for (p, part) in topic.partitions.iter().enumerate() {
+                if part.leader != broker_id && !part.isr.contains(&broker_id) {
+                    continue;
+                }
+                let mut isr: Vec<i32> = part.isr.iter().copied().filter(|&r| r != broker_id).collect();
+                if isr.is_empty() {
+                    isr = part.isr.clone();
+                }
+                let leader = if isr.contains(&part.leader) && part.leader != broker_id {
+                    part.leader
+                } else {
+                    part.replicas.iter().copied().find(|&r| acceptable(r) && isr.contains(&r)).unwrap_or(-1)
+                };
+                let leader_change = (leader != part.leader).then_some(leader);
+                let isr_change = (isr != part.isr).then_some(isr);
+                if leader_change.is_some() || isr_change.is_some() {
+                    records.push(MetadataRecord::PartitionChange {
+                        topic_id: topic.id,
+                        partition_id: p as i32,
+                        leader: leader_change,
+                        isr: isr_change,
+                        replicas: None,
+                    });
+                }
+            }
+        }
+        records.push(MetadataRecord::FenceBroker { id: broker_id, epoch: broker.epoch });
+        self.commit(&mut log, records)?;
+        tracing::info!(broker = broker_id, "broker fenced");
+        Ok(())
+    }
+
+    /// Hands a registered broker the next block of producer ids: returns the
+    /// first id and the block size. Blocks never overlap, across restarts too.
+    pub fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
+        let mut log = self.lock()?;
+        let image = self.image();
+        let broker = image.broker(broker_id).ok_or_else(|| {
+            ControllerError::StaleBrokerEpoch(format!("No broker registration found for broker {broker_id}"))
+        })?;
+        let first = image.next_producer_id;
+        let size = self.config.producer_id_block_size;
+        let next = first
+            .checked_add(size)
+            .ok_or_else(|| ControllerError::Internal("Exhausted all producerIds.".to_string()))?;
+        self.commit(
+            &mut log,
+            vec![MetadataRecord::ProducerIds { broker_id, broker_epoch: broker.epoch, next_producer_id: next }],
+        )?;
+        Ok((first, size))
+    }
+}

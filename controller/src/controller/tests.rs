@@ -1,0 +1,436 @@
+//! Controller tests: validation errors with their Kafka codes, persistence
+//! across reopen, torn-log recovery, config operations, producer ids.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::*;
+use crate::configs::AlterOp;
+use crate::image::Endpoint;
+use crate::log::METADATA_LOG_FILE;
+
+fn open(dir: &std::path::Path) -> QuorumController {
+    QuorumController::open(ControllerConfig::new(1, dir)).unwrap()
+}
+
+fn reg(id: i32) -> BrokerRegistration {
+    BrokerRegistration {
+        id,
+        incarnation_id: Uuid::new_v4(),
+        listeners: vec![Endpoint {
+            name: "PLAINTEXT".into(),
+            host: "localhost".into(),
+            port: 9092,
+            security_protocol: 0,
+        }],
+        rack: None,
+        fenced: true,
+        epoch: 0,
+    }
+}
+
+fn with_brokers(dir: &std::path::Path, n: i32) -> QuorumController {
+    let c = open(dir);
+    for id in 1..=n {
+        c.register_broker(reg(id)).unwrap();
+    }
+    c
+}
+
+fn topic(name: &str, partitions: i32, rf: i16) -> CreateTopic {
+    CreateTopic { name: name.into(), num_partitions: partitions, replication_factor: rf, ..Default::default() }
+}
+
+fn create(c: &QuorumController, t: CreateTopic) -> Result<Arc<TopicImage>, ControllerError> {
+    c.create_topics(vec![t], false).remove(0)
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, ControllerError>) -> i16 {
+    r.unwrap_err().error_code()
+}
+
+fn set(name: &str, value: &str) -> AlterConfigOp {
+    AlterConfigOp { name: name.into(), op: AlterOp::Set, value: Some(value.into()) }
+}
+
+#[test]
+fn first_start_writes_cluster_id_and_reopen_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path());
+    let id = c.image().cluster_id.clone();
+    assert_eq!(id.len(), 22);
+    assert_eq!(c.image().last_offset, 0);
+    drop(c);
+    let c = open(dir.path());
+    assert_eq!(c.image().cluster_id, id);
+    assert_eq!(c.image().last_offset, 0);
+}
+
+#[test]
+fn register_broker_unfences_and_sets_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 2);
+    let img = c.image();
+    assert_eq!(img.unfenced_broker_ids(), vec![1, 2]);
+    assert_eq!(img.broker(1).unwrap().epoch, 1);
+    assert_eq!(img.broker(2).unwrap().epoch, 2);
+}
+
+#[test]
+fn create_topics_places_replicas_and_replay_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 3);
+    let mut t = topic("orders", 3, 2);
+    t.configs = vec![("retention.ms".into(), Some("1000".into())), ("segment.ms".into(), None)];
+    let created = create(&c, t).unwrap();
+    assert_eq!(created.partitions.len(), 3);
+    assert!(!created.id.is_nil());
+    for p in &created.partitions {
+        assert_eq!(p.replicas.len(), 2);
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!(p.leader, p.replicas[0]);
+        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
+    }
+    let leaders: Vec<i32> = created.partitions.iter().map(|p| p.leader).collect();
+    assert_eq!(leaders, vec![1, 2, 3]);
+    let defaults = create(&c, topic("defaults", -1, -1)).unwrap();
+    assert_eq!((defaults.partitions.len(), defaults.replication_factor()), (1, 1));
+    c.incremental_alter_configs(ConfigResource::Broker(String::new()), vec![set("log.retention.ms", "5")], false)
+        .unwrap();
+    c.allocate_producer_ids(1).unwrap();
+    c.fence_broker(3).unwrap();
+    let before = c.image();
+    assert_eq!(before.topic_config("orders", "retention.ms"), Some("1000"));
+    assert_eq!(before.topic_config("orders", "segment.ms"), None);
+    assert_eq!(before.topic_by_id(created.id).unwrap().name, "orders");
+    drop(c);
+    let after = open(dir.path()).image();
+    assert_eq!(*after, *before);
+}
+
+#[test]
+fn create_topic_validation_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 2);
+    create(&c, topic("a.b", 1, 1)).unwrap();
+    assert_eq!(code(create(&c, topic("bad name", 1, 1))), 17);
+    assert_eq!(code(create(&c, topic("..", 1, 1))), 17);
+    assert_eq!(code(create(&c, topic(&"x".repeat(250), 1, 1))), 17);
+    let e = create(&c, topic("a_b", 1, 1)).unwrap_err();
+    assert_eq!((e.error_code(), e.message().as_str()), (17, "Topic 'a_b' collides with existing topic: a.b"));
+    assert_eq!(code(create(&c, topic("a.b", 1, 1))), 36);
+    assert_eq!(code(create(&c, topic("t", 0, 1))), 37);
+    assert_eq!(code(create(&c, topic("t", -2, 1))), 37);
+    assert_eq!(code(create(&c, topic("t", 1, 0))), 38);
+    assert_eq!(code(create(&c, topic("t", 1, -5))), 38);
+    let e = create(&c, topic("t", 1, 3)).unwrap_err();
+    assert_eq!(e.error_code(), 38);
+    assert_eq!(
+        e.message(),
+        "Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 2 broker(s) are registered."
+    );
+    assert_eq!(code(create(&c, topic("t", 10_001, 1))), 44);
+    let mut t = topic("t", 2, -1);
+    t.assignments = vec![(0, vec![1])];
+    assert_eq!(code(create(&c, t)), 42);
+    let mut t = topic("t", -1, 1);
+    t.assignments = vec![(0, vec![1])];
+    assert_eq!(code(create(&c, t)), 42);
+    for assignments in [
+        vec![(0, vec![1]), (0, vec![2])],
+        vec![(0, vec![1]), (2, vec![2])],
+        vec![(0, vec![1, 1])],
+        vec![(0, vec![7])],
+        vec![(0, vec![])],
+        vec![(0, vec![1]), (1, vec![1, 2])],
+    ] {
+        let mut t = topic("t", -1, -1);
+        t.assignments = assignments;
+        assert_eq!(code(create(&c, t)), 39);
+    }
+    let mut t = topic("t", 1, 1);
+    t.configs = vec![("nope".into(), Some("1".into()))];
+    assert_eq!(create(&c, t).unwrap_err().message(), "Unknown topic config name: nope");
+    let mut t = topic("t", 1, 1);
+    t.configs = vec![("cleanup.policy".into(), Some("shred".into()))];
+    assert_eq!(code(create(&c, t)), 40);
+    // Duplicates within one request: both fail, the other topic succeeds.
+    let results = c.create_topics(vec![topic("d", 1, 1), topic("ok", 1, 1), topic("d", 1, 1)], false);
+    assert_eq!(results[0].as_ref().unwrap_err().error_code(), 42);
+    assert!(results[1].is_ok());
+    assert_eq!(results[2].as_ref().unwrap_err().error_code(), 42);
+    // Collision inside one request.
+    let results = c.create_topics(vec![topic("x.y", 1, 1), topic("x_y", 1, 1)], false);
+    assert!(results[0].is_ok());
+    assert_eq!(results[1].as_ref().unwrap_err().error_code(), 17);
+    let img = c.image();
+    assert_eq!(img.topics.keys().collect::<Vec<_>>(), vec!["a.b", "ok", "x.y"]);
+    // Internal topic names are allowed.
+    create(&c, topic("__consumer_offsets", 3, 1)).unwrap();
+}
+
+#[test]
+fn manual_assignment_and_no_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path());
+    assert_eq!(code(create(&c, topic("t", 1, 1))), 38);
+    c.register_broker(reg(1)).unwrap();
+    c.register_broker(reg(2)).unwrap();
+    let mut t = topic("t", -1, -1);
+    t.assignments = vec![(1, vec![1, 2]), (0, vec![2, 1])];
+    let created = create(&c, t).unwrap();
+    assert_eq!(created.partitions[0].replicas, vec![2, 1]);
+    assert_eq!(created.partitions[0].leader, 2);
+    assert_eq!(created.partitions[1].replicas, vec![1, 2]);
+}
+
+#[test]
+fn validate_only_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 1);
+    let offset = c.image().last_offset;
+    let results = c.create_topics(vec![topic("v", 4, 1), topic("bad/name", 1, 1)], true);
+    assert_eq!(results[0].as_ref().unwrap().partitions.len(), 4);
+    assert_eq!(results[1].as_ref().unwrap_err().error_code(), 17);
+    create(&c, topic("t", 1, 1)).unwrap();
+    c.create_partitions("t", 5, None, true).unwrap();
+    c.incremental_alter_configs(ConfigResource::Topic("t".into()), vec![set("retention.ms", "1")], true).unwrap();
+    c.alter_configs(ConfigResource::Topic("t".into()), vec![("retention.ms".into(), Some("1".into()))], true).unwrap();
+    let img = c.image();
+    assert!(img.topic("v").is_none());
+    assert_eq!(img.topic("t").unwrap().partitions.len(), 1);
+    assert!(img.topic_configs.is_empty());
+    assert_eq!(img.last_offset, offset + 1);
+}
+
+#[test]
+fn create_partitions_growth_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 3);
+    create(&c, topic("t", 2, 2)).unwrap();
+    c.create_partitions("t", 4, None, false).unwrap();
+    let t = c.image().topic("t").unwrap().clone();
+    assert_eq!(t.partitions.len(), 4);
+    assert!(t.partitions.iter().all(|p| p.replicas.len() == 2 && p.isr == p.replicas));
+    c.create_partitions("t", 5, Some(vec![vec![3, 1]]), false).unwrap();
+    assert_eq!(c.image().topic("t").unwrap().partitions[4].replicas, vec![3, 1]);
+    let e = c.create_partitions("t", 5, None, false).unwrap_err();
+    assert_eq!((e.error_code(), e.message().as_str()), (37, "Topic already has 5 partitions."));
+    let e = c.create_partitions("t", 3, None, false).unwrap_err();
+    assert_eq!(
+        (e.error_code(), e.message().as_str()),
+        (37, "Topic currently has 5 partitions, which is higher than the requested 3.")
+    );
+    assert_eq!(code(c.create_partitions("nope", 3, None, false)), 3);
+    assert_eq!(code(c.create_partitions("t", 7, Some(vec![vec![1, 2]]), false)), 39);
+    assert_eq!(code(c.create_partitions("t", 6, Some(vec![vec![1]]), false)), 39);
+    assert_eq!(code(c.create_partitions("t", 6, Some(vec![vec![1, 9]]), false)), 39);
+    assert_eq!(code(c.create_partitions("t", 100_000, None, false)), 44);
+    c.fence_broker(3).unwrap();
+    c.fence_broker(2).unwrap();
+    assert_eq!(code(c.create_partitions("t", 6, None, false)), 38);
+}
+
+#[test]
+fn config_set_delete_append_subtract_and_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 1);
+    create(&c, topic("t", 1, 1)).unwrap();
+    let res = || ConfigResource::Topic("t".into());
+    let op =
+        |name: &str, op, value: Option<&str>| AlterConfigOp { name: name.into(), op, value: value.map(String::from) };
+    c.incremental_alter_configs(res(), vec![set("retention.ms", "100"), set("segment.bytes", "1048576")], false)
+        .unwrap();
+    c.incremental_alter_configs(res(), vec![op("cleanup.policy", AlterOp::Append, Some("compact"))], false).unwrap();
+    let cfg = |c: &QuorumController| c.image().topic_config_overrides("t");
+    assert_eq!(cfg(&c).get("cleanup.policy").unwrap(), "delete,compact");
+    c.incremental_alter_configs(res(), vec![op("cleanup.policy", AlterOp::Subtract, Some("delete"))], false).unwrap();
+    assert_eq!(cfg(&c).get("cleanup.policy").unwrap(), "compact");
+    c.incremental_alter_configs(res(), vec![op("retention.ms", AlterOp::Delete, None)], false).unwrap();
+    assert!(!cfg(&c).contains_key("retention.ms"));
+    assert_eq!(code(c.incremental_alter_configs(res(), vec![set("retention.ms", "-7")], false)), 40);
+    assert_eq!(code(c.incremental_alter_configs(res(), vec![set("bogus", "1")], false)), 40);
+    assert_eq!(
+        code(c.incremental_alter_configs(res(), vec![op("retention.ms", AlterOp::Append, Some("1"))], false)),
+        40
+    );
+    assert_eq!(
+        code(c.incremental_alter_configs(
+            res(),
+            vec![set("min.compaction.lag.ms", "10"), set("max.compaction.lag.ms", "5")],
+            false
+        )),
+        40
+    );
+    assert_eq!(code(c.incremental_alter_configs(ConfigResource::Topic("zz".into()), vec![], false)), 3);
+    assert_eq!(code(c.incremental_alter_configs(ConfigResource::Topic(String::new()), vec![], false)), 42);
+    assert_eq!(code(c.incremental_alter_configs(ConfigResource::Broker("x".into()), vec![], false)), 42);
+    // Legacy AlterConfigs replaces the whole set.
+    c.alter_configs(res(), vec![("retention.bytes".into(), Some("10".into()))], false).unwrap();
+    assert_eq!(cfg(&c).into_iter().collect::<Vec<_>>(), vec![("retention.bytes".to_string(), "10".to_string())]);
+    assert_eq!(code(c.alter_configs(res(), vec![("retention.bytes".into(), Some("x".into()))], false)), 40);
+    c.alter_configs(res(), vec![], false).unwrap();
+    assert!(c.image().topic_configs.is_empty());
+    // Broker configs.
+    c.incremental_alter_configs(ConfigResource::Broker("1".into()), vec![set("log.retention.ms", "77")], false)
+        .unwrap();
+    c.incremental_alter_configs(ConfigResource::Broker(String::new()), vec![set("log.retention.ms", "88")], false)
+        .unwrap();
+    assert_eq!(c.image().broker_config(1, "log.retention.ms"), Some("77"));
+    assert_eq!(c.image().broker_config(2, "log.retention.ms"), Some("88"));
+    assert_eq!(
+        code(c.incremental_alter_configs(
+            ConfigResource::Broker("1".into()),
+            vec![set("log.retention.ms", "x")],
+            false
+        )),
+        40
+    );
+    // Configs survive reopen and vanish with the topic.
+    c.incremental_alter_configs(res(), vec![set("retention.ms", "5")], false).unwrap();
+    drop(c);
+    let c = open(dir.path());
+    assert_eq!(c.image().topic_config("t", "retention.ms"), Some("5"));
+    c.delete_topics(vec![TopicRef::Name("t".into())]).remove(0).unwrap();
+    assert!(c.image().topic_configs.is_empty());
+}
+
+#[test]
+fn delete_topics_by_name_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 1);
+    let a = create(&c, topic("a", 1, 1)).unwrap();
+    let b = create(&c, topic("b", 1, 1)).unwrap();
+    let results = c.delete_topics(vec![
+        TopicRef::Name("a".into()),
+        TopicRef::Id(b.id),
+        TopicRef::Name("missing".into()),
+        TopicRef::Id(Uuid::new_v4()),
+        TopicRef::Id(Uuid::nil()),
+    ]);
+    assert_eq!(results[0].as_ref().unwrap(), &("a".to_string(), a.id));
+    assert_eq!(results[1].as_ref().unwrap(), &("b".to_string(), b.id));
+    assert_eq!(results[2].as_ref().unwrap_err().error_code(), 3);
+    assert_eq!(results[3].as_ref().unwrap_err().error_code(), 100);
+    assert_eq!(results[4].as_ref().unwrap_err().error_code(), 42);
+    let img = c.image();
+    assert!(img.topics.is_empty() && img.topic_ids.is_empty());
+    // The same topic named twice, and by name and id at once.
+    let c2 = create(&c, topic("c", 1, 1)).unwrap();
+    let r = c.delete_topics(vec![TopicRef::Name("c".into()), TopicRef::Name("c".into())]);
+    assert!(r.iter().all(|r| r.as_ref().unwrap_err().error_code() == 42));
+    let r = c.delete_topics(vec![TopicRef::Name("c".into()), TopicRef::Id(c2.id)]);
+    assert!(r.iter().all(Result::is_ok));
+    drop(c);
+    assert!(open(dir.path()).image().topics.is_empty());
+    // A deleted name can be created again, with a new id.
+    let c = with_brokers(dir.path(), 1);
+    assert_ne!(create(&c, topic("a", 1, 1)).unwrap().id, a.id);
+}
+
+#[test]
+fn producer_id_blocks_never_overlap_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 1);
+    assert_eq!(code(c.allocate_producer_ids(9)), 77);
+    assert_eq!(c.allocate_producer_ids(1).unwrap(), (0, 1000));
+    assert_eq!(c.allocate_producer_ids(1).unwrap(), (1000, 1000));
+    drop(c);
+    let c = open(dir.path());
+    assert_eq!(c.image().next_producer_id, 2000);
+    assert_eq!(c.allocate_producer_ids(1).unwrap(), (2000, 1000));
+}
+
+#[test]
+fn torn_tail_truncated_on_open_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 1);
+    create(&c, topic("kept", 1, 1)).unwrap();
+    let offset = c.image().last_offset;
+    drop(c);
+    let path = dir.path().join(METADATA_LOG_FILE);
+    let good_len = std::fs::metadata(&path).unwrap().len();
+    let mut data = std::fs::read(&path).unwrap();
+    // A torn entry: a header claiming 100 bytes followed by only 10.
+    data.extend_from_slice(&100u32.to_be_bytes());
+    data.extend_from_slice(&0u32.to_be_bytes());
+    data.extend_from_slice(&[b'x'; 10]);
+    std::fs::write(&path, &data).unwrap();
+    let c = open(dir.path());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+    assert_eq!(c.image().last_offset, offset);
+    create(&c, topic("after", 1, 1)).unwrap();
+    drop(c);
+    // Corrupt the last entry's payload: it is dropped, earlier ones stay.
+    let mut data = std::fs::read(&path).unwrap();
+    let n = data.len();
+    data[n - 3] ^= 0xff;
+    std::fs::write(&path, &data).unwrap();
+    let c = open(dir.path());
+    let img = c.image();
+    assert!(img.topic("kept").is_some());
+    assert!(img.topic("after").is_none());
+    create(&c, topic("after", 1, 1)).unwrap();
+    drop(c);
+    assert!(open(dir.path()).image().topic("after").is_some());
+}
+
+#[test]
+fn fencing_moves_leadership_and_reregistration_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 2);
+    let mut t = topic("t", -1, -1);
+    t.assignments = vec![(0, vec![1, 2]), (1, vec![2, 1])];
+    create(&c, t).unwrap();
+    c.fence_broker(1).unwrap();
+    let img = c.image();
+    let p0 = &img.topic("t").unwrap().partitions[0];
+    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch, p0.partition_epoch), (2, vec![2], 1, 1));
+    let p1 = &img.topic("t").unwrap().partitions[1];
+    assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (2, vec![2], 0));
+    let mut m = topic("m", -1, -1);
+    m.assignments = vec![(0, vec![1, 2])];
+    let m = create(&c, m).unwrap();
+    assert_eq!((m.partitions[0].leader, m.partitions[0].isr.clone()), (2, vec![2]));
+    let mut only_fenced = topic("f", -1, -1);
+    only_fenced.assignments = vec![(0, vec![1])];
+    assert_eq!(code(create(&c, only_fenced)), 39);
+    c.fence_broker(2).unwrap();
+    let p0 = c.image().topic("t").unwrap().partitions[0].clone();
+    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (-1, vec![2], 2));
+    c.register_broker(reg(2)).unwrap();
+    let p0 = c.image().topic("t").unwrap().partitions[0].clone();
+    assert_eq!((p0.leader, p0.leader_epoch), (2, 3));
+    assert_eq!(code(c.fence_broker(9)), 77);
+}
+
+#[test]
+fn subscribers_see_new_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 1);
+    let mut rx = c.subscribe();
+    assert!(!rx.has_changed().unwrap());
+    create(&c, topic("w", 1, 1)).unwrap();
+    assert!(rx.has_changed().unwrap());
+    let seen = rx.borrow_and_update().clone();
+    assert!(seen.topic("w").is_some());
+    assert!(Arc::ptr_eq(&seen, &c.image()));
+    // A failed request publishes nothing.
+    let _ = create(&c, topic("w", 1, 1));
+    assert!(!rx.has_changed().unwrap());
+}
+
+#[tokio::test]
+async fn subscribers_are_woken() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(with_brokers(dir.path(), 1));
+    let mut rx = c.subscribe();
+    let waiter = tokio::spawn(async move {
+        rx.changed().await.unwrap();
+        rx.borrow().topic("async").is_some()
+    });
+    let c2 = c.clone();
+    tokio::task::spawn_blocking(move || create(&c2, topic("async", 1, 1)).unwrap()).await.unwrap();
+    assert!(waiter.await.unwrap());
+}

@@ -1,0 +1,51 @@
+//! Weir's segment store: Kafka-layout partition logs.
+//!
+//! Synchronous, single writer per partition; knows nothing of the network. The broker hands in
+//! record batches whose offsets it already assigned and reads whole batches back.
+//!
+//! # On-disk layout
+//!
+//! A partition is a directory (conventionally `<topic>-<partition>`) holding:
+//!
+//! * `<base>.log` — segments named by their base offset (20 digits, zero padded) holding Kafka v2
+//!   record batches exactly as on the wire (see [`batch`]);
+//! * `<base>.index` — sparse offset index, 8-byte entries: relative offset `u32` + file position `u32`;
+//! * `<base>.timeindex` — sparse time index, 12-byte entries: timestamp `i64` + relative offset `u32`;
+//! * `leader-epoch-checkpoint` — Kafka's text checkpoint: `0`, entry count, then `epoch startOffset` lines;
+//! * `<offset>.snapshot` — producer-state snapshots (own binary format with a CRC32C);
+//! * `log-start-offset` — text, present only when the log start offset is above the first segment's base;
+//! * `recovery-point` — text, base offset of the first segment that may hold unflushed data;
+//! * `clean-shutdown` — empty marker written by [`Log::close`] and removed by [`Log::open`].
+//!
+//! All integers in binary files are big-endian. Small metadata files are replaced atomically
+//! (temporary file, fsync, rename, directory fsync).
+//!
+//! # Invariants
+//!
+//! * Offsets increase strictly across batches and segments; a segment holds offsets in
+//!   `[base, next base)` with `last - base <= i32::MAX`.
+//! * Only the last (active) segment is appended to; segments are deleted only whole, oldest first.
+//! * After any crash, the next open truncates the log at the first invalid byte and rebuilds indexes,
+//!   so a prefix of what was appended survives and everything below the recovery point survives.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+mod config;
+mod epoch;
+mod error;
+mod fsutil;
+mod index;
+mod log;
+mod producer_state;
+mod recovery;
+mod retention;
+mod segment;
+
+pub use config::LogConfig;
+pub use error::{Result, StorageError};
+pub use log::{AppendInfo, Log, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+pub use producer_state::SequenceCheck;
+
+#[cfg(test)]
+mod log_tests;

@@ -1,0 +1,431 @@
+//! [`Log`]: one partition — an ordered set of segments plus its leader-epoch cache and producer state.
+//!
+//! Invariants:
+//! * segments are keyed by base offset; each segment's offsets lie in `[base, next segment's base)`;
+//! * the last segment is the only one appended to (the *active* segment);
+//! * `log_start_offset` is in `[first segment base, log_end_offset]`;
+//! * every offset below `recovery_point` has been fsynced; the `recovery-point` file holds the base
+//!   offset of a segment such that all segments below it were fully fsynced when it was written.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::batch::{BatchHeader, BatchIter, MAGIC_V2};
+use crate::config::LogConfig;
+use crate::epoch::LeaderEpochCache;
+use crate::error::{IoContext, Result, StorageError};
+use crate::fsutil::{fsync_dir, remove_if_exists, write_atomic};
+use crate::producer_state::{ProducerStateManager, SequenceCheck};
+use crate::segment::Segment;
+
+/// Marker written by [`Log::close`] after everything is flushed; its absence on open means recovery.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Text file holding the log start offset when it is above the first segment's base offset.
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+/// Text file holding the base offset of the first segment that may hold unflushed data.
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// Result of a successful [`Log::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Base offset of the first appended batch.
+    pub first_offset: i64,
+    /// Last offset of the last appended batch.
+    pub last_offset: i64,
+    /// Largest max timestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// One partition log stored in a directory (see the crate docs for the layout).
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    /// Value last written to the log-start-offset file (`None`: no file).
+    pub(crate) persisted_log_start: Option<i64>,
+    /// Offsets below this are fsynced.
+    pub(crate) recovery_point: i64,
+    /// Value last written to the recovery-point file.
+    pub(crate) recovery_checkpoint: Option<i64>,
+    pub(crate) last_flush_ms: i64,
+    /// Latest wall-clock time seen from the caller (for operations that take no `now_ms`).
+    pub(crate) now_hint_ms: i64,
+    pub(crate) epochs: LeaderEpochCache,
+    pub(crate) producers: ProducerStateManager,
+    pub(crate) flush_count: u64,
+    /// Files were created or removed since the directory was last fsynced.
+    pub(crate) dir_dirty: bool,
+}
+
+impl Log {
+    /// Opens or creates the partition directory. Without the clean-shutdown marker, recovers:
+    /// segments from the persisted recovery point on (at least the last one) are scanned and every
+    /// batch validated (size bounds, magic 2, CRC32C, increasing offsets); the log is truncated at the
+    /// first invalid byte (logged once with `tracing::warn`) and later segments are deleted; the
+    /// scanned segments' indexes are rebuilt. Indexes of other segments are sanity-checked and rebuilt
+    /// if broken. Producer state is rebuilt from the newest snapshot plus the batches after it.
+    /// The marker is removed after opening, so a later crash means recovery next time.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
+        crate::recovery::open(dir, config, now_ms)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration (takes effect for subsequent appends, rolls and retention).
+    pub fn set_config(&mut self, config: LogConfig) {
+        for seg in self.segments.values_mut() {
+            seg.set_config(&config);
+        }
+        self.config = config;
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().map_or(self.log_start_offset, Segment::next_offset)
+    }
+
+    /// Size in bytes of all segments.
+    pub fn size_in_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    /// Base offsets of all segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Offsets below this are known to be fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// How many times the log was fsynced since it was opened (by [`Log::flush`], `flush.messages`
+    /// or `flush.ms`).
+    pub fn flush_count(&self) -> u64 {
+        self.flush_count
+    }
+
+    pub(crate) fn active(&self) -> Option<&Segment> {
+        self.segments.values().next_back()
+    }
+
+    pub(crate) fn active_mut(&mut self) -> Result<&mut Segment> {
+        self.segments
+            .values_mut()
+            .next_back()
+            .ok_or_else(|| StorageError::Corruption("partition has no segment".into()))
+    }
+
+    /// Appends one or more v2 batches whose offsets are already assigned. The first base offset must
+    /// equal [`Log::log_end_offset`] and batches must be contiguous, otherwise `InvalidAppend`. Rolls
+    /// first when the active segment would exceed `segment.bytes`, is older than `segment.ms` (since
+    /// its first append) or has a full index. Maintains the indexes, the leader-epoch cache and the
+    /// producer state, and fsyncs per `flush.messages`. The CRC is not rechecked.
+    pub fn append(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.now_hint_ms = self.now_hint_ms.max(now_ms);
+        if records.is_empty() {
+            return Err(StorageError::InvalidAppend("no record batches".into()));
+        }
+        let leo = self.log_end_offset();
+        let mut headers: Vec<BatchHeader> = Vec::new();
+        let mut expected = leo;
+        for item in BatchIter::new(records) {
+            let (h, _) = item?;
+            if h.magic != MAGIC_V2 {
+                return Err(StorageError::InvalidAppend(format!(
+                    "batch at offset {} has magic {}",
+                    h.base_offset, h.magic
+                )));
+            }
+            if h.last_offset_delta < 0 {
+                return Err(StorageError::InvalidAppend(format!(
+                    "batch at offset {} has negative lastOffsetDelta",
+                    h.base_offset
+                )));
+            }
+            if h.base_offset != expected {
+                return Err(StorageError::InvalidAppend(format!(
+                    "batch base offset {} but expected {expected}",
+                    h.base_offset
+                )));
+            }
+            expected = h.last_offset() + 1;
+            headers.push(h);
+        }
+        let last_offset = expected - 1;
+        let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
+
+        self.maybe_roll(records.len() as u64, last_offset, now_ms)?;
+        let config = self.config.clone();
+        self.active_mut()?.append(records, &headers, now_ms, &config)?;
+        for h in &headers {
+            let epoch = h.partition_leader_epoch;
+            if epoch >= 0 && self.epochs.latest_epoch().is_none_or(|l| l < epoch) {
+                self.epochs.assign(epoch, h.base_offset)?;
+            }
+            self.producers.update(h);
+        }
+        if self.log_end_offset() - self.recovery_point >= self.config.flush_messages {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(AppendInfo { first_offset: leo, last_offset, max_timestamp, log_start_offset: self.log_start_offset })
+    }
+
+    fn maybe_roll(&mut self, append_size: u64, max_offset: i64, now_ms: i64) -> Result<()> {
+        let Some(seg) = self.active() else {
+            return Ok(());
+        };
+        if seg.size() == 0 {
+            return Ok(());
+        }
+        let roll = seg.size().saturating_add(append_size) > self.config.segment_bytes
+            || seg.time_waited_for_roll(now_ms) > self.config.segment_ms
+            || seg.index_full()
+            || seg.size().saturating_add(append_size) > u32::MAX as u64
+            || max_offset - seg.base_offset() > i32::MAX as i64;
+        if roll {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at the log end offset and snapshots producer state there.
+    pub(crate) fn roll(&mut self) -> Result<()> {
+        let new_base = self.log_end_offset();
+        self.active_mut()?.on_become_inactive()?;
+        let seg = Segment::create(&self.dir, new_base, &self.config)?;
+        self.segments.insert(new_base, seg);
+        self.dir_dirty = true;
+        self.producers.take_snapshot(new_base)
+    }
+
+    /// Whole batches starting with the one containing `offset`, concatenated (possibly across
+    /// segments), taken only from batches whose base offset is < `max_offset`, stopping before
+    /// exceeding `max_bytes` unless `min_one_batch` and nothing was taken yet (then one whole batch
+    /// is returned). `offset == log_end_offset` gives an empty result; an offset below the log start
+    /// or above the log end is `OffsetOutOfRange`.
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<Bytes> {
+        let leo = self.log_end_offset();
+        if offset < self.log_start_offset || offset > leo {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: leo,
+            });
+        }
+        let mut out = Vec::new();
+        let Some((&first_base, _)) = self.segments.range(..=offset).next_back() else {
+            return Ok(Bytes::new());
+        };
+        let mut first = true;
+        for seg in self.segments.range(first_base..).map(|(_, s)| s) {
+            let start = if first {
+                first = false;
+                match seg.translate_offset(offset)? {
+                    Some((pos, _)) => pos,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            let mut pos = start;
+            let mut stop = false;
+            while let Some(h) = seg.header_at(pos)? {
+                if h.base_offset >= max_offset {
+                    stop = true;
+                    break;
+                }
+                let taken = out.len() + (pos - start) as usize;
+                if taken + h.total_size() > max_bytes && !(min_one_batch && taken == 0) {
+                    stop = true;
+                    break;
+                }
+                pos += h.total_size() as u64;
+            }
+            if pos > start {
+                seg.read_range(start, (pos - start) as usize, &mut out)?;
+            }
+            if stop {
+                break;
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The first batch (at or above the log start offset) whose max timestamp is >= `ts`, found via
+    /// the time index; `None` if there is none.
+    pub fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
+        for seg in self.segments.values() {
+            if seg.size() > 0 && seg.max_timestamp() >= ts {
+                if let Some(b) = seg.find_by_timestamp(ts, self.log_start_offset)? {
+                    return Ok(Some(Bytes::from(b)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch holding the largest max timestamp in the log (the first one on ties).
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>> {
+        let mut best: Option<&Segment> = None;
+        for seg in self.segments.values().filter(|s| s.size() > 0) {
+            if best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp()) {
+                best = Some(seg);
+            }
+        }
+        match best {
+            Some(seg) => Ok(seg.find_by_timestamp(seg.max_timestamp(), i64::MIN)?.map(Bytes::from)),
+            None => Ok(None),
+        }
+    }
+
+    /// fsyncs per `flush.ms` if the last flush is at least that old and something is unflushed.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<()> {
+        self.now_hint_ms = self.now_hint_ms.max(now_ms);
+        if self.log_end_offset() > self.recovery_point
+            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+        {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// fsyncs every segment's log and indexes and the directory, then advances the recovery point.
+    pub fn flush(&mut self) -> Result<()> {
+        for seg in self.segments.values_mut() {
+            seg.flush()?;
+        }
+        if self.dir_dirty {
+            // Segment, snapshot and checkpoint creations/deletions must be durable together with data.
+            fsync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        let active_base = self.active().map(Segment::base_offset);
+        if let Some(base) = active_base {
+            if self.recovery_checkpoint != Some(base) {
+                // Everything below `base` is now on disk, so recovery may start at `base`.
+                write_atomic(&self.dir, RECOVERY_POINT_FILE, format!("{base}\n").as_bytes())?;
+                self.recovery_checkpoint = Some(base);
+            }
+        }
+        self.recovery_point = self.log_end_offset();
+        self.flush_count += 1;
+        Ok(())
+    }
+
+    /// Flushes, writes a producer-state snapshot and then the clean-shutdown marker.
+    pub fn close(mut self) -> Result<()> {
+        self.active_mut()?.on_become_inactive()?;
+        self.producers.take_snapshot(self.log_end_offset())?;
+        self.flush()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        fs::File::create(&marker).ctx(|| format!("create {}", marker.display()))?;
+        // The marker promises that everything above is durable; its directory entry must be too.
+        fsync_dir(&self.dir)
+    }
+
+    /// Deletes the partition directory and everything in it.
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))
+    }
+
+    /// The latest leader epoch recorded, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// Leader-epoch entries `(epoch, start offset)`, oldest first.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.epochs.entries().to_vec()
+    }
+
+    /// For OffsetForLeaderEpoch, as Kafka's `LeaderEpochFileCache.endOffsetFor`: the largest epoch <=
+    /// `epoch` and the start offset of the next epoch (or the log end offset if it is the latest);
+    /// `(-1, -1)` when unknown.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Idempotent-producer sequence check for a batch with `producer_id >= 0`, before it is appended
+    /// (Kafka's ProducerStateManager rules).
+    pub fn check_sequence(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+    ) -> SequenceCheck {
+        self.producers.check_sequence(producer_id, producer_epoch, first_seq, last_seq)
+    }
+
+    /// Number of producer ids with state.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Writes the log-start-offset file if the log start is above the first segment, else removes it.
+    pub(crate) fn persist_log_start(&mut self) -> Result<()> {
+        let first_base = self.segments.keys().next().copied().unwrap_or(self.log_start_offset);
+        if self.log_start_offset > first_base {
+            if self.persisted_log_start != Some(self.log_start_offset) {
+                write_atomic(&self.dir, LOG_START_OFFSET_FILE, format!("{}\n", self.log_start_offset).as_bytes())?;
+                self.persisted_log_start = Some(self.log_start_offset);
+            }
+        } else if self.persisted_log_start.is_some() {
+            remove_if_exists(&self.dir.join(LOG_START_OFFSET_FILE))?;
+            self.persisted_log_start = None;
+            self.dir_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds producer state: newest snapshot <= log end, then replays batch headers after it.
+    pub(crate) fn rebuild_producer_state(&mut self) -> Result<()> {
+        let leo = self.log_end_offset();
+        self.producers.delete_snapshots_after(leo)?;
+        let from = self.producers.load_latest_snapshot(leo)?.unwrap_or(i64::MIN);
+        for seg in self.segments.values() {
+            if seg.next_offset() <= from {
+                continue;
+            }
+            let mut pos = if from > seg.base_offset() {
+                match seg.translate_offset(from)? {
+                    Some((p, _)) => p,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            while let Some(h) = seg.header_at(pos)? {
+                self.producers.update(&h);
+                pos += h.total_size() as u64;
+            }
+        }
+        self.producers.truncate_head(self.log_start_offset);
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! Opening a partition directory: segment discovery, crash recovery and state reconstruction.
+//!
+//! * A clean open (marker present) trusts all segments; their indexes get a cheap sanity check
+//!   (a thorough one for the active segment) and any segment failing it is recovered.
+//! * An unclean open recovers (rescans, validating CRCs, and re-indexes) every segment from the one
+//!   named in the `recovery-point` file (at least the active segment). The first invalid byte ends
+//!   the log: the segment is truncated there and every later segment is deleted.
+//! * Stale `*.tmp` files and index files without a `.log` are deleted.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use tracing::{info, warn};
+
+use crate::config::LogConfig;
+use crate::epoch::LeaderEpochCache;
+use crate::error::{IoContext, Result};
+use crate::fsutil::{fsync_dir, parse_offset_file_name, read_i64_file, remove_if_exists, TMP_SUFFIX};
+use crate::log::{Log, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::producer_state::ProducerStateManager;
+use crate::segment::{Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+
+/// Implementation of [`Log::open`].
+pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
+    fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean = marker.exists();
+    let recovery_checkpoint = read_i64_file(&dir.join(RECOVERY_POINT_FILE))?;
+    let log_start_file = read_i64_file(&dir.join(LOG_START_OFFSET_FILE))?;
+
+    let mut segments = load_segments(dir, &config, clean, recovery_checkpoint, now_ms)?;
+    if segments.is_empty() {
+        let base = log_start_file.unwrap_or(0).max(0);
+        segments.insert(base, Segment::create(dir, base, &config)?);
+    }
+    let first_base = segments.keys().next().copied().unwrap_or(0);
+    let mut leo = segments.values().next_back().map_or(first_base, Segment::next_offset);
+    let mut log_start = log_start_file.unwrap_or(first_base).max(first_base);
+    if log_start > leo {
+        warn!(
+            dir = %dir.display(),
+            log_start, log_end = leo,
+            "log start offset beyond the recovered log end; starting an empty log at the log start"
+        );
+        for (_, seg) in std::mem::take(&mut segments) {
+            seg.delete()?;
+        }
+        segments.insert(log_start, Segment::create(dir, log_start, &config)?);
+        leo = log_start;
+    }
+    if log_start < first_base {
+        log_start = first_base;
+    }
+
+    let mut epochs = LeaderEpochCache::load(dir)?;
+    epochs.truncate_from_end(leo)?;
+    epochs.truncate_from_start(log_start)?;
+
+    let mut log = Log {
+        dir: dir.to_path_buf(),
+        config,
+        segments,
+        log_start_offset: log_start,
+        persisted_log_start: log_start_file,
+        recovery_point: if clean { leo } else { 0 },
+        recovery_checkpoint,
+        last_flush_ms: now_ms,
+        now_hint_ms: now_ms,
+        epochs,
+        producers: ProducerStateManager::new(dir),
+        flush_count: 0,
+        dir_dirty: true,
+    };
+    log.rebuild_producer_state()?;
+    log.persist_log_start()?;
+    if !clean {
+        // Make the recovered state (truncations, rebuilt indexes) durable and move the recovery point.
+        log.flush()?;
+        log.flush_count = 0;
+    }
+    if remove_if_exists(&marker)? {
+        // The marker's removal must be durable before any new write, or a crash could skip recovery.
+        fsync_dir(dir)?;
+    }
+    Ok(log)
+}
+
+/// Discovers, opens and (if needed) recovers the segments of `dir`.
+fn load_segments(
+    dir: &Path,
+    config: &LogConfig,
+    clean: bool,
+    recovery_checkpoint: Option<i64>,
+    now_ms: i64,
+) -> Result<BTreeMap<i64, Segment>> {
+    let mut log_bases = Vec::new();
+    let mut index_files = Vec::new();
+    for ent in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
+        let ent = ent.ctx(|| format!("list {}", dir.display()))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(TMP_SUFFIX) {
+            remove_if_exists(&ent.path())?;
+        } else if let Some(o) = parse_offset_file_name(name, LOG_EXT) {
+            log_bases.push(o);
+        } else if let Some(o) =
+            parse_offset_file_name(name, INDEX_EXT).or_else(|| parse_offset_file_name(name, TIME_INDEX_EXT))
+        {
+            index_files.push((o, ent.path()));
+        }
+    }
+    log_bases.sort_unstable();
+    for (o, path) in index_files {
+        if log_bases.binary_search(&o).is_err() {
+            warn!(file = %path.display(), "deleting index file without a log segment");
+            remove_if_exists(&path)?;
+        }
+    }
+
+    let last_base = log_bases.last().copied().unwrap_or(0);
+    let recover_from = if clean { i64::MAX } else { recovery_checkpoint.unwrap_or(i64::MIN).min(last_base) };
+    if !clean && !log_bases.is_empty() {
+        info!(dir = %dir.display(), from = recover_from, "no clean-shutdown marker; recovering log");
+    }
+
+    let mut segments = BTreeMap::new();
+    let mut iter = log_bases.iter().enumerate();
+    while let Some((i, &base)) = iter.next() {
+        let is_last = i + 1 == log_bases.len();
+        let mut seg = Segment::open(dir, base, config)?;
+        let mut recover = base >= recover_from;
+        if !recover {
+            let check = seg
+                .sanity_check(is_last)
+                .map_err(|e| e.to_string())
+                .and_then(|()| seg.load_state(now_ms).map_err(|e| e.to_string()));
+            if let Err(reason) = check {
+                warn!(segment = base, "rebuilding indexes: {reason}");
+                recover = true;
+            }
+        }
+        let truncated = if recover { seg.recover(config, true, now_ms)? > 0 } else { false };
+        segments.insert(base, seg);
+        if truncated {
+            for (_, &later) in iter.by_ref() {
+                warn!(segment = later, "deleting segment after the truncation point");
+                Segment::open(dir, later, config)?.delete()?;
+            }
+        }
+    }
+    Ok(segments)
+}

@@ -1,0 +1,186 @@
+//! Removing data: retention (time and size), DeleteRecords and truncation (follower divergence).
+//!
+//! Segments are only ever deleted whole and oldest first; the log start offset then moves up to the
+//! first remaining segment's base (or higher, for DeleteRecords). Truncation cuts at a batch
+//! boundary: the batch holding the target offset is removed entirely.
+
+use tracing::info;
+
+use crate::error::{Result, StorageError};
+use crate::fsutil::write_atomic;
+use crate::log::{Log, RECOVERY_POINT_FILE};
+use crate::segment::Segment;
+
+impl Log {
+    /// Removes everything at or above `offset` (follower divergence): later segments are deleted, the
+    /// segment holding `offset` is cut before the batch containing it and re-indexed; the epoch cache
+    /// is truncated and producer state rebuilt. If `offset` is below the first segment, the log is
+    /// emptied and restarted at `offset`. No-op when `offset >= log_end_offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        info!(dir = %self.dir.display(), offset, "truncating log");
+        let first_base = self.segments.keys().next().copied().unwrap_or(0);
+        if offset < first_base {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let later: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for base in later {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        self.dir_dirty = true;
+        let config = self.config.clone();
+        let now = self.now_hint_ms;
+        self.active_mut()?.truncate_to(offset, &config, now)?;
+        let leo = self.log_end_offset();
+        self.log_start_offset = self.log_start_offset.min(leo);
+        self.epochs.truncate_from_end(leo)?;
+        self.rebuild_producer_state()?;
+        self.after_truncation()
+    }
+
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        let seg = Segment::create(&self.dir, offset, &self.config)?;
+        self.segments.insert(offset, seg);
+        self.dir_dirty = true;
+        self.log_start_offset = offset;
+        self.epochs.clear()?;
+        self.producers.clear_all()?;
+        self.after_truncation()
+    }
+
+    /// Common tail of truncations: the recovery point and its checkpoint must not claim more than
+    /// what remains, or a crash could skip recovering the rewritten active segment.
+    fn after_truncation(&mut self) -> Result<()> {
+        let leo = self.log_end_offset();
+        self.recovery_point = self.recovery_point.min(leo);
+        let active_base = self.active().map_or(leo, Segment::base_offset);
+        if self.recovery_checkpoint.is_none_or(|c| c > active_base) {
+            write_atomic(&self.dir, RECOVERY_POINT_FILE, format!("{active_base}\n").as_bytes())?;
+            self.recovery_checkpoint = Some(active_base);
+        }
+        self.persist_log_start()
+    }
+
+    /// DeleteRecords: raises the log start offset to `offset` (which must be <= the log end offset,
+    /// else `OffsetOutOfRange`), persists it and deletes segments entirely below it. Returns the new
+    /// log start offset (unchanged if `offset` is not above it).
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        let leo = self.log_end_offset();
+        if offset < 0 || offset > leo {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: leo,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.raise_log_start(offset)?;
+        let start = self.log_start_offset;
+        self.delete_old_segments(i64::MAX, |_, next| next.is_some_and(|n| n <= start))?;
+        self.persist_log_start()?;
+        Ok(self.log_start_offset)
+    }
+
+    fn raise_log_start(&mut self, offset: i64) -> Result<()> {
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.epochs.truncate_from_start(offset)?;
+            self.producers.truncate_head(offset);
+        }
+        Ok(())
+    }
+
+    /// Deletes whole segments past `retention.ms` (by the segment's largest timestamp) or beyond
+    /// `retention.bytes`, oldest first, and advances the log start offset. As in Kafka, an expired
+    /// non-empty active segment is first rolled so it can be deleted; an empty active segment is
+    /// never deleted. Returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        self.enforce_retention_below(now_ms, i64::MAX)
+    }
+
+    /// Like [`Log::enforce_retention`], but never deletes a segment holding offsets at or above
+    /// `high_watermark` (Kafka only deletes segments that are fully replicated).
+    pub fn enforce_retention_below(&mut self, now_ms: i64, high_watermark: i64) -> Result<usize> {
+        self.now_hint_ms = self.now_hint_ms.max(now_ms);
+        let mut deleted = 0;
+        let retention_ms = self.config.retention_ms;
+        if retention_ms >= 0 {
+            deleted += self.delete_old_segments(high_watermark, |seg, _| {
+                now_ms.saturating_sub(seg.largest_timestamp()) > retention_ms
+            })?;
+        }
+        let retention_bytes = self.config.retention_bytes;
+        let size = self.size_in_bytes();
+        if retention_bytes >= 0 && size > retention_bytes as u64 {
+            let mut diff = size - retention_bytes as u64;
+            deleted += self.delete_old_segments(high_watermark, |seg, _| {
+                if seg.size() <= diff {
+                    diff -= seg.size();
+                    true
+                } else {
+                    false
+                }
+            })?;
+        }
+        let start = self.log_start_offset;
+        deleted += self.delete_old_segments(high_watermark, |_, next| next.is_some_and(|n| n <= start))?;
+        Ok(deleted)
+    }
+
+    /// Deletes the longest prefix of segments matching `pred(segment, next segment's base)`, never
+    /// past `high_watermark` nor an empty active segment. Rolls first if every segment goes.
+    fn delete_old_segments<F>(&mut self, high_watermark: i64, mut pred: F) -> Result<usize>
+    where
+        F: FnMut(&Segment, Option<i64>) -> bool,
+    {
+        let leo = self.log_end_offset();
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let mut doomed = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let Some(seg) = self.segments.get(&base) else {
+                break;
+            };
+            let next = bases.get(i + 1).copied();
+            if next.is_none() && seg.size() == 0 {
+                break;
+            }
+            if next.unwrap_or(leo) > high_watermark || !pred(seg, next) {
+                break;
+            }
+            doomed.push(base);
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        if doomed.len() == bases.len() {
+            self.roll()?;
+        }
+        for base in &doomed {
+            if let Some(seg) = self.segments.remove(base) {
+                info!(dir = %self.dir.display(), segment = base, "deleting segment");
+                seg.delete()?;
+            }
+        }
+        self.dir_dirty = true;
+        let first_base = self.segments.keys().next().copied().unwrap_or(leo);
+        self.raise_log_start(first_base)?;
+        self.persist_log_start()?;
+        Ok(doomed.len())
+    }
+}
