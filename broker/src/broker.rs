@@ -10,6 +10,7 @@ use uuid::Uuid;
 use weir_controller::{BrokerRegistration, ControllerConfig, Endpoint, MetadataImage, QuorumController};
 
 use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
 use crate::replica::ReplicaManager;
 use crate::txn::producer_ids::ProducerIdManager;
 
@@ -23,6 +24,8 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     /// Producer id allocation.
     pub producer_ids: ProducerIdManager,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessionCache,
 }
 
 /// Directory of the metadata log under `metadata.log.dir`, named as KRaft names it.
@@ -60,7 +63,13 @@ impl Broker {
             })
             .context("registering the broker")?;
         let replicas = ReplicaManager::new(config.clone()).context("creating the log dir")?;
-        let broker = Arc::new(Broker { config, controller, replicas, producer_ids: ProducerIdManager::default() });
+        let broker = Arc::new(Broker {
+            config,
+            controller,
+            replicas,
+            producer_ids: ProducerIdManager::default(),
+            fetch_sessions: FetchSessionCache::default(),
+        });
         let image = broker.image();
         broker.replicas.reconcile(&image);
         info!(cluster_id = %image.cluster_id, topics = image.topics.len(), partitions = broker.replicas.all().len(), "metadata loaded");

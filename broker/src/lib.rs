@@ -9,8 +9,10 @@
 //! - [`broker`]: the shared state tying them together; [`config`]: its configuration.
 
 pub mod admin;
+pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod fetch_session;
 pub mod handlers;
 pub mod net;
 pub mod replica;

@@ -10,11 +10,11 @@
 //! parks until an append wakes it or `max_wait_ms` passes. v13+ names topics
 //! by id (UNKNOWN_TOPIC_ID when unknown). `current_leader_epoch` is checked
 //! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH). Offsets outside the log get
-//! OFFSET_OUT_OF_RANGE with the partition's offsets.
+//! OFFSET_OUT_OF_RANGE with the partition's offsets. v7+ incremental fetch
+//! sessions (KIP-227) are served by [`crate::fetch_session`].
 //!
-//! Deviation: no fetch sessions yet (KIP-227); the response's session id is
-//! 0, which tells clients to keep sending full fetch requests, as Kafka does
-//! when its session cache is full. Follower fetches arrive with replication.
+//! Deviation: follower fetches (replica id >= 0) are served like consumer
+//! fetches until replication exists.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
+use crate::fetch_session::{FetchTarget, SentOffsets, SessionContext};
 
 fn partition_error(index: i32, code: ErrorCode, offsets: Option<(i64, i64)>) -> PartitionData {
     let (log_start, high_watermark) = offsets.unwrap_or((-1, -1));
@@ -36,90 +37,163 @@ fn partition_error(index: i32, code: ErrorCode, offsets: Option<(i64, i64)>) -> 
         .with_log_start_offset(log_start)
 }
 
-/// One pass over the requested partitions: the response and how many bytes it carries.
+/// The partitions a request names, with topic names resolved from ids (v13+).
+fn requested_targets(broker: &Broker, ctx: &RequestContext, request: &FetchRequest) -> Vec<FetchTarget> {
+    let image = broker.image();
+    let mut targets = Vec::new();
+    for topic in &request.topics {
+        let (topic_id, name) = if ctx.version >= 13 {
+            (topic.topic_id, image.topic_by_id(topic.topic_id).map(|t| t.name.clone()).unwrap_or_default())
+        } else {
+            let name = topic.topic.0.to_string();
+            (image.topic(&name).map(|t| t.id).unwrap_or_default(), name)
+        };
+        for p in &topic.partitions {
+            targets.push(FetchTarget {
+                topic_id,
+                topic: name.clone(),
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
+            });
+        }
+    }
+    targets
+}
+
+/// Reads every target once: per target its response entry, the offsets it
+/// reports, and whether it carries records or an error.
 fn read_once(
     broker: &Broker,
-    ctx: &RequestContext,
-    request: &FetchRequest,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let image = broker.image();
-    let read_committed = request.isolation_level == 1;
-    let mut remaining = request.max_bytes.max(0) as usize;
+    targets: &[FetchTarget],
+    max_bytes: i32,
+) -> (Vec<(PartitionData, SentOffsets, bool)>, usize) {
+    let mut remaining = max_bytes.max(0) as usize;
     let mut total = 0usize;
-    let mut failed = false;
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
-        let name = if ctx.version >= 13 {
-            image.topic_by_id(topic.topic_id).map(|t| t.name.clone())
-        } else {
-            Some(topic.topic.0.to_string())
+    let mut out = Vec::with_capacity(targets.len());
+    for target in targets {
+        let data = read_partition(broker, target, remaining, total == 0);
+        let bytes = data.records.as_ref().map_or(0, |r| r.len());
+        total += bytes;
+        remaining = remaining.saturating_sub(bytes);
+        let sent = SentOffsets {
+            high_watermark: data.high_watermark,
+            last_stable_offset: data.last_stable_offset,
+            log_start_offset: data.log_start_offset,
         };
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let Some(name) = name.as_deref() else {
-                failed = true;
-                partitions.push(partition_error(p.partition, ErrorCode::UnknownTopicId, None));
-                continue;
-            };
-            let Some(partition) = broker.replicas.get(name, p.partition) else {
-                failed = true;
-                partitions.push(partition_error(p.partition, ErrorCode::UnknownTopicOrPartition, None));
-                continue;
-            };
-            if let Err(code) = partition.check_leader_epoch(p.current_leader_epoch) {
-                failed = true;
-                partitions.push(partition_error(p.partition, code, None));
-                continue;
-            }
-            let max_bytes = (p.partition_max_bytes.max(0) as usize).min(remaining);
-            match partition.read(p.fetch_offset, max_bytes, total == 0) {
-                Ok(read) => {
-                    total += read.records.len();
-                    remaining = remaining.saturating_sub(read.records.len());
-                    partitions.push(
-                        PartitionData::default()
-                            .with_partition_index(p.partition)
-                            .with_high_watermark(read.high_watermark)
-                            .with_last_stable_offset(read.last_stable_offset)
-                            .with_log_start_offset(read.log_start_offset)
-                            .with_aborted_transactions(read_committed.then(Vec::new))
-                            .with_preferred_read_replica((-1).into())
-                            .with_records(Some(read.records)),
-                    );
-                }
-                Err(code) => {
-                    failed = true;
-                    let (log_start, _) = partition.offsets();
-                    partitions.push(partition_error(p.partition, code, Some((log_start, partition.high_watermark()))));
-                }
-            }
-        }
-        let name_field = if ctx.version >= 13 { TopicName::default() } else { topic.topic.clone() };
-        topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(name_field)
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions),
-        );
+        let notable = bytes > 0 || data.error_code != 0;
+        out.push((data, sent, notable));
     }
-    (topics, total, failed)
+    (out, total)
+}
+
+fn read_partition(broker: &Broker, target: &FetchTarget, remaining: usize, first: bool) -> PartitionData {
+    if target.topic.is_empty() {
+        return partition_error(target.partition, ErrorCode::UnknownTopicId, None);
+    }
+    let Some(partition) = broker.replicas.get(&target.topic, target.partition) else {
+        return partition_error(target.partition, ErrorCode::UnknownTopicOrPartition, None);
+    };
+    if let Err(code) = partition.check_leader_epoch(target.current_leader_epoch) {
+        return partition_error(target.partition, code, None);
+    }
+    let max_bytes = (target.max_bytes.max(0) as usize).min(remaining);
+    match partition.read(target.fetch_offset, max_bytes, first) {
+        Ok(read) => PartitionData::default()
+            .with_partition_index(target.partition)
+            .with_high_watermark(read.high_watermark)
+            .with_last_stable_offset(read.last_stable_offset)
+            .with_log_start_offset(read.log_start_offset)
+            .with_preferred_read_replica((-1).into())
+            .with_records(Some(read.records)),
+        Err(code) => {
+            let (log_start, _) = partition.offsets();
+            partition_error(target.partition, code, Some((log_start, partition.high_watermark())))
+        }
+    }
+}
+
+/// Groups partition entries under their topics, in first-seen order.
+fn group_by_topic(
+    ctx: &RequestContext,
+    entries: impl IntoIterator<Item = (FetchTarget, PartitionData)>,
+) -> Vec<FetchableTopicResponse> {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (target, data) in entries {
+        let same_topic = topics.last().is_some_and(|t| {
+            if ctx.version >= 13 {
+                t.topic_id == target.topic_id
+            } else {
+                t.topic.0.as_str() == target.topic
+            }
+        });
+        if !same_topic {
+            let name =
+                if ctx.version >= 13 { TopicName::default() } else { super::metadata::topic_name(&target.topic) };
+            let id = if ctx.version >= 13 { target.topic_id } else { uuid::Uuid::nil() };
+            topics.push(FetchableTopicResponse::default().with_topic(name).with_topic_id(id));
+        }
+        if let Some(t) = topics.last_mut() {
+            t.partitions.push(data);
+        }
+    }
+    topics
 }
 
 /// Serves Fetch, parking until `min_bytes` are ready or `max_wait_ms` passes.
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
+    let requested = requested_targets(broker, ctx, &request);
+    let (session, targets) = if ctx.version >= 7 {
+        let image = broker.image();
+        let forgotten: Vec<(String, i32)> = request
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|f| {
+                let name = if ctx.version >= 13 {
+                    image.topic_by_id(f.topic_id).map(|t| t.name.clone()).unwrap_or_default()
+                } else {
+                    f.topic.0.to_string()
+                };
+                f.partitions.iter().map(move |p| (name.clone(), *p))
+            })
+            .collect();
+        match broker.fetch_sessions.begin(request.session_id, request.session_epoch, requested, &forgotten) {
+            Ok(resolved) => resolved,
+            Err(code) => return FetchResponse::default().with_error_code(code.code()).with_session_id(0),
+        }
+    } else {
+        (SessionContext::Sessionless, requested)
+    };
+    let read_committed = request.isolation_level == 1;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
-    loop {
+    let results = loop {
         // Register for the wake-up before reading, so an append between the
         // read and the wait is not missed.
         let notified = broker.replicas.data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (topics, bytes, failed) = read_once(broker, ctx, &request);
+        let (results, bytes) = read_once(broker, &targets, request.max_bytes);
+        let failed = results.iter().any(|(d, _, _)| d.error_code != 0);
         let now = Instant::now();
-        if bytes >= min_bytes || failed || now >= deadline || request.topics.is_empty() {
-            return FetchResponse::default().with_session_id(0).with_responses(topics);
+        if bytes >= min_bytes || failed || now >= deadline || targets.is_empty() {
+            break results;
         }
         let _ = tokio::time::timeout(deadline - now, notified).await;
-    }
+    };
+    let summary: Vec<(FetchTarget, SentOffsets, bool)> =
+        targets.iter().zip(&results).map(|(t, (_, sent, notable))| (t.clone(), *sent, *notable)).collect();
+    let include = broker.fetch_sessions.complete(&session, &summary);
+    let entries =
+        targets.into_iter().zip(results).zip(include).filter(|(_, keep)| *keep).map(|((target, (data, _, _)), _)| {
+            let data =
+                if data.error_code == 0 { data.with_aborted_transactions(read_committed.then(Vec::new)) } else { data };
+            (target, data)
+        });
+    let session_id = match session {
+        SessionContext::Sessionless => 0,
+        SessionContext::Created { session_id } | SessionContext::Incremental { session_id } => session_id,
+    };
+    FetchResponse::default().with_session_id(session_id).with_responses(group_by_topic(ctx, entries))
 }

@@ -24,6 +24,8 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
