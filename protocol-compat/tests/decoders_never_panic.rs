@@ -37,12 +37,10 @@ proptest! {
 
     #[test]
     fn record_batches(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        for item in batch::batches(&data) {
-            if let Ok((h, range)) = item {
-                prop_assert!(range.end <= data.len());
-                let _ = batch::verify_crc(&data[range], &h);
-                let _ = (h.last_offset(), h.last_sequence(), h.compression());
-            }
+        for (h, range) in batch::batches(&data).flatten() {
+            prop_assert!(range.end <= data.len());
+            let _ = batch::verify_crc(&data[range], &h);
+            let _ = (h.last_offset(), h.last_sequence(), h.compression());
         }
     }
 
