@@ -72,6 +72,7 @@ impl Broker {
         });
         let image = broker.image();
         broker.replicas.reconcile(&image);
+        broker.replicas.delete_orphan_dirs();
         info!(cluster_id = %image.cluster_id, topics = image.topics.len(), partitions = broker.replicas.all().len(), "metadata loaded");
         Ok(broker)
     }

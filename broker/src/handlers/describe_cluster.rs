@@ -3,7 +3,8 @@
 //! Behaviour: the cluster id, the controller id and the unfenced brokers
 //! with their advertised endpoints (v1 `endpoint_type` 1 = brokers; asking
 //! for controllers (2) gets UNSUPPORTED_ENDPOINT_TYPE, as a broker answers).
-//! Authorized operations are not computed: Kafka's "not requested" value.
+//! With no authorizer yet, authorized operations (when requested) are every
+//! cluster operation.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 use weir_protocol::ErrorCode;
 
-use super::metadata::AUTHORIZED_OPERATIONS_OMITTED;
+use super::metadata::{authorized_operations, CLUSTER_OPERATIONS};
 use super::RequestContext;
 use crate::broker::Broker;
 
@@ -27,7 +28,10 @@ pub async fn handle(
         .with_endpoint_type(1)
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.config.node_id))
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(authorized_operations(
+            request.include_cluster_authorized_operations,
+            CLUSTER_OPERATIONS,
+        ));
     if ctx.version >= 1 && request.endpoint_type != 1 {
         return response
             .with_error_code(ErrorCode::UnsupportedEndpointType.code())

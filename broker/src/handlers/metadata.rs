@@ -8,8 +8,8 @@
 //! LEADER_NOT_AVAILABLE until its partitions are ready, whereas Weir creates
 //! them before answering and returns the topic ready. Illegal names get
 //! INVALID_TOPIC_EXCEPTION. v10+ lookups by topic id get UNKNOWN_TOPIC_ID
-//! when the id is unknown. Authorized operations are not computed (no ACLs
-//! yet): Kafka's "not requested" sentinel is sent.
+//! when the id is unknown. With no authorizer yet, authorized operations
+//! (when requested) are every operation of the resource type.
 
 use std::sync::Arc;
 
@@ -28,13 +28,41 @@ use crate::broker::Broker;
 /// Kafka's value for "authorized operations were not requested".
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
+/// ACL operation codes (Kafka's AclOperation) as authorized-operation bits.
+const fn ops(codes: &[u8]) -> i32 {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < codes.len() {
+        bits |= 1 << codes[i];
+        i += 1;
+    }
+    bits
+}
+
+/// With no authorizer every operation is allowed: READ, WRITE, CREATE,
+/// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS on a topic.
+pub const TOPIC_OPERATIONS: i32 = ops(&[3, 4, 5, 6, 7, 8, 10, 11]);
+/// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS, IDEMPOTENT_WRITE on the cluster.
+pub const CLUSTER_OPERATIONS: i32 = ops(&[5, 7, 8, 9, 10, 11, 12]);
+
+/// The authorized-operations field: all operations when asked (no
+/// authorizer yet), Kafka's "omitted" sentinel otherwise.
+pub fn authorized_operations(requested: bool, all: i32) -> i32 {
+    if requested {
+        all
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    }
+}
+
 /// A topic name for a response.
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
 /// The response entry of a known topic.
-pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
+pub fn describe_topic(topic: &TopicImage, topic_operations: i32) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
@@ -54,7 +82,7 @@ pub fn describe_topic(topic: &TopicImage) -> MetadataResponseTopic {
         .with_topic_id(topic.id)
         .with_is_internal(is_internal_topic(&topic.name))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(topic_operations)
 }
 
 fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
@@ -92,10 +120,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
         None => true,
         Some(t) => t.is_empty() && ctx.version == 0,
     };
+    let topic_operations = authorized_operations(request.include_topic_authorized_operations, TOPIC_OPERATIONS);
     let mut image = broker.image();
     let mut topics = Vec::new();
     if list_all {
-        topics.extend(image.topics.values().map(|t| describe_topic(t)));
+        topics.extend(image.topics.values().map(|t| describe_topic(t, topic_operations)));
     } else {
         let requested = request.topics.unwrap_or_default();
         // Create the unknown, legal names first, in one controller call.
@@ -129,7 +158,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
         for wanted in requested {
             match wanted.name.as_ref().map(|n| n.0.to_string()) {
                 Some(name) => match image.topic(&name) {
-                    Some(t) => topics.push(describe_topic(t)),
+                    Some(t) => topics.push(describe_topic(t, topic_operations)),
                     None if validate_topic_name(&name).is_err() => {
                         topics.push(topic_error(Some(&name), uuid::Uuid::nil(), ErrorCode::InvalidTopicException))
                     }
@@ -138,7 +167,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
                     }
                 },
                 None => match image.topic_by_id(wanted.topic_id) {
-                    Some(t) => topics.push(describe_topic(t)),
+                    Some(t) => topics.push(describe_topic(t, topic_operations)),
                     None => topics.push(topic_error(None, wanted.topic_id, ErrorCode::UnknownTopicId)),
                 },
             }
@@ -149,5 +178,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(authorized_operations(
+            request.include_cluster_authorized_operations && (8..=10).contains(&ctx.version),
+            CLUSTER_OPERATIONS,
+        ))
 }

@@ -92,7 +92,7 @@ impl ReplicaManager {
                     }
                     existing => {
                         if let Some(stale) = existing {
-                            self.remove_and_delete(&key, &stale);
+                            self.remove_and_delete(&key, stale.topic_id);
                         }
                         let dir = self.log_dir.join(format!("{}-{}", topic.name, index));
                         let opened = prepare_partition_dir(&dir, topic.id).map_err(|e| e.to_string()).and_then(|()| {
@@ -122,45 +122,40 @@ impl ReplicaManager {
                 }
             }
         }
-        let stale: Vec<((String, i32), Arc<Partition>)> = self
+        let stale: Vec<((String, i32), Uuid)> = self
             .partitions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|(key, p)| wanted.get(*key) != Some(&p.topic_id))
-            .map(|(k, p)| (k.clone(), p.clone()))
+            .map(|(k, p)| (k.clone(), p.topic_id))
             .collect();
-        for (key, partition) in stale {
-            self.remove_and_delete(&key, &partition);
+        for (key, topic_id) in stale {
+            self.remove_and_delete(&key, topic_id);
         }
-        self.delete_orphan_dirs(&wanted);
     }
 
-    fn remove_and_delete(&self, key: &(String, i32), partition: &Arc<Partition>) {
+    fn remove_and_delete(&self, key: &(String, i32), topic_id: Uuid) {
         let removed = {
             let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             match map.get(key) {
-                Some(current) if Arc::ptr_eq(current, partition) => map.remove(key),
+                Some(current) if current.topic_id == topic_id => map.remove(key),
                 _ => None,
             }
         };
         let Some(removed) = removed else { return };
-        let name = removed.name();
-        match Arc::try_unwrap(removed) {
-            Ok(partition) => match partition.delete() {
-                Ok(()) => info!(partition = %name, "deleted partition log"),
-                Err(e) => warn!(partition = %name, error = %e, "could not delete partition log"),
-            },
-            // A request still holds it; its directory goes at the next start.
-            Err(_) => {
-                warn!(partition = %name, "partition still in use; its directory will be removed at the next start")
-            }
+        match removed.delete() {
+            Ok(()) => info!(partition = %removed.name(), "deleted partition log"),
+            Err(e) => warn!(partition = %removed.name(), error = %e, "could not delete partition log"),
         }
     }
 
-    /// Removes partition directories left from deleted topics (for instance
-    /// a deletion that happened while a request still held the partition).
-    fn delete_orphan_dirs(&self, wanted: &HashMap<(String, i32), Uuid>) {
+    /// Removes partition directories that the image no longer places here
+    /// (a topic deleted while this broker was down, or a crash in the middle
+    /// of a deletion). Called once at start, after the first reconcile.
+    pub fn delete_orphan_dirs(&self) {
+        let wanted: HashMap<(String, i32), Uuid> =
+            self.all().iter().map(|p| ((p.topic.clone(), p.index), p.topic_id)).collect();
         let Ok(entries) = std::fs::read_dir(&self.log_dir) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
@@ -204,7 +199,12 @@ impl ReplicaManager {
                         warn!(partition = %name, error = %e, "unclean close");
                     }
                 }
-                Err(_) => warn!(partition = %name, "still in use at shutdown; it will be recovered at the next start"),
+                Err(still_shared) => {
+                    warn!(partition = %name, "still in use at shutdown; flushed, and recovered at the next start");
+                    if let Err(e) = still_shared.flush() {
+                        warn!(partition = %name, error = %e, "flush at shutdown failed");
+                    }
+                }
             }
         }
     }

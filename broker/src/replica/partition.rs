@@ -7,7 +7,7 @@
 //! end offset after every append.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -69,6 +69,9 @@ pub struct Partition {
     pub index: i32,
     state: Mutex<State>,
     high_watermark: AtomicI64,
+    /// Set when the topic is deleted; a request still holding the partition
+    /// then finds it gone instead of writing into a removed directory.
+    deleted: AtomicBool,
 }
 
 /// Maps a storage failure on a client's request to Kafka's error code.
@@ -100,6 +103,7 @@ impl Partition {
             index,
             state: Mutex::new(State { log, settings, leadership }),
             high_watermark,
+            deleted: AtomicBool::new(false),
         })
     }
 
@@ -107,6 +111,15 @@ impl Partition {
         // A panic while holding the lock cannot leave the log half-written
         // (appends are single writes), so carry on with the inner state.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state, unless the partition was deleted.
+    fn live_state(&self) -> Result<MutexGuard<'_, State>, ErrorCode> {
+        let state = self.state();
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        Ok(state)
     }
 
     /// `topic-partition`, for messages.
@@ -157,7 +170,7 @@ impl Partition {
     /// check, offset assignment, leader epoch and (if configured) log append
     /// time stamped into the header, then the append.
     pub fn append(&self, records: &Bytes, required_acks: i16, now_ms: i64) -> Result<AppendOutcome, RecordsRejected> {
-        let mut state = self.state();
+        let mut state = self.live_state().map_err(|code| RecordsRejected::new(code, "the partition was deleted"))?;
         let name = self.name();
         let mut valid = validate_records(records, &state.settings, &name, now_ms)?;
         if required_acks == -1 && (state.leadership.isr_size as i32) < state.settings.min_insync_replicas {
@@ -235,7 +248,7 @@ impl Partition {
 
     /// Reads for a consumer: whole batches from `offset` below the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadOutcome, ErrorCode> {
-        let state = self.state();
+        let state = self.live_state()?;
         let high_watermark = self.high_watermark();
         let records =
             state.log.read(offset, max_bytes, high_watermark, min_one_batch).map_err(|e| storage_error_code(&e))?;
@@ -249,19 +262,19 @@ impl Partition {
 
     /// ListOffsets by timestamp: the first record with timestamp >= `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ErrorCode> {
-        let found = self.state().log.find_batch_by_timestamp(ts).map_err(|e| storage_error_code(&e))?;
+        let found = self.live_state()?.log.find_batch_by_timestamp(ts).map_err(|e| storage_error_code(&e))?;
         Ok(found.and_then(|b| super::validate::find_record_by_timestamp(&b, Some(ts))))
     }
 
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
     pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, ErrorCode> {
-        let found = self.state().log.batch_with_max_timestamp().map_err(|e| storage_error_code(&e))?;
+        let found = self.live_state()?.log.batch_with_max_timestamp().map_err(|e| storage_error_code(&e))?;
         Ok(found.and_then(|b| super::validate::find_record_by_timestamp(&b, None)))
     }
 
     /// DeleteRecords: raises the log start offset; `-1` means the high watermark.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, ErrorCode> {
-        let mut state = self.state();
+        let mut state = self.live_state()?;
         let high_watermark = self.high_watermark();
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
@@ -277,7 +290,7 @@ impl Partition {
 
     /// Background upkeep: retention, then the time-based flush.
     pub fn housekeeping(&self, now_ms: i64, retention_due: bool) {
-        let mut state = self.state();
+        let Ok(mut state) = self.live_state() else { return };
         if retention_due {
             if let Err(e) = state.log.enforce_retention_below(now_ms, self.high_watermark()) {
                 warn!(partition = %self.name(), error = %e, "retention failed");
@@ -294,9 +307,18 @@ impl Partition {
         state.log.close()
     }
 
-    /// Deletes the partition's directory.
-    pub fn delete(self) -> Result<(), StorageError> {
-        let state = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
-        state.log.delete()
+    /// Flushes the log without closing it (for a partition still referenced
+    /// at shutdown: it is recovered at the next start, losing nothing).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.state().log.flush()
+    }
+
+    /// Deletes the partition's directory. Requests that still hold the
+    /// partition get UNKNOWN_TOPIC_OR_PARTITION from now on; the open files
+    /// go when the last of them lets go.
+    pub fn delete(&self) -> std::io::Result<()> {
+        let state = self.state();
+        self.deleted.store(true, Ordering::Release);
+        std::fs::remove_dir_all(state.log.dir())
     }
 }
