@@ -1,0 +1,67 @@
+# Weir entry points. `make run` starts a broker on localhost:9092; `make test` is what CI runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# compat-tests run against the debug build (fast to build, checks overflows).
+WEIR_BIN ?= $(TARGET_DIR)/debug/weir
+export WEIR_BIN
+
+VENV := .venv
+PYTEST := $(VENV)/bin/pytest
+# Per-test timeout in seconds (pytest-timeout); the whole suite stays far below 45 min.
+PYTEST_TIMEOUT ?= 180
+PYTEST_ARGS ?=
+
+.PHONY: help run build release deps test compat cargo-test pytest pytest-all fmt-check lint clean bench
+
+help:
+	@echo "make run        release build, then weir --config weir.yaml (foreground, data in ./data)"
+	@echo "make test       install test deps, build, cargo test, compat-tests (not slow)"
+	@echo "make compat     like test, plus the slow compat-tests"
+	@echo "make fmt-check  cargo fmt --check"
+	@echo "make lint       cargo clippy -D warnings"
+	@echo "make bench      rdkafka_performance against a release build; writes BENCHMARKS.md"
+
+release:
+	$(CARGO) build --release -p weir-broker
+
+run: release
+	$(TARGET_DIR)/release/weir --config weir.yaml
+
+build:
+	$(CARGO) build -p weir-broker
+
+deps:
+	scripts/install-test-deps.sh
+
+cargo-test:
+	$(CARGO) test --workspace
+
+pytest:
+	$(PYTEST) compat-tests -m "not slow" --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+pytest-all:
+	$(PYTEST) compat-tests --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+test: deps fmt-check lint build cargo-test
+	$(MAKE) pytest
+
+compat: deps build cargo-test
+	$(MAKE) pytest-all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf compat-tests/.build
+
+# Throughput/latency benchmark against a release build; writes BENCHMARKS.md.
+# Not part of `make test`. Installs iperf3 and librdkafka-dev, builds rdkafka_performance into bench/.build/.
+bench:
+	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) bench/run.sh

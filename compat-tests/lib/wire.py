@@ -1,0 +1,438 @@
+"""Hand-built Kafka protocol frames (from the protocol guide), no client library.
+
+Used by test_wire.py and by the harness' readiness probe. Only the handful of
+request/response layouts the tests need are implemented; every layout names the
+API version it is for.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+# API keys (Kafka protocol guide).
+PRODUCE = 0
+FETCH = 1
+LIST_OFFSETS = 2
+METADATA = 3
+API_VERSIONS = 18
+CREATE_TOPICS = 19
+
+# Error codes.
+NONE = 0
+CORRUPT_MESSAGE = 2
+UNSUPPORTED_VERSION = 35
+
+# Frames larger than this are never read by the tests (the broker's limit is 100 MiB).
+MAX_RESPONSE = 64 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- primitives
+
+def i8(v: int) -> bytes:
+    return struct.pack(">b", v)
+
+
+def i16(v: int) -> bytes:
+    return struct.pack(">h", v)
+
+
+def i32(v: int) -> bytes:
+    return struct.pack(">i", v)
+
+
+def u32(v: int) -> bytes:
+    return struct.pack(">I", v)
+
+
+def i64(v: int) -> bytes:
+    return struct.pack(">q", v)
+
+
+def string(s: str | None) -> bytes:
+    """STRING / NULLABLE_STRING: int16 length then UTF-8 bytes (-1 = null)."""
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def kbytes(b: bytes | None) -> bytes:
+    """BYTES / NULLABLE_BYTES / RECORDS: int32 length then the bytes (-1 = null)."""
+    if b is None:
+        return i32(-1)
+    return i32(len(b)) + b
+
+
+def uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    """Zig-zag signed varint (VARINT and VARLONG share the encoding)."""
+    return uvarint((v << 1) ^ (v >> 63))
+
+
+def compact_string(s: str | None) -> bytes:
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+EMPTY_TAGGED_FIELDS = uvarint(0)
+
+
+class Reader:
+    """Cursor over a response body."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def _take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"short response: need {n} bytes at {self.pos}, have {len(self.data)}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def i8(self) -> int:
+        return struct.unpack(">b", self._take(1))[0]
+
+    def i16(self) -> int:
+        return struct.unpack(">h", self._take(2))[0]
+
+    def i32(self) -> int:
+        return struct.unpack(">i", self._take(4))[0]
+
+    def i64(self) -> int:
+        return struct.unpack(">q", self._take(8))[0]
+
+    def string(self) -> str | None:
+        n = self.i16()
+        return None if n < 0 else self._take(n).decode()
+
+    def uvarint(self) -> int:
+        shift = 0
+        result = 0
+        while True:
+            b = self._take(1)[0]
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def compact_array_len(self) -> int:
+        return self.uvarint() - 1
+
+    def skip_tagged_fields(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()  # tag
+            self._take(self.uvarint())
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+
+# ---------------------------------------------------------------- framing
+
+def request_header_v1(api_key: int, api_version: int, correlation_id: int,
+                      client_id: str | None = "weir-wire-test") -> bytes:
+    return i16(api_key) + i16(api_version) + i32(correlation_id) + string(client_id)
+
+
+def request_header_v2(api_key: int, api_version: int, correlation_id: int,
+                      client_id: str | None = "weir-wire-test") -> bytes:
+    return request_header_v1(api_key, api_version, correlation_id, client_id) + EMPTY_TAGGED_FIELDS
+
+
+def frame(payload: bytes) -> bytes:
+    return i32(len(payload)) + payload
+
+
+class Closed(Exception):
+    """The broker closed the connection (EOF or reset)."""
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(n - len(buf))
+        except (ConnectionResetError, BrokenPipeError) as e:
+            raise Closed(str(e)) from e
+        if not chunk:
+            raise Closed(f"EOF after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_frame(sock: socket.socket) -> bytes:
+    (n,) = struct.unpack(">i", recv_exact(sock, 4))
+    if n < 0 or n > MAX_RESPONSE:
+        raise ValueError(f"bad response frame length {n}")
+    return recv_exact(sock, n)
+
+
+def connect(host: str, port: int, timeout: float = 10.0) -> socket.socket:
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.settimeout(timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def wait_closed(sock: socket.socket, timeout: float = 10.0) -> bool:
+    """True when the peer closes (EOF/reset) within `timeout`; False if it stays open.
+
+    Any bytes the broker sends first (e.g. an error response) are read and ignored.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+        if not chunk:
+            return True
+
+
+class Conn:
+    """One Kafka connection: send a request, read the response with the same correlation id."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0):
+        self.sock = connect(host, port, timeout)
+        self.next_cid = 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, api_key: int, api_version: int, body: bytes, flexible_header: bool = False) -> int:
+        cid = self.next_cid
+        self.next_cid += 1
+        hdr = (request_header_v2 if flexible_header else request_header_v1)(api_key, api_version, cid)
+        self.sock.sendall(frame(hdr + body))
+        return cid
+
+    def recv(self, cid: int, flexible_header: bool = False) -> Reader:
+        """Reads one response; checks the correlation id. Returns a Reader over the body."""
+        r = Reader(recv_frame(self.sock))
+        got = r.i32()
+        if got != cid:
+            raise AssertionError(f"correlation id {got} != {cid}")
+        if flexible_header:
+            r.skip_tagged_fields()
+        return r
+
+    def request(self, api_key: int, api_version: int, body: bytes,
+                flexible_request: bool = False, flexible_response: bool = False) -> Reader:
+        cid = self.send(api_key, api_version, body, flexible_request)
+        return self.recv(cid, flexible_response)
+
+
+# ---------------------------------------------------------------- ApiVersions (key 18)
+
+@dataclass
+class ApiVersionsResponse:
+    error_code: int
+    api_keys: dict[int, tuple[int, int]] = field(default_factory=dict)
+    throttle_time_ms: int | None = None
+
+
+def api_versions_body(version: int) -> bytes:
+    if version >= 3:
+        return compact_string("weir-wire-test") + compact_string("0.1") + EMPTY_TAGGED_FIELDS
+    return b""
+
+
+def parse_api_versions(r: Reader, version: int) -> ApiVersionsResponse:
+    """ApiVersions responses always use response header v0 (no tagged fields), per KIP-511."""
+    err = r.i16()
+    keys: dict[int, tuple[int, int]] = {}
+    if version >= 3:
+        for _ in range(r.compact_array_len()):
+            k, lo, hi = r.i16(), r.i16(), r.i16()
+            r.skip_tagged_fields()
+            keys[k] = (lo, hi)
+        throttle = r.i32()
+        r.skip_tagged_fields()
+        return ApiVersionsResponse(err, keys, throttle)
+    for _ in range(r.i32()):
+        k, lo, hi = r.i16(), r.i16(), r.i16()
+        keys[k] = (lo, hi)
+    throttle = r.i32() if version >= 1 else None
+    return ApiVersionsResponse(err, keys, throttle)
+
+
+def api_versions(conn: Conn, version: int = 0, response_layout: int | None = None) -> ApiVersionsResponse:
+    """Sends ApiVersions `version`; parses the answer as `response_layout` (default: the same version)."""
+    cid = conn.send(API_VERSIONS, version, api_versions_body(version), flexible_header=version >= 3)
+    return parse_api_versions(conn.recv(cid), version if response_layout is None else response_layout)
+
+
+def probe_api_versions(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Readiness probe: ApiVersions v0 gets an answer (any error code)."""
+    try:
+        with Conn(host, port, timeout) as c:
+            api_versions(c, 0)
+        return True
+    except (OSError, Closed, ValueError, AssertionError):
+        return False
+
+
+# ---------------------------------------------------------------- record batches (magic 2)
+
+_CRC32C_TABLE: list[int] = []
+
+
+def _crc32c_table() -> list[int]:
+    if not _CRC32C_TABLE:
+        for n in range(256):
+            c = n
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC32C_TABLE.append(c)
+    return _CRC32C_TABLE
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli). Uses the `crc32c` package when present, else a table."""
+    try:
+        import crc32c as _c  # type: ignore
+
+        return _c.crc32c(data)
+    except ImportError:
+        t = _crc32c_table()
+        crc = 0xFFFFFFFF
+        for b in data:
+            crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+        return crc ^ 0xFFFFFFFF
+
+
+def encode_record(offset_delta: int, timestamp_delta: int, key: bytes | None, value: bytes | None,
+                  headers: list[tuple[str, bytes | None]] = ()) -> bytes:
+    body = bytearray()
+    body += i8(0)  # attributes (unused)
+    body += varint(timestamp_delta)
+    body += varint(offset_delta)
+    for b in (key, value):
+        if b is None:
+            body += varint(-1)
+        else:
+            body += varint(len(b)) + b
+    body += varint(len(headers))
+    for hk, hv in headers:
+        kb = hk.encode()
+        body += varint(len(kb)) + kb
+        body += varint(-1) if hv is None else varint(len(hv)) + hv
+    return varint(len(body)) + bytes(body)
+
+
+def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestamp: int | None = None,
+                 producer_id: int = -1, producer_epoch: int = -1, base_sequence: int = -1,
+                 corrupt_crc: bool = False) -> bytes:
+    """An uncompressed v2 record batch with base offset 0 (the broker assigns offsets)."""
+    if base_timestamp is None:
+        base_timestamp = int(time.time() * 1000)
+    recs = b"".join(encode_record(i, 0, k, v) for i, (k, v) in enumerate(records))
+    after_crc = (
+        i16(0)  # attributes: no compression, CreateTime, not transactional, not control
+        + i32(len(records) - 1)  # lastOffsetDelta
+        + i64(base_timestamp)  # baseTimestamp
+        + i64(base_timestamp)  # maxTimestamp
+        + i64(producer_id)
+        + i16(producer_epoch)
+        + i32(base_sequence)
+        + i32(len(records))
+        + recs
+    )
+    crc = crc32c(after_crc)
+    if corrupt_crc:
+        crc ^= 0xDEADBEEF
+    # partitionLeaderEpoch + magic + crc + rest; batchLength counts everything after itself.
+    after_length = i32(-1) + i8(2) + u32(crc) + after_crc
+    return i64(0) + i32(len(after_length)) + after_length
+
+
+# ---------------------------------------------------------------- Produce v7 (key 0)
+
+@dataclass
+class PartitionProduceResult:
+    partition: int
+    error_code: int
+    base_offset: int
+    log_append_time_ms: int
+    log_start_offset: int
+
+
+def produce_v7_body(topic: str, partition: int, records: bytes, acks: int = -1,
+                    timeout_ms: int = 10000) -> bytes:
+    return (
+        string(None)  # transactional_id
+        + i16(acks)
+        + i32(timeout_ms)
+        + i32(1) + string(topic)
+        + i32(1) + i32(partition) + kbytes(records)
+    )
+
+
+def parse_produce_v7(r: Reader) -> dict[tuple[str, int], PartitionProduceResult]:
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            p = PartitionProduceResult(r.i32(), r.i16(), r.i64(), r.i64(), r.i64())
+            out[(name, p.partition)] = p
+    r.i32()  # throttle_time_ms
+    return out
+
+
+def produce_v7(conn: Conn, topic: str, partition: int, records: bytes, acks: int = -1) -> PartitionProduceResult:
+    r = conn.request(PRODUCE, 7, produce_v7_body(topic, partition, records, acks))
+    return parse_produce_v7(r)[(topic, partition)]
+
+
+# ---------------------------------------------------------------- ListOffsets v1 (key 2)
+
+LATEST = -1
+EARLIEST = -2
+
+
+def list_offsets_v1(conn: Conn, topic: str, partition: int, timestamp: int) -> tuple[int, int]:
+    """Returns (error_code, offset)."""
+    body = i32(-1) + i32(1) + string(topic) + i32(1) + i32(partition) + i64(timestamp)
+    r = conn.request(LIST_OFFSETS, 1, body)
+    result = None
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            idx, err = r.i32(), r.i16()
+            r.i64()  # timestamp
+            off = r.i64()
+            if name == topic and idx == partition:
+                result = (err, off)
+    if result is None:
+        raise AssertionError(f"ListOffsets response has no {topic}-{partition}")
+    return result
