@@ -123,6 +123,18 @@ def test_garbage_frame_closes_only_that_connection(weir):
     assert _advertised(weir)
 
 
+def test_huge_array_length_closes_only_that_connection(weir):
+    """A tiny Metadata v0 request announcing 2^31-1 topics: the decoder must fail on
+    the missing input, not try to reserve memory for two billion topics."""
+    with _conn(weir) as bystander:
+        for count in (0x7FFFFFFF, 0x40000000, 0x033C0C00):
+            with _conn(weir) as bad:
+                bad.send(wire.METADATA, 0, wire.i32(count) + wire.i16(1) + b"a")
+                assert wire.wait_closed(bad.sock, 10), "a malformed array length did not close the connection"
+        assert wire.api_versions(bystander, 1).error_code == 0
+    assert _advertised(weir)
+
+
 def test_oversized_frame_closes_connection(weir):
     with _conn(weir) as bad:
         bad.sock.sendall(wire.i32(200 * 1024 * 1024) + b"\x00\x12\x00\x00")

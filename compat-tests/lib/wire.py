@@ -24,6 +24,9 @@ CREATE_TOPICS = 19
 NONE = 0
 CORRUPT_MESSAGE = 2
 UNSUPPORTED_VERSION = 35
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+INVALID_RECORD = 87
 
 # Frames larger than this are never read by the tests (the broker's limit is 100 MiB).
 MAX_RESPONSE = 64 * 1024 * 1024
