@@ -25,10 +25,10 @@
 
 use std::ops::Range;
 
-/// Size of the v2 batch header.
-pub const HEADER_SIZE: usize = 61;
-/// Bytes before the batch length field's coverage starts (base offset + length).
-pub const LOG_OVERHEAD: usize = 12;
+/// The header fields, parsed by the segment store's reader (one parser for
+/// the wire and the disk: the format is the same).
+pub use weir_storage::batch::{set_base_offset, set_partition_leader_epoch, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+
 const CRC_START: usize = 21;
 const ATTRIBUTE_TIMESTAMP_TYPE: i16 = 0x08;
 
@@ -77,111 +77,10 @@ pub enum Compression {
     Unknown(u8),
 }
 
-/// The decoded header fields of one batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchHeader {
-    /// Offset of the first record.
-    pub base_offset: i64,
-    /// Length of the batch after the length field.
-    pub batch_length: i32,
-    /// Epoch of the leader that appended the batch.
-    pub partition_leader_epoch: i32,
-    /// Message format version (2).
-    pub magic: i8,
-    /// Stored CRC32C.
-    pub crc: u32,
-    /// Attribute bits (compression, timestamp type, transactional, control).
-    pub attributes: i16,
-    /// Offset of the last record relative to the base offset.
-    pub last_offset_delta: i32,
-    /// Timestamp of the first record.
-    pub base_timestamp: i64,
-    /// Largest record timestamp (or the log append time).
-    pub max_timestamp: i64,
-    /// Idempotent producer id, or -1.
-    pub producer_id: i64,
-    /// Producer epoch, or -1.
-    pub producer_epoch: i16,
-    /// Sequence of the first record, or -1.
-    pub base_sequence: i32,
-    /// Number of records.
-    pub records_count: i32,
-}
-
-fn be_i16(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
-}
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(v)
-}
-
-impl BatchHeader {
-    /// Parses the header at the start of `buf`, checking that the whole batch
-    /// it announces is present and that it is format v2. Does not check the CRC.
-    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
-        if buf.len() < HEADER_SIZE {
-            return Err(BatchError::Truncated { needed: HEADER_SIZE, available: buf.len() });
-        }
-        let batch_length = be_i32(buf, 8);
-        let magic = buf[16] as i8;
-        if magic != 2 {
-            return Err(BatchError::UnsupportedMagic(magic));
-        }
-        if batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
-            return Err(BatchError::InvalidLength(batch_length));
-        }
-        let size = LOG_OVERHEAD + batch_length as usize;
-        if buf.len() < size {
-            return Err(BatchError::Truncated { needed: size, available: buf.len() });
-        }
-        Ok(BatchHeader {
-            base_offset: be_i64(buf, 0),
-            batch_length,
-            partition_leader_epoch: be_i32(buf, 12),
-            magic,
-            crc: u32::from_be_bytes([buf[17], buf[18], buf[19], buf[20]]),
-            attributes: be_i16(buf, 21),
-            last_offset_delta: be_i32(buf, 23),
-            base_timestamp: be_i64(buf, 27),
-            max_timestamp: be_i64(buf, 35),
-            producer_id: be_i64(buf, 43),
-            producer_epoch: be_i16(buf, 51),
-            base_sequence: be_i32(buf, 53),
-            records_count: be_i32(buf, 57),
-        })
-    }
-
-    /// Total size of the batch in bytes, header included.
-    pub fn size(&self) -> usize {
-        LOG_OVERHEAD + self.batch_length as usize
-    }
-
-    /// Offset of the last record.
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
-    }
-
-    /// Sequence of the last record (wrapping like Kafka's at i32::MAX).
-    pub fn last_sequence(&self) -> i32 {
-        if self.base_sequence < 0 {
-            return -1;
-        }
-        let last = self.base_sequence as i64 + self.last_offset_delta as i64;
-        if last > i32::MAX as i64 {
-            (last - i32::MAX as i64 - 1) as i32
-        } else {
-            last as i32
-        }
-    }
-
-    /// The compression codec.
-    pub fn compression(&self) -> Compression {
-        match (self.attributes & 0x07) as u8 {
+impl Compression {
+    /// The codec of a batch.
+    pub fn of(header: &BatchHeader) -> Compression {
+        match header.compression() {
             0 => Compression::None,
             1 => Compression::Gzip,
             2 => Compression::Snappy,
@@ -190,26 +89,25 @@ impl BatchHeader {
             other => Compression::Unknown(other),
         }
     }
+}
 
-    /// Whether timestamps are log append times.
-    pub fn is_log_append_time(&self) -> bool {
-        self.attributes & ATTRIBUTE_TIMESTAMP_TYPE != 0
+/// Parses the header at the start of `buf` as the wire needs it: the whole
+/// batch it announces must be present and it must be format v2. Does not
+/// check the CRC.
+pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    if buf.len() < HEADER_SIZE {
+        return Err(BatchError::Truncated { needed: HEADER_SIZE, available: buf.len() });
     }
-
-    /// Whether the batch belongs to a transaction.
-    pub fn is_transactional(&self) -> bool {
-        self.attributes & 0x10 != 0
+    let magic = buf[16] as i8;
+    if magic != 2 {
+        return Err(BatchError::UnsupportedMagic(magic));
     }
-
-    /// Whether the batch holds control records (transaction markers).
-    pub fn is_control(&self) -> bool {
-        self.attributes & 0x20 != 0
+    let header = BatchHeader::parse(buf)
+        .map_err(|_| BatchError::InvalidLength(i32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]])))?;
+    if buf.len() < header.total_size() {
+        return Err(BatchError::Truncated { needed: header.total_size(), available: buf.len() });
     }
-
-    /// Whether the batch was written by an idempotent or transactional producer.
-    pub fn has_producer_id(&self) -> bool {
-        self.producer_id >= 0
-    }
+    Ok(header)
 }
 
 /// The CRC32C a batch should carry.
@@ -219,7 +117,7 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 
 /// Checks the stored CRC of a whole batch whose header already parsed.
 pub fn verify_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
-    let computed = compute_crc(&batch[..header.size()]);
+    let computed = compute_crc(&batch[..header.total_size()]);
     if computed != header.crc {
         return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
@@ -246,9 +144,9 @@ impl Iterator for Batches<'_> {
         if self.failed || self.position >= self.records.len() {
             return None;
         }
-        match BatchHeader::parse(&self.records[self.position..]) {
+        match parse_header(&self.records[self.position..]) {
             Ok(header) => {
-                let range = self.position..self.position + header.size();
+                let range = self.position..self.position + header.total_size();
                 self.position = range.end;
                 Some(Ok((header, range)))
             }
@@ -260,21 +158,11 @@ impl Iterator for Batches<'_> {
     }
 }
 
-/// Sets the base offset (outside the CRC).
-pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
-    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
-}
-
-/// Sets the partition leader epoch (outside the CRC).
-pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
-    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
-}
-
 /// Turns the batch into a LogAppendTime batch stamped `timestamp`, as a
 /// topic with `message.timestamp.type=LogAppendTime` does, and recomputes
 /// the CRC (attributes and max timestamp are covered by it).
 pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
-    let attributes = be_i16(batch, 21) | ATTRIBUTE_TIMESTAMP_TYPE;
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTRIBUTE_TIMESTAMP_TYPE;
     batch[21..23].copy_from_slice(&attributes.to_be_bytes());
     batch[35..43].copy_from_slice(&timestamp.to_be_bytes());
     let crc = compute_crc(batch);
@@ -320,11 +208,11 @@ mod tests {
     #[test]
     fn golden_batch_parses_and_verifies() {
         let b = golden();
-        let h = BatchHeader::parse(&b).unwrap();
-        assert_eq!(h.size(), b.len());
+        let h = parse_header(&b).unwrap();
+        assert_eq!(h.total_size(), b.len());
         assert_eq!(h.records_count, 1);
         assert_eq!(h.max_timestamp, 1000);
-        assert_eq!(h.compression(), Compression::None);
+        assert_eq!(Compression::of(&h), Compression::None);
         verify_crc(&b, &h).unwrap();
     }
 
@@ -333,7 +221,7 @@ mod tests {
         let mut b = golden();
         set_base_offset(&mut b, 42);
         set_partition_leader_epoch(&mut b, 7);
-        let h = BatchHeader::parse(&b).unwrap();
+        let h = parse_header(&b).unwrap();
         assert_eq!((h.base_offset, h.last_offset(), h.partition_leader_epoch), (42, 42, 7));
         verify_crc(&b, &h).unwrap();
         assert_eq!(&b[0..8], &[0, 0, 0, 0, 0, 0, 0, 42]);
@@ -343,7 +231,7 @@ mod tests {
     fn log_append_time_recomputes_the_crc() {
         let mut b = golden();
         set_log_append_time(&mut b, 5555);
-        let h = BatchHeader::parse(&b).unwrap();
+        let h = parse_header(&b).unwrap();
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 5555);
         verify_crc(&b, &h).unwrap();
@@ -354,15 +242,15 @@ mod tests {
         let mut b = golden();
         let last = b.len() - 1;
         b[last] ^= 0xff;
-        let h = BatchHeader::parse(&b).unwrap();
+        let h = parse_header(&b).unwrap();
         assert!(matches!(verify_crc(&b, &h), Err(BatchError::CrcMismatch { .. })));
-        assert!(matches!(BatchHeader::parse(&b[..30]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(parse_header(&b[..30]), Err(BatchError::Truncated { .. })));
         let mut bad_magic = golden();
         bad_magic[16] = 1;
-        assert_eq!(BatchHeader::parse(&bad_magic), Err(BatchError::UnsupportedMagic(1)));
+        assert_eq!(parse_header(&bad_magic), Err(BatchError::UnsupportedMagic(1)));
         let mut short = golden();
         short[8..12].copy_from_slice(&3i32.to_be_bytes());
-        assert_eq!(BatchHeader::parse(&short), Err(BatchError::InvalidLength(3)));
+        assert_eq!(parse_header(&short), Err(BatchError::InvalidLength(3)));
     }
 
     #[test]
@@ -373,13 +261,5 @@ mod tests {
         let items: Vec<_> = batches(&set).collect();
         assert_eq!(items.len(), 3);
         assert!(items[0].is_ok() && items[1].is_ok() && items[2].is_err());
-    }
-
-    #[test]
-    fn sequence_wraps() {
-        let mut h = BatchHeader::parse(&golden()).unwrap();
-        h.base_sequence = i32::MAX;
-        h.last_offset_delta = 1;
-        assert_eq!(h.last_sequence(), 0);
     }
 }

@@ -40,7 +40,7 @@ proptest! {
         for (h, range) in batch::batches(&data).flatten() {
             prop_assert!(range.end <= data.len());
             let _ = batch::verify_crc(&data[range], &h);
-            let _ = (h.last_offset(), h.last_sequence(), h.compression());
+            let _ = (h.last_offset(), h.last_sequence(), batch::Compression::of(&h));
         }
     }
 
@@ -51,7 +51,7 @@ proptest! {
             let len = b.len();
             b[at % len] ^= value;
         }
-        if let Ok(h) = batch::BatchHeader::parse(&b) {
+        if let Ok(h) = batch::parse_header(&b) {
             let _ = batch::verify_crc(&b, &h);
         }
     }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 use weir_protocol::ErrorCode;
 
-use super::metadata::{authorized_operations, CLUSTER_OPERATIONS};
+use super::metadata::{advertised_brokers, authorized_operations, CLUSTER_OPERATIONS};
 use super::RequestContext;
 use crate::broker::Broker;
 
@@ -37,19 +37,9 @@ pub async fn handle(
             .with_error_code(ErrorCode::UnsupportedEndpointType.code())
             .with_error_message(Some(StrBytes::from_static_str("The broker only serves endpoint type 1 (brokers).")));
     }
-    let brokers = image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            let endpoint = b.listeners.first()?;
-            Some(
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(endpoint.host.clone()))
-                    .with_port(endpoint.port as i32)
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
+    let brokers = advertised_brokers(&image)
+        .map(|b| {
+            DescribeClusterBroker::default().with_broker_id(b.id).with_host(b.host).with_port(b.port).with_rack(b.rack)
         })
         .collect();
     response.with_brokers(brokers)

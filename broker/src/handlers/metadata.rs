@@ -93,21 +93,35 @@ fn topic_error(name: Option<&str>, id: uuid::Uuid, code: ErrorCode) -> MetadataR
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-/// The brokers as clients should reach them.
-pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
-    image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            let endpoint = b.listeners.first()?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(endpoint.host.clone()))
-                    .with_port(endpoint.port as i32)
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
+/// A live broker as clients should reach it.
+pub struct AdvertisedBroker {
+    /// Broker id.
+    pub id: BrokerId,
+    /// Advertised host.
+    pub host: StrBytes,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack, if set.
+    pub rack: Option<StrBytes>,
+}
+
+/// The unfenced brokers with their first advertised listener.
+pub fn advertised_brokers(image: &MetadataImage) -> impl Iterator<Item = AdvertisedBroker> + '_ {
+    image.brokers.values().filter(|b| !b.fenced).filter_map(|b| {
+        let endpoint = b.listeners.first()?;
+        Some(AdvertisedBroker {
+            id: BrokerId(b.id),
+            host: StrBytes::from_string(endpoint.host.clone()),
+            port: endpoint.port as i32,
+            rack: b.rack.clone().map(StrBytes::from_string),
+        })
+    })
+}
+
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    advertised_brokers(image)
+        .map(|b| {
+            MetadataResponseBroker::default().with_node_id(b.id).with_host(b.host).with_port(b.port).with_rack(b.rack)
         })
         .collect()
 }

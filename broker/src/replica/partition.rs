@@ -189,7 +189,7 @@ impl Partition {
                 "Transactional producers are not supported by this broker yet",
             ));
         }
-        if header.has_producer_id() {
+        if header.producer_id >= 0 {
             match state.log.check_sequence(
                 header.producer_id,
                 header.producer_epoch,

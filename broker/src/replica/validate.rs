@@ -8,6 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 use weir_protocol::batch::{self, BatchError, BatchHeader};
+
 use weir_protocol::ErrorCode;
 
 use crate::admin::configs::TopicSettings;
@@ -67,12 +68,12 @@ pub fn validate_records(
             "Produce requests with version 3 and above may only contain exactly one record batch",
         ));
     }
-    if header.size() > settings.max_message_bytes {
+    if header.total_size() > settings.max_message_bytes {
         return Err(RecordsRejected::new(
             ErrorCode::MessageTooLarge,
             format!(
                 "The record batch size in the append to {topic_partition} is {} bytes which exceeds the maximum configured value of {}.",
-                header.size(),
+                header.total_size(),
                 settings.max_message_bytes
             ),
         ));
@@ -141,7 +142,7 @@ fn check_keys(batch_bytes: &[u8], topic_partition: &str) -> Result<(), RecordsRe
 /// timestamp is at least `target` (ListOffsets by timestamp), or of the
 /// record carrying the batch's max timestamp when `target` is `None`.
 pub fn find_record_by_timestamp(batch_bytes: &Bytes, target: Option<i64>) -> Option<(i64, i64)> {
-    let header = BatchHeader::parse(batch_bytes).ok()?;
+    let header = batch::parse_header(batch_bytes).ok()?;
     if header.is_log_append_time() {
         // Every record carries the batch's append time.
         return Some((header.base_offset, header.max_timestamp));
