@@ -1,5 +1,6 @@
 //! `weir`: a broker that speaks the Apache Kafka protocol.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -19,6 +20,14 @@ struct Args {
     /// Sets one property, `key=value`, over the file and the environment; repeatable.
     #[arg(long = "override", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// A throwaway broker for tests: listens on 127.0.0.1 (--port, default a
+    /// free one), keeps its data in a new temporary directory that is removed
+    /// on exit, and prints its bootstrap address on stdout once it is ready.
+    #[arg(long)]
+    dev: bool,
+    /// The port for --dev (0 picks a free one).
+    #[arg(long, requires = "dev", default_value_t = 0)]
+    port: u16,
 }
 
 #[tokio::main]
@@ -29,11 +38,53 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let config = BrokerConfig::load(args.config.as_deref(), &args.overrides)?;
-    let running = weir_broker::server::start(config).await?;
+    let mut overrides = Vec::new();
+    let dev_dir = if args.dev {
+        let dir = dev_data_dir()?;
+        overrides.push(format!("listeners=PLAINTEXT://127.0.0.1:{}", args.port));
+        overrides.push(format!("advertised.listeners=PLAINTEXT://127.0.0.1:{}", args.port));
+        overrides.push(format!("log.dirs={}", dir.display()));
+        Some(dir)
+    } else {
+        None
+    };
+    overrides.extend(args.overrides);
+    let config = BrokerConfig::load(args.config.as_deref(), &overrides)?;
+    let running = match weir_broker::server::start(config).await {
+        Ok(running) => running,
+        Err(e) => {
+            remove_dev_dir(dev_dir.as_deref());
+            return Err(e);
+        }
+    };
+    if dev_dir.is_some() {
+        if let Some(addr) = running.bound.first() {
+            // The bootstrap address is this mode's output, for scripts to read.
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "127.0.0.1:{}", addr.port())?;
+            stdout.flush()?;
+        }
+    }
     wait_for_stop_signal().await;
     running.shutdown().await;
+    remove_dev_dir(dev_dir.as_deref());
     Ok(())
+}
+
+/// A new, empty directory for a --dev broker's data.
+fn dev_data_dir() -> anyhow::Result<PathBuf> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!("weir-dev-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+fn remove_dev_dir(dir: Option<&std::path::Path>) {
+    if let Some(dir) = dir {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the --dev data dir");
+        }
+    }
 }
 
 async fn wait_for_stop_signal() {

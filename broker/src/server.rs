@@ -23,17 +23,30 @@ pub struct RunningBroker {
     done_rx: mpsc::Receiver<()>,
 }
 
-/// Opens the broker's state and starts its listeners and background work.
-pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+/// Binds the listeners, opens the broker's state, and starts serving and
+/// the background work. An advertised port of 0 is replaced by the port its
+/// listener was given (a listener on port 0 picks a free one).
+pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+    let mut listeners = Vec::new();
+    for listener in &config.listeners {
+        let tcp = bind(&listener.host, listener.port)
+            .map_err(|e| anyhow::anyhow!("binding {}://{}:{}: {e}", listener.name, listener.host, listener.port))?;
+        listeners.push((listener.name.clone(), tcp));
+    }
+    for advertised in &mut config.advertised_listeners {
+        if advertised.port == 0 {
+            if let Some((_, tcp)) = listeners.iter().find(|(name, _)| *name == advertised.name) {
+                advertised.port = tcp.local_addr()?.port();
+            }
+        }
+    }
     let broker = tokio::task::block_in_place(|| Broker::start(config))?;
     let (notify_shutdown, _) = broadcast::channel(1);
     let (done_tx, done_rx) = mpsc::channel(1);
     let mut bound = Vec::new();
-    for listener in &broker.config.listeners {
-        let tcp = bind(&listener.host, listener.port)
-            .map_err(|e| anyhow::anyhow!("binding {}://{}:{}: {e}", listener.name, listener.host, listener.port))?;
+    for (name, tcp) in listeners {
         let addr = tcp.local_addr()?;
-        info!(listener = %listener.name, %addr, "listening");
+        info!(listener = %name, %addr, "listening");
         bound.push(addr);
         tokio::spawn(run_listener(tcp, broker.clone(), notify_shutdown.clone(), done_tx.clone()));
     }
