@@ -7,14 +7,13 @@ import re
 
 import pytest
 
-from lib.clients import KAFKA_TOOLS, java_available, java_tool, run, wait_until
+from lib.clients import JAVA_ENV, KAFKA_TOOLS, java_available, java_tool, run, wait_until
 
 pytestmark = [
     pytest.mark.java,
     pytest.mark.skipif(not java_available(), reason="java not on PATH (../shared/kafka-tools/install-deps.sh installs it)"),
 ]
 
-JAVA_ENV = {"KAFKA_HEAP_OPTS": "-Xmx256m", "KAFKA_LOG_LEVEL": "warn"}
 
 
 def tool(weir, name, *args, input=None, timeout=90, check=True):

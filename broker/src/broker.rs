@@ -11,6 +11,7 @@ use weir_controller::{BrokerRegistration, ControllerConfig, Endpoint, MetadataIm
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
+use crate::group::GroupCoordinator;
 use crate::replica::ReplicaManager;
 use crate::txn::producer_ids::ProducerIdManager;
 
@@ -26,6 +27,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdManager,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessionCache,
+    /// Consumer groups.
+    pub groups: GroupCoordinator,
 }
 
 /// Directory of the metadata log under `metadata.log.dir`, named as KRaft names it.
@@ -63,16 +66,19 @@ impl Broker {
             })
             .context("registering the broker")?;
         let replicas = ReplicaManager::new(config.clone()).context("creating the log dir")?;
+        let groups = GroupCoordinator::new(&config);
         let broker = Arc::new(Broker {
             config,
             controller,
             replicas,
             producer_ids: ProducerIdManager::default(),
             fetch_sessions: FetchSessionCache::default(),
+            groups,
         });
         let image = broker.image();
         broker.replicas.reconcile(&image);
         broker.replicas.delete_orphan_dirs();
+        broker.groups.load(&broker);
         info!(cluster_id = %image.cluster_id, topics = image.topics.len(), partitions = broker.replicas.all().len(), "metadata loaded");
         Ok(broker)
     }

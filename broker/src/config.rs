@@ -66,6 +66,22 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked.
     pub log_flush_scheduler_interval_ms: u64,
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (capped at the live brokers).
+    pub offsets_topic_replication_factor: i16,
+    /// `offsets.topic.segment.bytes`.
+    pub offsets_topic_segment_bytes: u64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: u64,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.max.size`.
+    pub group_max_size: usize,
 }
 
 const DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
@@ -134,6 +150,14 @@ impl BrokerConfig {
             )?,
             log_retention_check_interval_ms: parse(&raw, "log.retention.check.interval.ms", 300_000)?,
             log_flush_scheduler_interval_ms: parse(&raw, "log.flush.scheduler.interval.ms", 1_000)?,
+            offsets_topic_num_partitions: parse(&raw, "offsets.topic.num.partitions", 50)?,
+            offsets_topic_replication_factor: parse(&raw, "offsets.topic.replication.factor", 3)?,
+            offsets_topic_segment_bytes: parse(&raw, "offsets.topic.segment.bytes", 104_857_600)?,
+            offset_metadata_max_bytes: parse(&raw, "offset.metadata.max.bytes", 4096)?,
+            group_min_session_timeout_ms: parse(&raw, "group.min.session.timeout.ms", 6_000)?,
+            group_max_session_timeout_ms: parse(&raw, "group.max.session.timeout.ms", 1_800_000)?,
+            group_initial_rebalance_delay_ms: parse(&raw, "group.initial.rebalance.delay.ms", 3_000)?,
+            group_max_size: parse(&raw, "group.max.size", i32::MAX as usize)?,
             raw,
         })
     }

@@ -5,6 +5,7 @@
 //! - [`handlers`]: one module per Kafka API and the dispatch table.
 //! - [`replica`]: the partitions this broker hosts, their append and read paths.
 //! - [`admin`]: topic configuration resolution shared by the admin APIs.
+//! - [`group`]: the group coordinator and `__consumer_offsets`.
 //! - [`txn`]: producer ids.
 //! - [`broker`]: the shared state tying them together; [`config`]: its configuration.
 
@@ -13,6 +14,7 @@ pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod fetch_session;
+pub mod group;
 pub mod handlers;
 pub mod net;
 pub mod replica;

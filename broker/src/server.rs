@@ -51,6 +51,7 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         tokio::spawn(run_listener(tcp, broker.clone(), notify_shutdown.clone(), done_tx.clone()));
     }
     spawn_housekeeping(broker.clone(), notify_shutdown.subscribe());
+    spawn_group_timers(broker.clone(), notify_shutdown.subscribe());
     info!(node_id = broker.config.node_id, cluster_id = %broker.image().cluster_id, "Weir started");
     Ok(RunningBroker { broker, bound, notify_shutdown, done_tx, done_rx })
 }
@@ -73,6 +74,19 @@ fn spawn_housekeeping(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
             }
             let b = broker.clone();
             let _ = tokio::task::spawn_blocking(move || b.replicas.housekeeping(retention_due)).await;
+        }
+    });
+}
+
+/// Group session expiry and rebalance deadlines, checked every 100 ms.
+fn spawn_group_timers(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stop.recv() => return,
+            }
+            broker.groups.tick(&broker);
         }
     });
 }

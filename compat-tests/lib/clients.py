@@ -40,6 +40,8 @@ def wait_until(pred, timeout: float = 15.0, interval: float = 0.2, what: str = "
 # ------------------------------------------------------------------ tools
 
 KAFKA_TOOLS = (REPO_ROOT / ".." / "shared" / "kafka-tools").resolve()
+# The Java tools with a small heap and quiet logs.
+JAVA_ENV = {"KAFKA_HEAP_OPTS": "-Xmx256m", "KAFKA_LOG_LEVEL": "warn"}
 
 
 def java_tool(name: str) -> Path:

@@ -1,50 +1,86 @@
 //! FindCoordinator: v0-6.
 //!
-//! Behaviour: Weir has no group or transaction coordinator yet, so every key
-//! (v0-3 single key, v4+ batched `coordinator_keys`) is answered with
-//! COORDINATOR_NOT_AVAILABLE, node -1, which clients treat as retriable.
-//! Advertised because librdkafka requires FindCoordinator v0 before it uses
-//! other features.
+//! Behaviour: for a group (key type 0) the coordinator is the leader of the
+//! group's `__consumer_offsets` partition: in a single-node cluster, this
+//! broker. The topic is created on the first such request, as Kafka does.
+//! v4+ batches keys, each with its own answer. Transactional ids (key
+//! type 1) get COORDINATOR_NOT_AVAILABLE until the transaction coordinator
+//! exists; another key type gets INVALID_REQUEST.
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
 
-const MESSAGE: &str = "The coordinator is not available.";
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// (node, host, port) of the coordinator, or the error.
+fn coordinator_for(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
+    match key_type {
+        KEY_TYPE_GROUP => {
+            broker.groups.ensure_offsets_topic(broker)?;
+            let image = broker.image();
+            let me = image.broker(broker.config.node_id).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            let endpoint = me.listeners.first().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            Ok((me.id, endpoint.host.clone(), endpoint.port as i32))
+        }
+        KEY_TYPE_TRANSACTION => Err(ErrorCode::CoordinatorNotAvailable),
+        _ => Err(ErrorCode::InvalidRequest),
+    }
+}
+
+fn message(code: ErrorCode) -> StrBytes {
+    StrBytes::from_static_str(match code {
+        ErrorCode::InvalidRequest => "Unknown coordinator key type.",
+        _ => "The coordinator is not available.",
+    })
+}
 
 /// Serves FindCoordinator.
 pub async fn handle(
-    _broker: &Arc<Broker>,
+    broker: &Arc<Broker>,
     ctx: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let code = ErrorCode::CoordinatorNotAvailable.code();
+    let key_type = if ctx.version >= 1 { request.key_type } else { KEY_TYPE_GROUP };
+    let found = coordinator_for(broker, key_type);
     if ctx.version >= 4 {
         let coordinators = request
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id((-1).into())
-                    .with_host(StrBytes::from_static_str(""))
-                    .with_port(-1)
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_static_str(MESSAGE)))
+                let c = Coordinator::default().with_key(key);
+                match &found {
+                    Ok((node, host, port)) => {
+                        c.with_node_id(BrokerId(*node)).with_host(StrBytes::from_string(host.clone())).with_port(*port)
+                    }
+                    Err(code) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_host(StrBytes::default())
+                        .with_port(-1)
+                        .with_error_code(code.code())
+                        .with_error_message(Some(message(*code))),
+                }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default()
-        .with_error_code(code)
-        .with_error_message(Some(StrBytes::from_static_str(MESSAGE)))
-        .with_node_id((-1).into())
-        .with_host(StrBytes::from_static_str(""))
-        .with_port(-1)
+    match found {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port),
+        Err(code) => FindCoordinatorResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(if ctx.version >= 1 { Some(message(code)) } else { None })
+            .with_node_id(BrokerId(-1))
+            .with_host(StrBytes::default())
+            .with_port(-1),
+    }
 }

@@ -11,19 +11,29 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 #[cfg(test)]
 mod tests;
 
@@ -86,6 +96,8 @@ pub struct RequestContext {
     pub correlation_id: i32,
     /// The client id, if sent.
     pub client_id: Option<StrBytes>,
+    /// The client's address as Kafka prints it (`/127.0.0.1`).
+    pub client_host: String,
 }
 
 fn decode<T: Decodable>(ctx: &RequestContext, body: &mut Bytes) -> Result<T, HandleError> {
@@ -106,7 +118,11 @@ fn encode<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> R
 
 /// Decodes, dispatches and encodes one request frame. `Ok(None)` means the
 /// request gets no response (Produce with acks=0).
-pub async fn handle_frame(broker: &Arc<Broker>, frame: BytesMut) -> Result<Option<BytesMut>, HandleError> {
+pub async fn handle_frame(
+    broker: &Arc<Broker>,
+    frame: BytesMut,
+    client_host: &str,
+) -> Result<Option<BytesMut>, HandleError> {
     let request = parse_request(frame)?;
     let version = request.header.request_api_version;
     let ctx = RequestContext {
@@ -114,6 +130,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: BytesMut) -> Result<Optio
         version,
         correlation_id: request.header.correlation_id,
         client_id: request.header.client_id,
+        client_host: client_host.to_string(),
     };
     let range = advertised_range(ctx.api_key).ok_or(HandleError::UnsupportedApi(ctx.api_key))?;
     if !range.contains(version) {
@@ -125,6 +142,12 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: BytesMut) -> Result<Optio
     }
     debug!(api = ?ctx.api_key, version, correlation_id = ctx.correlation_id, "request");
     let mut body = request.body;
+    // Decode the typed request, call the handler, encode its response.
+    macro_rules! route {
+        ($handler:ident) => {
+            encode(&ctx, &$handler::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
+        };
+    }
     let response = match ctx.api_key {
         ApiKey::Produce if version < PRODUCE_MIN_SERVED_VERSION => {
             let body = legacy_produce::unsupported_version_response(body, version)
@@ -143,36 +166,32 @@ pub async fn handle_frame(broker: &Arc<Broker>, frame: BytesMut) -> Result<Optio
                 None => Ok(None),
             };
         }
-        ApiKey::Fetch => encode(&ctx, &fetch::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::ListOffsets => encode(&ctx, &list_offsets::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::Metadata => encode(&ctx, &metadata::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::FindCoordinator => {
-            encode(&ctx, &find_coordinator::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
-        }
-        ApiKey::ApiVersions => encode(&ctx, &api_versions::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::CreateTopics => encode(&ctx, &create_topics::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::DeleteTopics => encode(&ctx, &delete_topics::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::DeleteRecords => encode(&ctx, &delete_records::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::InitProducerId => encode(&ctx, &init_producer_id::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::OffsetForLeaderEpoch => {
-            encode(&ctx, &offset_for_leader_epoch::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
-        }
-        ApiKey::DescribeConfigs => {
-            encode(&ctx, &describe_configs::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
-        }
-        ApiKey::AlterConfigs => encode(&ctx, &alter_configs::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
-        ApiKey::DescribeLogDirs => {
-            encode(&ctx, &describe_log_dirs::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
-        }
-        ApiKey::CreatePartitions => {
-            encode(&ctx, &create_partitions::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            encode(&ctx, &incremental_alter_configs::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
-        }
-        ApiKey::DescribeCluster => {
-            encode(&ctx, &describe_cluster::handle(broker, &ctx, decode(&ctx, &mut body)?).await)
-        }
+        ApiKey::Fetch => route!(fetch),
+        ApiKey::ListOffsets => route!(list_offsets),
+        ApiKey::Metadata => route!(metadata),
+        ApiKey::OffsetCommit => route!(offset_commit),
+        ApiKey::OffsetFetch => route!(offset_fetch),
+        ApiKey::FindCoordinator => route!(find_coordinator),
+        ApiKey::JoinGroup => route!(join_group),
+        ApiKey::Heartbeat => route!(heartbeat),
+        ApiKey::LeaveGroup => route!(leave_group),
+        ApiKey::SyncGroup => route!(sync_group),
+        ApiKey::DescribeGroups => route!(describe_groups),
+        ApiKey::ListGroups => route!(list_groups),
+        ApiKey::ApiVersions => route!(api_versions),
+        ApiKey::CreateTopics => route!(create_topics),
+        ApiKey::DeleteTopics => route!(delete_topics),
+        ApiKey::DeleteRecords => route!(delete_records),
+        ApiKey::InitProducerId => route!(init_producer_id),
+        ApiKey::OffsetForLeaderEpoch => route!(offset_for_leader_epoch),
+        ApiKey::DescribeConfigs => route!(describe_configs),
+        ApiKey::AlterConfigs => route!(alter_configs),
+        ApiKey::DescribeLogDirs => route!(describe_log_dirs),
+        ApiKey::CreatePartitions => route!(create_partitions),
+        ApiKey::DeleteGroups => route!(delete_groups),
+        ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs),
+        ApiKey::OffsetDelete => route!(offset_delete),
+        ApiKey::DescribeCluster => route!(describe_cluster),
         other => Err(HandleError::NoHandler(other)),
     }?;
     Ok(Some(response))

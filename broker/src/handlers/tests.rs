@@ -39,6 +39,16 @@ fn default_request_body(key: ApiKey, version: i16) -> BytesMut {
         ApiKey::CreatePartitions => body::<CreatePartitionsRequest>(version),
         ApiKey::IncrementalAlterConfigs => body::<IncrementalAlterConfigsRequest>(version),
         ApiKey::DescribeCluster => body::<DescribeClusterRequest>(version),
+        ApiKey::OffsetCommit => body::<OffsetCommitRequest>(version),
+        ApiKey::OffsetFetch => body::<OffsetFetchRequest>(version),
+        ApiKey::JoinGroup => body::<JoinGroupRequest>(version),
+        ApiKey::Heartbeat => body::<HeartbeatRequest>(version),
+        ApiKey::LeaveGroup => body::<LeaveGroupRequest>(version),
+        ApiKey::SyncGroup => body::<SyncGroupRequest>(version),
+        ApiKey::DescribeGroups => body::<DescribeGroupsRequest>(version),
+        ApiKey::ListGroups => body::<ListGroupsRequest>(version),
+        ApiKey::DeleteGroups => body::<DeleteGroupsRequest>(version),
+        ApiKey::OffsetDelete => body::<OffsetDeleteRequest>(version),
         other => panic!("{other:?} is advertised but this test cannot build its request"),
     }
 }
@@ -82,7 +92,7 @@ async fn every_advertised_version_is_dispatched_and_encodes() {
         let first = if range.api_key == ApiKey::Produce { 3 } else { range.min_version };
         for version in first..=range.max_version {
             let request = frame(range.api_key, version, &default_request_body(range.api_key, version));
-            match handle_frame(&broker, request).await {
+            match handle_frame(&broker, request, "/127.0.0.1").await {
                 Ok(Some(response)) => assert_eq!(&response[..4], &7i32.to_be_bytes(), "{:?} v{version}", range.api_key),
                 Ok(None) => assert_eq!(range.api_key, ApiKey::Produce, "only acks=0 Produce goes unanswered"),
                 Err(e) => panic!("{:?} v{version}: {e}", range.api_key),
@@ -95,18 +105,18 @@ async fn every_advertised_version_is_dispatched_and_encodes() {
 async fn unadvertised_apis_and_versions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let broker = test_broker(dir.path());
-    let err = handle_frame(&broker, frame(ApiKey::JoinGroup, 0, &[])).await.unwrap_err();
-    assert!(matches!(err, HandleError::UnsupportedApi(ApiKey::JoinGroup)));
-    let err = handle_frame(&broker, frame(ApiKey::Metadata, 13, &[])).await.unwrap_err();
+    let err = handle_frame(&broker, frame(ApiKey::SaslHandshake, 1, &[]), "/127.0.0.1").await.unwrap_err();
+    assert!(matches!(err, HandleError::UnsupportedApi(ApiKey::SaslHandshake)));
+    let err = handle_frame(&broker, frame(ApiKey::Metadata, 13, &[]), "/127.0.0.1").await.unwrap_err();
     assert!(matches!(err, HandleError::UnsupportedVersion { version: 13, .. }));
     // KIP-511: an unknown ApiVersions version is answered in the v0 layout with UNSUPPORTED_VERSION.
-    let response = handle_frame(&broker, frame(ApiKey::ApiVersions, 9, &[])).await.unwrap().unwrap();
+    let response = handle_frame(&broker, frame(ApiKey::ApiVersions, 9, &[]), "/127.0.0.1").await.unwrap().unwrap();
     assert_eq!(&response[4..6], &35i16.to_be_bytes());
     // Produce v0-2 is advertised and refused per partition.
     let mut legacy = BytesMut::new();
     legacy.extend_from_slice(&1i16.to_be_bytes());
     legacy.extend_from_slice(&1000i32.to_be_bytes());
     legacy.extend_from_slice(&0i32.to_be_bytes());
-    let response = handle_frame(&broker, frame(ApiKey::Produce, 2, &legacy)).await.unwrap().unwrap();
+    let response = handle_frame(&broker, frame(ApiKey::Produce, 2, &legacy), "/127.0.0.1").await.unwrap().unwrap();
     assert_eq!(response.len(), 4 + 4 + 4);
 }

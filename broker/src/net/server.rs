@@ -68,6 +68,7 @@ pub async fn run_listener(
 
 async fn serve_connection(mut conn: Connection, peer: SocketAddr, broker: Arc<Broker>, mut shutdown: Shutdown) {
     debug!(%peer, "connection opened");
+    let client_host = format!("/{}", peer.ip());
     while !shutdown.is_stopped() {
         let frame = tokio::select! {
             frame = conn.read_frame() => frame,
@@ -85,7 +86,7 @@ async fn serve_connection(mut conn: Connection, peer: SocketAddr, broker: Arc<Br
                 break;
             }
         };
-        match handlers::handle_frame(&broker, frame).await {
+        match handlers::handle_frame(&broker, frame, &client_host).await {
             Ok(Some(response)) => {
                 if let Err(e) = conn.write_frame(&response).await {
                     debug!(%peer, error = %e, "could not write response");

@@ -1,0 +1,1056 @@
+//! A classic consumer group: the rebalance protocol of JoinGroup, SyncGroup,
+//! Heartbeat and LeaveGroup as Kafka's coordinator runs it.
+//!
+//! States: `Empty` (no members; offsets may still be committed),
+//! `PreparingRebalance` (collecting JoinGroups), `CompletingRebalance`
+//! (joined; waiting for the leader's SyncGroup), `Stable`, `Dead` (deleted).
+//! A rebalance completes when every member has rejoined and no member id
+//! handed out with MEMBER_ID_REQUIRED is still outstanding, or when the
+//! rebalance timeout passes (members that did not rejoin are dropped). The
+//! first rebalance of an empty group waits `group.initial.rebalance.delay.ms`
+//! for more members, extended by each new one up to the rebalance timeout.
+//!
+//! This module is pure state: requests wait on oneshot channels that the
+//! transitions complete; time comes in as `Instant`s; writing the group's
+//! record is the caller's job (see [`super::coordinator`]). Static members
+//! (`group.instance.id`, KIP-345) keep their assignment across restarts
+//! within the session timeout; a stale member id with a known instance id is
+//! FENCED_INSTANCE_ID.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::indexmap::IndexMap;
+use tokio::sync::oneshot;
+use weir_protocol::ErrorCode;
+
+use super::records::GroupMetadataValue;
+
+/// The state of a classic group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    /// No members.
+    Empty,
+    /// Collecting JoinGroup requests.
+    PreparingRebalance,
+    /// Waiting for the leader's assignment.
+    CompletingRebalance,
+    /// Members have their assignments.
+    Stable,
+    /// Deleted.
+    Dead,
+}
+
+impl GroupState {
+    /// The name Kafka's tools print.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+/// What a JoinGroup carries, decoded from any version.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// Member id, empty for a new member.
+    pub member_id: String,
+    /// Static membership id.
+    pub group_instance_id: Option<String>,
+    /// Client id from the request header.
+    pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout: Duration,
+    /// Rebalance timeout.
+    pub rebalance_timeout: Duration,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Supported protocols with their metadata, in preference order.
+    pub protocols: Vec<(String, Bytes)>,
+    /// v4+: a new member must first get a member id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+}
+
+/// A JoinGroup answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinResponse {
+    /// Error, if any.
+    pub error: Option<ErrorCode>,
+    /// Generation.
+    pub generation_id: i32,
+    /// Protocol type.
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol_name: Option<String>,
+    /// Leader member id.
+    pub leader: String,
+    /// The receiver's member id.
+    pub member_id: String,
+    /// For the leader: every member with its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinResponse {
+    fn error(error: ErrorCode, member_id: &str) -> JoinResponse {
+        JoinResponse { error: Some(error), generation_id: -1, member_id: member_id.to_string(), ..Default::default() }
+    }
+}
+
+/// A SyncGroup answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncResponse {
+    /// Error, if any.
+    pub error: Option<ErrorCode>,
+    /// Protocol type.
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol_name: Option<String>,
+    /// The member's assignment.
+    pub assignment: Bytes,
+}
+
+impl SyncResponse {
+    fn error(error: ErrorCode) -> SyncResponse {
+        SyncResponse { error: Some(error), ..Default::default() }
+    }
+}
+
+/// An answer now, or one to wait for.
+pub enum Reply<T> {
+    /// Answered at once.
+    Now(T),
+    /// Answered when the rebalance moves on.
+    Wait(oneshot::Receiver<T>),
+}
+
+/// One member of a classic group.
+#[derive(Debug)]
+pub struct Member {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub group_instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout: Duration,
+    /// Rebalance timeout.
+    pub rebalance_timeout: Duration,
+    /// Supported protocols and metadata, in preference order.
+    pub protocols: Vec<(String, Bytes)>,
+    /// The assignment of the current generation.
+    pub assignment: Bytes,
+    join_waiter: Option<oneshot::Sender<JoinResponse>>,
+    sync_waiter: Option<oneshot::Sender<SyncResponse>>,
+    session_deadline: Instant,
+}
+
+impl Member {
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols.iter().find(|(name, _)| name == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+    }
+}
+
+/// A classic group.
+#[derive(Debug)]
+pub struct ClassicGroup {
+    /// Group id.
+    pub group_id: String,
+    /// State.
+    pub state: GroupState,
+    /// Generation.
+    pub generation_id: i32,
+    /// Protocol type of the members.
+    pub protocol_type: Option<String>,
+    /// The chosen protocol of the current generation.
+    pub protocol_name: Option<String>,
+    /// The leader's member id.
+    pub leader_id: Option<String>,
+    /// Members in join order (the first joiner leads).
+    pub members: IndexMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, with their expiry.
+    pending_members: HashMap<String, Instant>,
+    /// Static instance id -> member id.
+    static_members: HashMap<String, String>,
+    /// When the current rebalance gives up on members that have not rejoined.
+    rebalance_deadline: Option<Instant>,
+    /// The first rebalance of an empty group waits until then for more members.
+    initial_delay_until: Option<Instant>,
+    /// How far new members may push `initial_delay_until`.
+    initial_delay_cap: Option<Instant>,
+    /// When the state last changed (ms since the epoch), as Kafka records it.
+    pub state_timestamp_ms: i64,
+}
+
+/// Settings of the coordinator that bound the protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfig {
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout: Duration,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout: Duration,
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay: Duration,
+    /// `group.max.size`.
+    pub max_size: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout: Duration::from_millis(6_000),
+            max_session_timeout: Duration::from_millis(1_800_000),
+            initial_rebalance_delay: Duration::from_millis(3_000),
+            max_size: i32::MAX as usize,
+        }
+    }
+}
+
+/// What a transition asks the caller to do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The group completed a rebalance: write its record, then call
+    /// [`ClassicGroup::complete_sync`].
+    pub persist_assignment: bool,
+    /// The group became empty or changed membership without a new
+    /// assignment: write its record as it is now.
+    pub persist_state: bool,
+}
+
+fn new_member_id(client_id: &str) -> String {
+    format!("{client_id}-{}", uuid::Uuid::new_v4())
+}
+
+impl ClassicGroup {
+    /// A new, empty group.
+    pub fn new(group_id: &str, now_ms: i64) -> ClassicGroup {
+        ClassicGroup {
+            group_id: group_id.to_string(),
+            state: GroupState::Empty,
+            generation_id: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader_id: None,
+            members: IndexMap::new(),
+            pending_members: HashMap::new(),
+            static_members: HashMap::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+            initial_delay_cap: None,
+            state_timestamp_ms: now_ms,
+        }
+    }
+
+    fn transition(&mut self, state: GroupState, now_ms: i64) {
+        self.state = state;
+        self.state_timestamp_ms = now_ms;
+    }
+
+    /// Restores a group from its stored record (members get a fresh session).
+    pub fn restore(group_id: &str, value: GroupMetadataValue, now: Instant) -> ClassicGroup {
+        let mut group = ClassicGroup::new(group_id, value.current_state_timestamp);
+        group.generation_id = value.generation;
+        group.protocol_type = Some(value.protocol_type).filter(|p| !p.is_empty());
+        group.protocol_name = value.protocol.clone();
+        group.leader_id = value.leader;
+        for m in value.members {
+            if let Some(instance) = &m.group_instance_id {
+                group.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            let session_timeout = Duration::from_millis(m.session_timeout_ms.max(0) as u64);
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout,
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocols: vec![(value.protocol.clone().unwrap_or_default(), m.subscription)],
+                    assignment: m.assignment,
+                    join_waiter: None,
+                    sync_waiter: None,
+                    session_deadline: now + session_timeout,
+                },
+            );
+        }
+        group.state = if group.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        group
+    }
+
+    /// Whether the group has no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.members.is_empty() {
+            return !protocol_type.is_empty() && !protocols.is_empty();
+        }
+        self.protocol_type.as_deref() == Some(protocol_type)
+            && protocols
+                .iter()
+                .any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+    }
+
+    /// Validates the member fields of a request against the group, as Kafka does
+    /// for heartbeats, syncs and commits.
+    fn check_member(&self, member_id: &str, instance: Option<&str>) -> Result<(), ErrorCode> {
+        if let Some(instance) = instance {
+            match self.static_members.get(instance) {
+                Some(current) if current != member_id => return Err(ErrorCode::FencedInstanceId),
+                Some(_) => {}
+                None if self.members.contains_key(member_id) => return Err(ErrorCode::FencedInstanceId),
+                None => return Err(ErrorCode::UnknownMemberId),
+            }
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        Ok(())
+    }
+
+    /// Handles a JoinGroup.
+    pub fn join(&mut self, req: JoinRequest, config: &GroupConfig, now: Instant, now_ms: i64) -> Reply<JoinResponse> {
+        if self.state == GroupState::Dead {
+            return Reply::Now(JoinResponse::error(ErrorCode::CoordinatorNotAvailable, &req.member_id));
+        }
+        if req.session_timeout < config.min_session_timeout || req.session_timeout > config.max_session_timeout {
+            return Reply::Now(JoinResponse::error(ErrorCode::InvalidSessionTimeout, &req.member_id));
+        }
+        if !self.supports(&req.protocol_type, &req.protocols) {
+            return Reply::Now(JoinResponse::error(ErrorCode::InconsistentGroupProtocol, &req.member_id));
+        }
+        if req.member_id.is_empty() {
+            return self.join_new_member(req, config, now, now_ms);
+        }
+        // A known member id.
+        if let Some(instance) = &req.group_instance_id {
+            if self.static_members.get(instance).is_some_and(|current| *current != req.member_id) {
+                return Reply::Now(JoinResponse::error(ErrorCode::FencedInstanceId, &req.member_id));
+            }
+        }
+        if self.pending_members.remove(&req.member_id).is_some() {
+            if self.members.len() >= config.max_size {
+                return Reply::Now(JoinResponse::error(ErrorCode::GroupMaxSizeReached, &req.member_id));
+            }
+            return self.add_member_and_rebalance(req.member_id.clone(), req, now, now_ms, config);
+        }
+        let Some(member) = self.members.get_mut(&req.member_id) else {
+            return Reply::Now(JoinResponse::error(ErrorCode::UnknownMemberId, &req.member_id));
+        };
+        member.session_deadline = now + req.session_timeout;
+        let unchanged = member.protocols == req.protocols;
+        let is_leader = self.leader_id.as_deref() == Some(req.member_id.as_str());
+        // A member that lost its join response, or a follower checking in,
+        // gets the current generation again; anything else rebalances.
+        let resend = match self.state {
+            GroupState::CompletingRebalance => unchanged,
+            GroupState::Stable => unchanged && !is_leader,
+            _ => false,
+        };
+        if resend {
+            return Reply::Now(self.join_response_for(&req.member_id));
+        }
+        match self.state {
+            GroupState::PreparingRebalance => {
+                let (tx, rx) = oneshot::channel();
+                let member = &mut self.members[&req.member_id];
+                member.protocols = req.protocols;
+                member.session_timeout = req.session_timeout;
+                member.rebalance_timeout = req.rebalance_timeout;
+                member.join_waiter = Some(tx);
+                Reply::Wait(rx)
+            }
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                let member = &mut self.members[&req.member_id];
+                member.protocols = req.protocols;
+                member.join_waiter = Some(tx);
+                self.prepare_rebalance(config, now, now_ms);
+                Reply::Wait(rx)
+            }
+        }
+    }
+
+    fn join_new_member(
+        &mut self,
+        req: JoinRequest,
+        config: &GroupConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinResponse> {
+        let member_id = new_member_id(&req.client_id);
+        if let Some(instance) = req.group_instance_id.clone() {
+            if let Some(old_id) = self.static_members.get(&instance).cloned() {
+                return self.replace_static_member(old_id, member_id, req, config, now, now_ms);
+            }
+            if self.members.len() >= config.max_size {
+                return Reply::Now(JoinResponse::error(ErrorCode::GroupMaxSizeReached, ""));
+            }
+            self.static_members.insert(instance, member_id.clone());
+            return self.add_member_and_rebalance(member_id, req, now, now_ms, config);
+        }
+        if req.require_known_member_id {
+            self.pending_members.insert(member_id.clone(), now + req.session_timeout);
+            return Reply::Now(JoinResponse::error(ErrorCode::MemberIdRequired, &member_id));
+        }
+        if self.members.len() >= config.max_size {
+            return Reply::Now(JoinResponse::error(ErrorCode::GroupMaxSizeReached, ""));
+        }
+        self.add_member_and_rebalance(member_id, req, now, now_ms, config)
+    }
+
+    /// A static member restarted: it takes over its old member's place; in a
+    /// stable group with unchanged protocols it keeps the assignment without
+    /// a rebalance.
+    fn replace_static_member(
+        &mut self,
+        old_id: String,
+        new_id: String,
+        req: JoinRequest,
+        config: &GroupConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinResponse> {
+        let Some(mut old) = self.members.shift_remove(&old_id) else {
+            return self.add_member_and_rebalance(new_id, req, now, now_ms, config);
+        };
+        if let Some(waiter) = old.join_waiter.take() {
+            let _ = waiter.send(JoinResponse::error(ErrorCode::FencedInstanceId, &old_id));
+        }
+        if let Some(waiter) = old.sync_waiter.take() {
+            let _ = waiter.send(SyncResponse::error(ErrorCode::FencedInstanceId));
+        }
+        let unchanged = old.protocols == req.protocols;
+        old.member_id = new_id.clone();
+        old.session_deadline = now + req.session_timeout;
+        old.session_timeout = req.session_timeout;
+        old.rebalance_timeout = req.rebalance_timeout;
+        old.client_id = req.client_id.clone();
+        old.client_host = req.client_host.clone();
+        if let Some(instance) = &req.group_instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        if self.leader_id.as_deref() == Some(&old_id) {
+            self.leader_id = Some(new_id.clone());
+        }
+        if self.state == GroupState::Stable && unchanged {
+            self.members.insert(new_id.clone(), old);
+            let mut response = self.join_response_for(&new_id);
+            // Only the leader computes assignments; a returning static leader
+            // gets the member list, as Kafka sends it, but need not reassign.
+            if self.leader_id.as_deref() != Some(&new_id) {
+                response.members.clear();
+            }
+            return Reply::Now(response);
+        }
+        old.protocols = req.protocols;
+        let (tx, rx) = oneshot::channel();
+        old.join_waiter = Some(tx);
+        self.members.insert(new_id, old);
+        if self.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(config, now, now_ms);
+        }
+        Reply::Wait(rx)
+    }
+
+    fn add_member_and_rebalance(
+        &mut self,
+        member_id: String,
+        req: JoinRequest,
+        now: Instant,
+        now_ms: i64,
+        config: &GroupConfig,
+    ) -> Reply<JoinResponse> {
+        let (tx, rx) = oneshot::channel();
+        if self.members.is_empty() {
+            self.protocol_type = Some(req.protocol_type.clone());
+        }
+        self.members.insert(
+            member_id.clone(),
+            Member {
+                member_id,
+                group_instance_id: req.group_instance_id,
+                client_id: req.client_id,
+                client_host: req.client_host,
+                session_timeout: req.session_timeout,
+                rebalance_timeout: req.rebalance_timeout,
+                protocols: req.protocols,
+                assignment: Bytes::new(),
+                join_waiter: Some(tx),
+                sync_waiter: None,
+                session_deadline: now + req.session_timeout,
+            },
+        );
+        match (self.state, self.initial_delay_cap) {
+            // A new member during the initial delay extends it, up to the rebalance timeout.
+            (GroupState::PreparingRebalance, Some(cap)) => {
+                self.initial_delay_until = Some((now + config.initial_rebalance_delay).min(cap));
+            }
+            (GroupState::PreparingRebalance, None) => {}
+            _ => self.prepare_rebalance(config, now, now_ms),
+        }
+        Reply::Wait(rx)
+    }
+
+    fn max_rebalance_timeout(&self) -> Duration {
+        self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60))
+    }
+
+    /// Starts a rebalance: pending syncs are told REBALANCE_IN_PROGRESS.
+    fn prepare_rebalance(&mut self, config: &GroupConfig, now: Instant, now_ms: i64) {
+        for member in self.members.values_mut() {
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(SyncResponse::error(ErrorCode::RebalanceInProgress));
+            }
+        }
+        let from_empty = self.state == GroupState::Empty;
+        self.transition(GroupState::PreparingRebalance, now_ms);
+        let deadline = now + self.max_rebalance_timeout();
+        self.rebalance_deadline = Some(deadline);
+        if from_empty && !config.initial_rebalance_delay.is_zero() {
+            self.initial_delay_until = Some((now + config.initial_rebalance_delay).min(deadline));
+            self.initial_delay_cap = Some(deadline);
+        } else {
+            self.initial_delay_until = None;
+            self.initial_delay_cap = None;
+        }
+    }
+
+    fn all_joined(&self) -> bool {
+        self.pending_members.is_empty() && self.members.values().all(|m| m.join_waiter.is_some())
+    }
+
+    /// Completes the join phase if it can: when everyone has rejoined (and
+    /// any initial delay is over), or at the rebalance deadline.
+    pub fn try_complete_join(&mut self, now: Instant, now_ms: i64) -> Effects {
+        if self.state != GroupState::PreparingRebalance {
+            return Effects::default();
+        }
+        let deadline_passed = self.rebalance_deadline.is_none_or(|d| now >= d);
+        let in_initial_delay = self.initial_delay_until.is_some_and(|until| now < until);
+        if !(deadline_passed || (self.all_joined() && !in_initial_delay)) {
+            return Effects::default();
+        }
+        self.initial_delay_until = None;
+        self.initial_delay_cap = None;
+        // Members that did not rejoin in time leave the group.
+        let gone: Vec<String> =
+            self.members.values().filter(|m| m.join_waiter.is_none()).map(|m| m.member_id.clone()).collect();
+        for id in gone {
+            self.remove_member(&id);
+        }
+        self.pending_members.clear();
+        self.rebalance_deadline = None;
+        self.generation_id += 1;
+        if self.members.is_empty() {
+            self.protocol_name = None;
+            self.leader_id = None;
+            self.transition(GroupState::Empty, now_ms);
+            return Effects { persist_assignment: false, persist_state: true };
+        }
+        self.protocol_name = self.select_protocol();
+        if self.leader_id.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
+            self.leader_id = self.members.keys().next().cloned();
+        }
+        self.transition(GroupState::CompletingRebalance, now_ms);
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let response = self.join_response_for(&id);
+            if let Some(waiter) = self.members[&id].join_waiter.take() {
+                let _ = waiter.send(response);
+            }
+            self.members[&id].session_deadline = now + self.members[&id].session_timeout;
+        }
+        Effects::default()
+    }
+
+    fn select_protocol(&self) -> Option<String> {
+        let candidates: Vec<&String> = self
+            .members
+            .values()
+            .next()?
+            .protocols
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == *name)))
+            .collect();
+        let mut votes: Vec<(&String, usize)> = candidates.iter().map(|c| (*c, 0)).collect();
+        for member in self.members.values() {
+            if let Some(choice) = member.protocols.iter().map(|(n, _)| n).find(|n| candidates.contains(n)) {
+                if let Some(entry) = votes.iter_mut().find(|(c, _)| *c == choice) {
+                    entry.1 += 1;
+                }
+            }
+        }
+        // Most votes wins; ties go to the first member's preference.
+        let best = votes.iter().map(|(_, n)| *n).max()?;
+        votes.into_iter().find(|(_, n)| *n == best).map(|(c, _)| c.clone())
+    }
+
+    fn join_response_for(&self, member_id: &str) -> JoinResponse {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let is_leader = self.leader_id.as_deref() == Some(member_id);
+        JoinResponse {
+            error: None,
+            generation_id: self.generation_id,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader: self.leader_id.clone().unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members: if is_leader {
+                self.members
+                    .values()
+                    .map(|m| (m.member_id.clone(), m.group_instance_id.clone(), m.metadata_for(&protocol)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Handles a SyncGroup.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> (Reply<SyncResponse>, Effects) {
+        let now_reply = |e| (Reply::Now(SyncResponse::error(e)), Effects::default());
+        if self.state == GroupState::Dead {
+            return now_reply(ErrorCode::CoordinatorNotAvailable);
+        }
+        if let Err(e) = self.check_member(member_id, instance) {
+            return now_reply(e);
+        }
+        if generation_id != self.generation_id {
+            return now_reply(ErrorCode::IllegalGeneration);
+        }
+        if protocol_type.is_some_and(|p| Some(p) != self.protocol_type.as_deref())
+            || protocol_name.is_some_and(|p| Some(p) != self.protocol_name.as_deref())
+        {
+            return now_reply(ErrorCode::InconsistentGroupProtocol);
+        }
+        self.members[member_id].session_deadline = now + self.members[member_id].session_timeout;
+        match self.state {
+            GroupState::Empty => now_reply(ErrorCode::UnknownMemberId),
+            GroupState::PreparingRebalance => now_reply(ErrorCode::RebalanceInProgress),
+            GroupState::Stable => (Reply::Now(self.sync_response_for(member_id)), Effects::default()),
+            GroupState::CompletingRebalance | GroupState::Dead => {
+                let (tx, rx) = oneshot::channel();
+                self.members[member_id].sync_waiter = Some(tx);
+                if self.leader_id.as_deref() == Some(member_id) {
+                    let mut assigned: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    for member in self.members.values_mut() {
+                        member.assignment = assigned.remove(&member.member_id).unwrap_or_default();
+                    }
+                    return (Reply::Wait(rx), Effects { persist_assignment: true, persist_state: false });
+                }
+                (Reply::Wait(rx), Effects::default())
+            }
+        }
+    }
+
+    /// After the group's record is written (or failed: `error`), moves the
+    /// group to Stable and answers the waiting syncs.
+    pub fn complete_sync(&mut self, error: Option<ErrorCode>, config: &GroupConfig, now: Instant, now_ms: i64) {
+        if self.state != GroupState::CompletingRebalance {
+            return;
+        }
+        if let Some(error) = error {
+            for member in self.members.values_mut() {
+                member.assignment = Bytes::new();
+                if let Some(waiter) = member.sync_waiter.take() {
+                    let _ = waiter.send(SyncResponse::error(error));
+                }
+            }
+            self.prepare_rebalance(config, now, now_ms);
+            return;
+        }
+        self.transition(GroupState::Stable, now_ms);
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let response = self.sync_response_for(&id);
+            if let Some(waiter) = self.members[&id].sync_waiter.take() {
+                let _ = waiter.send(response);
+            }
+        }
+    }
+
+    fn sync_response_for(&self, member_id: &str) -> SyncResponse {
+        SyncResponse {
+            error: None,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            assignment: self.members.get(member_id).map(|m| m.assignment.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Handles a Heartbeat.
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+        now: Instant,
+    ) -> Option<ErrorCode> {
+        if self.state == GroupState::Dead {
+            return Some(ErrorCode::CoordinatorNotAvailable);
+        }
+        if let Err(e) = self.check_member(member_id, instance) {
+            return Some(e);
+        }
+        if generation_id != self.generation_id {
+            return Some(ErrorCode::IllegalGeneration);
+        }
+        self.members[member_id].session_deadline = now + self.members[member_id].session_timeout;
+        match self.state {
+            GroupState::PreparingRebalance => Some(ErrorCode::RebalanceInProgress),
+            GroupState::Empty => Some(ErrorCode::UnknownMemberId),
+            _ => None,
+        }
+    }
+
+    /// Handles one member of a LeaveGroup (by member id, or by instance id
+    /// when the member id is unknown to the client).
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        config: &GroupConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<Effects, ErrorCode> {
+        if self.state == GroupState::Dead {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        let target = match instance {
+            Some(instance) => {
+                let current = self.static_members.get(instance).cloned().ok_or(ErrorCode::UnknownMemberId)?;
+                if !member_id.is_empty() && member_id != current {
+                    return Err(ErrorCode::FencedInstanceId);
+                }
+                current
+            }
+            None => {
+                if self.pending_members.remove(member_id).is_some() {
+                    return Ok(Effects::default());
+                }
+                if !self.members.contains_key(member_id) {
+                    return Err(ErrorCode::UnknownMemberId);
+                }
+                member_id.to_string()
+            }
+        };
+        Ok(self.member_gone(&target, config, now, now_ms))
+    }
+
+    fn remove_member(&mut self, member_id: &str) {
+        if let Some(mut member) = self.members.shift_remove(member_id) {
+            if let Some(instance) = &member.group_instance_id {
+                if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
+                    self.static_members.remove(instance);
+                }
+            }
+            if let Some(waiter) = member.join_waiter.take() {
+                let _ = waiter.send(JoinResponse::error(ErrorCode::UnknownMemberId, member_id));
+            }
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(SyncResponse::error(ErrorCode::UnknownMemberId));
+            }
+        }
+        if self.leader_id.as_deref() == Some(member_id) {
+            self.leader_id = self.members.keys().next().cloned();
+        }
+    }
+
+    /// A member left or expired: rebalance the rest, or become Empty.
+    fn member_gone(&mut self, member_id: &str, config: &GroupConfig, now: Instant, now_ms: i64) -> Effects {
+        self.remove_member(member_id);
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                if self.members.is_empty() {
+                    self.generation_id += 1;
+                    self.protocol_name = None;
+                    self.leader_id = None;
+                    self.transition(GroupState::Empty, now_ms);
+                    Effects { persist_assignment: false, persist_state: true }
+                } else {
+                    self.prepare_rebalance(config, now, now_ms);
+                    Effects::default()
+                }
+            }
+            _ => Effects::default(),
+        }
+    }
+
+    /// Expires members whose session passed and pending member ids never
+    /// used; then tries to complete a join. Called periodically.
+    pub fn tick(&mut self, config: &GroupConfig, now: Instant, now_ms: i64) -> Effects {
+        self.pending_members.retain(|_, deadline| *deadline > now);
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none() && m.session_deadline <= now)
+            .map(|m| m.member_id.clone())
+            .collect();
+        let mut effects = Effects::default();
+        for id in expired {
+            let e = self.member_gone(&id, config, now, now_ms);
+            effects.persist_state |= e.persist_state;
+        }
+        let e = self.try_complete_join(now, now_ms);
+        effects.persist_state |= e.persist_state;
+        effects
+    }
+
+    /// Validates an OffsetCommit's member fields (generation -1 with no member
+    /// is a standalone commit, allowed while the group has no members).
+    pub fn check_commit(&self, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ErrorCode> {
+        if self.state == GroupState::Dead {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        if generation_id < 0 && member_id.is_empty() && instance.is_none() {
+            return if self.members.is_empty() { Ok(()) } else { Err(ErrorCode::UnknownMemberId) };
+        }
+        self.check_member(member_id, instance)?;
+        if generation_id != self.generation_id {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Err(ErrorCode::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// The topics the members subscribe to, as far as the consumer protocol
+    /// metadata tells (for OffsetDelete's GROUP_SUBSCRIBED_TO_TOPIC).
+    pub fn subscribed_topics(&self) -> Option<HashSet<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.as_deref()?;
+        let mut topics = HashSet::new();
+        for member in self.members.values() {
+            topics.extend(consumer_subscription_topics(&member.metadata_for(protocol))?);
+        }
+        Some(topics)
+    }
+
+    /// Marks the group deleted: every waiting request is answered.
+    pub fn mark_dead(&mut self, now_ms: i64) {
+        for member in self.members.values_mut() {
+            if let Some(waiter) = member.join_waiter.take() {
+                let _ = waiter.send(JoinResponse::error(ErrorCode::CoordinatorNotAvailable, &member.member_id));
+            }
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(SyncResponse::error(ErrorCode::CoordinatorNotAvailable));
+            }
+        }
+        self.transition(GroupState::Dead, now_ms);
+    }
+}
+
+/// Topics of a consumer protocol subscription (`ConsumerProtocolSubscription`:
+/// int16 version, then an array of int16-prefixed topic names).
+fn consumer_subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
+    let b = &metadata[..];
+    let count = i32::from_be_bytes(b.get(2..6)?.try_into().ok()?);
+    let mut pos = 6;
+    let mut topics = Vec::new();
+    for _ in 0..count.max(0) {
+        let len = i16::from_be_bytes(b.get(pos..pos + 2)?.try_into().ok()?);
+        pos += 2;
+        let name = b.get(pos..pos + len.max(0) as usize)?;
+        topics.push(String::from_utf8(name.to_vec()).ok()?);
+        pos += len.max(0) as usize;
+    }
+    Some(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION: Duration = Duration::from_secs(10);
+
+    fn config() -> GroupConfig {
+        GroupConfig { initial_rebalance_delay: Duration::ZERO, ..GroupConfig::default() }
+    }
+
+    fn join_req(member_id: &str, protocols: &[&str]) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.to_string(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: SESSION,
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from(format!("meta-{p}")))).collect(),
+            require_known_member_id: true,
+        }
+    }
+
+    fn now_reply<T>(reply: Reply<T>) -> T {
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Wait(_) => panic!("expected an immediate answer"),
+        }
+    }
+
+    fn wait_reply<T>(reply: Reply<T>) -> oneshot::Receiver<T> {
+        match reply {
+            Reply::Wait(rx) => rx,
+            Reply::Now(_) => panic!("expected to wait"),
+        }
+    }
+
+    /// Joins a new member the v4+ way: MEMBER_ID_REQUIRED, then a second join.
+    fn join_new(g: &mut ClassicGroup, protocols: &[&str], now: Instant) -> (String, oneshot::Receiver<JoinResponse>) {
+        let first = now_reply(g.join(join_req("", protocols), &config(), now, 0));
+        assert_eq!(first.error, Some(ErrorCode::MemberIdRequired));
+        let rx = wait_reply(g.join(join_req(&first.member_id, protocols), &config(), now, 0));
+        (first.member_id, rx)
+    }
+
+    #[test]
+    fn two_members_join_sync_and_get_their_assignments() {
+        let now = Instant::now();
+        let mut g = ClassicGroup::new("g", 0);
+        let (a, mut rx_a) = join_new(&mut g, &["range", "roundrobin"], now);
+        let (b, mut rx_b) = join_new(&mut g, &["roundrobin", "range"], now);
+        assert_eq!(g.try_complete_join(now, 0), Effects::default());
+        let ja = rx_a.try_recv().unwrap();
+        let jb = rx_b.try_recv().unwrap();
+        assert_eq!((ja.generation_id, jb.generation_id), (1, 1));
+        assert_eq!(ja.leader, a, "the first joiner leads");
+        assert_eq!(ja.members.len(), 2);
+        assert!(jb.members.is_empty(), "followers get no member list");
+        // One vote each: the tie goes to the first member's preference.
+        assert_eq!(ja.protocol_name.as_deref(), Some("range"));
+        assert_eq!(ja.members[1].2, Bytes::from("meta-range"));
+
+        let (follower, effects) = g.sync(&b, None, 1, None, None, vec![], now);
+        assert_eq!(effects, Effects::default());
+        let mut follower = wait_reply(follower);
+        let (leader, effects) = g.sync(
+            &a,
+            None,
+            1,
+            Some("consumer"),
+            Some("range"),
+            vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))],
+            now,
+        );
+        assert!(effects.persist_assignment);
+        let mut leader = wait_reply(leader);
+        g.complete_sync(None, &config(), now, 0);
+        assert_eq!(g.state, GroupState::Stable);
+        assert_eq!(leader.try_recv().unwrap().assignment, Bytes::from("A"));
+        assert_eq!(follower.try_recv().unwrap().assignment, Bytes::from("B"));
+        assert_eq!(g.heartbeat(&b, None, 1, now), None);
+        assert_eq!(g.heartbeat(&b, None, 0, now), Some(ErrorCode::IllegalGeneration));
+        assert_eq!(g.heartbeat("nobody", None, 1, now), Some(ErrorCode::UnknownMemberId));
+    }
+
+    #[test]
+    fn a_new_member_triggers_a_rebalance_and_a_silent_one_is_dropped() {
+        let now = Instant::now();
+        let mut g = ClassicGroup::new("g", 0);
+        let (a, _rx) = join_new(&mut g, &["range"], now);
+        g.try_complete_join(now, 0);
+        let (_, effects) = g.sync(&a, None, 1, None, None, vec![(a.clone(), Bytes::from("x"))], now);
+        assert!(effects.persist_assignment);
+        g.complete_sync(None, &config(), now, 0);
+        // b arrives: a must rejoin; heartbeats say so.
+        let (_b, _rx_b) = join_new(&mut g, &["range"], now);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert_eq!(g.heartbeat(&a, None, 1, now), Some(ErrorCode::RebalanceInProgress));
+        // a never rejoins: at the rebalance deadline it is dropped and b completes alone.
+        let later = now + Duration::from_secs(31);
+        g.try_complete_join(later, 0);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        assert_eq!(g.members.len(), 1);
+        assert!(!g.members.contains_key(&a));
+        assert_eq!(g.generation_id, 2);
+    }
+
+    #[test]
+    fn sessions_expire_and_the_last_member_leaving_empties_the_group() {
+        let now = Instant::now();
+        let mut g = ClassicGroup::new("g", 0);
+        let (a, _rx) = join_new(&mut g, &["range"], now);
+        g.try_complete_join(now, 0);
+        g.sync(&a, None, 1, None, None, vec![], now);
+        g.complete_sync(None, &config(), now, 0);
+        assert_eq!(g.tick(&config(), now + Duration::from_secs(5), 0), Effects::default());
+        let effects = g.tick(&config(), now + SESSION + Duration::from_millis(1), 0);
+        assert!(effects.persist_state);
+        assert_eq!(g.state, GroupState::Empty);
+        assert!(g.members.is_empty());
+    }
+
+    #[test]
+    fn protocol_mismatch_and_bad_timeouts_are_refused() {
+        let now = Instant::now();
+        let mut g = ClassicGroup::new("g", 0);
+        let _ = join_new(&mut g, &["range"], now);
+        let r = now_reply(g.join(join_req("", &["sticky"]), &config(), now, 0));
+        assert_eq!(r.error, Some(ErrorCode::InconsistentGroupProtocol));
+        let mut short = join_req("", &["range"]);
+        short.session_timeout = Duration::from_millis(10);
+        assert_eq!(now_reply(g.join(short, &config(), now, 0)).error, Some(ErrorCode::InvalidSessionTimeout));
+        assert_eq!(
+            now_reply(g.join(join_req("made-up", &["range"]), &config(), now, 0)).error,
+            Some(ErrorCode::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn a_restarted_static_member_keeps_its_assignment_and_fences_the_old_id() {
+        let now = Instant::now();
+        let mut g = ClassicGroup::new("g", 0);
+        let mut req = join_req("", &["range"]);
+        req.group_instance_id = Some("i-1".into());
+        let _rx = wait_reply(g.join(req.clone(), &config(), now, 0));
+        g.try_complete_join(now, 0);
+        let old = g.leader_id.clone().unwrap();
+        g.sync(&old, Some("i-1"), 1, None, None, vec![(old.clone(), Bytes::from("mine"))], now);
+        g.complete_sync(None, &config(), now, 0);
+
+        let again = now_reply(g.join(req, &config(), now, 0));
+        assert_eq!(again.error, None);
+        assert_ne!(again.member_id, old);
+        assert_eq!(g.state, GroupState::Stable, "no rebalance for a returning static member");
+        assert_eq!(g.generation_id, 1);
+        assert_eq!(g.heartbeat(&old, Some("i-1"), 1, now), Some(ErrorCode::FencedInstanceId));
+        let (sync, _) = g.sync(&again.member_id, Some("i-1"), 1, None, None, vec![], now);
+        assert_eq!(now_reply(sync).assignment, Bytes::from("mine"));
+    }
+
+    #[test]
+    fn standalone_commits_only_while_the_group_has_no_members() {
+        let now = Instant::now();
+        let mut g = ClassicGroup::new("g", 0);
+        assert_eq!(g.check_commit("", None, -1), Ok(()));
+        let _ = join_new(&mut g, &["range"], now);
+        assert_eq!(g.check_commit("", None, -1), Err(ErrorCode::UnknownMemberId));
+    }
+}

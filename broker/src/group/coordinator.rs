@@ -1,0 +1,632 @@
+//! The group coordinator: classic groups and their committed offsets, kept
+//! in the compacted internal topic `__consumer_offsets`.
+//!
+//! A group lives in partition `abs(javaHash(group_id)) % partitions` of that
+//! topic. Every change is written there first (commits are answered only
+//! after the append, with the durability of any acks=-1 produce) and applied
+//! to memory after, so loading the topic at start rebuilds the same state:
+//! state changes through replay only. This broker leads every partition of a
+//! single-node cluster, so it coordinates every group.
+//!
+//! Locking: one mutex over all groups. Appends happen under it; they are
+//! page-cache writes, and holding it keeps a group's records in the order
+//! its state changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tracing::{info, warn};
+use weir_controller::CreateTopic;
+use weir_protocol::ErrorCode;
+
+use super::classic::{ClassicGroup, Effects, GroupConfig, GroupState, JoinRequest, JoinResponse, Reply, SyncResponse};
+use super::records::{partition_for, GroupMetadataValue, MemberValue, OffsetValue, RecordKey};
+use crate::broker::Broker;
+use crate::replica::now_ms;
+
+/// Name of the internal topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// A group and its committed offsets.
+struct GroupEntry {
+    group: ClassicGroup,
+    offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+/// One offset to commit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The committed offset.
+    pub offset: i64,
+    /// Leader epoch, or -1.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: Option<String>,
+}
+
+/// A group as ListGroups and DescribeGroups show it.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    /// Group id.
+    pub group_id: String,
+    /// State name.
+    pub state: &'static str,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Chosen protocol.
+    pub protocol: String,
+    /// Members: (member id, instance id, client id, client host, metadata, assignment).
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+/// The coordinator of every group on this broker.
+pub struct GroupCoordinator {
+    groups: Mutex<HashMap<String, GroupEntry>>,
+    config: GroupConfig,
+}
+
+fn request_error<T>(e: ErrorCode) -> Result<T, ErrorCode> {
+    Err(e)
+}
+
+impl GroupCoordinator {
+    /// A coordinator with the broker's group settings.
+    pub fn new(broker: &crate::config::BrokerConfig) -> GroupCoordinator {
+        GroupCoordinator {
+            groups: Mutex::new(HashMap::new()),
+            config: GroupConfig {
+                min_session_timeout: Duration::from_millis(broker.group_min_session_timeout_ms),
+                max_session_timeout: Duration::from_millis(broker.group_max_session_timeout_ms),
+                initial_rebalance_delay: Duration::from_millis(broker.group_initial_rebalance_delay_ms),
+                max_size: broker.group_max_size,
+            },
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, GroupEntry>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet (compacted, with
+    /// `offsets.topic.num.partitions` partitions), as Kafka does on the first
+    /// FindCoordinator for a group.
+    pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), ErrorCode> {
+        if broker.image().topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let live = broker.image().unfenced_broker_ids().len().max(1) as i16;
+        let create = CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: broker.config.offsets_topic_num_partitions,
+            replication_factor: broker.config.offsets_topic_replication_factor.clamp(1, live),
+            assignments: Vec::new(),
+            configs: vec![
+                ("cleanup.policy".into(), Some("compact".into())),
+                ("compression.type".into(), Some("producer".into())),
+                ("segment.bytes".into(), Some(broker.config.offsets_topic_segment_bytes.to_string())),
+            ],
+        };
+        let result = broker.controller.create_topics(vec![create], false).into_iter().next();
+        broker.metadata_changed();
+        match result {
+            Some(Ok(_)) => {
+                info!(partitions = broker.config.offsets_topic_num_partitions, "created {OFFSETS_TOPIC}");
+                Ok(())
+            }
+            Some(Err(e)) if e.error_code() == ErrorCode::TopicAlreadyExists.code() => Ok(()),
+            Some(Err(e)) => {
+                warn!(error = %e, "could not create {OFFSETS_TOPIC}");
+                Err(ErrorCode::CoordinatorNotAvailable)
+            }
+            None => Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Appends records for `group` to its `__consumer_offsets` partition.
+    fn write(&self, broker: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), ErrorCode> {
+        let partitions = broker
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32)
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let partition = broker
+            .replicas
+            .get(OFFSETS_TOPIC, partition_for(group, partitions))
+            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let now = now_ms();
+        let records: Vec<Record> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder starts a new batch whenever offset - sequence
+                // changes; this keeps one batch with base sequence -1 (no producer).
+                sequence: i as i32 - 1,
+                timestamp: now,
+                key: Some(key),
+                value,
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut batch = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut batch,
+            &records,
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
+        )
+        .map_err(|e| {
+            warn!(error = %e, "could not encode a {OFFSETS_TOPIC} batch");
+            ErrorCode::UnknownServerError
+        })?;
+        partition.append(&batch.freeze(), -1, now).map_err(|rejected| {
+            warn!(group, error = ?rejected.code, message = %rejected.message, "could not write to {OFFSETS_TOPIC}");
+            match rejected.code {
+                ErrorCode::UnknownTopicOrPartition | ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                _ => ErrorCode::CoordinatorNotAvailable,
+            }
+        })?;
+        broker.replicas.data_arrived.notify_waiters();
+        Ok(())
+    }
+
+    fn group_record(group: &ClassicGroup) -> (Bytes, Option<Bytes>) {
+        let protocol = group.protocol_name.clone();
+        let value = GroupMetadataValue {
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            generation: group.generation_id,
+            protocol: protocol.clone(),
+            leader: group.leader_id.clone(),
+            current_state_timestamp: group.state_timestamp_ms,
+            members: group
+                .members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as i32,
+                    session_timeout_ms: m.session_timeout.as_millis() as i32,
+                    subscription: protocol
+                        .as_deref()
+                        .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
+                        .map(|(_, meta)| meta.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        };
+        (RecordKey::GroupMetadata { group: group.group_id.clone() }.encode(), Some(value.encode()))
+    }
+
+    /// Writes what a transition asked for.
+    fn apply_effects(&self, broker: &Broker, entry: &mut GroupEntry, effects: Effects, now: Instant) {
+        if effects.persist_assignment {
+            let record = Self::group_record(&entry.group);
+            let result = self.write(broker, &entry.group.group_id.clone(), vec![record]).err();
+            entry.group.complete_sync(result, &self.config, now, now_ms());
+        } else if effects.persist_state {
+            let record = Self::group_record(&entry.group);
+            let _ = self.write(broker, &entry.group.group_id.clone(), vec![record]);
+        }
+    }
+
+    /// JoinGroup.
+    pub async fn join(&self, broker: &Broker, group_id: &str, request: JoinRequest) -> JoinResponse {
+        let error = |e| JoinResponse {
+            error: Some(e),
+            generation_id: -1,
+            member_id: request.member_id.clone(),
+            ..Default::default()
+        };
+        if group_id.is_empty() {
+            return error(ErrorCode::InvalidGroupId);
+        }
+        if let Err(e) = self.ensure_offsets_topic(broker) {
+            return error(e);
+        }
+        let reply = {
+            let mut groups = self.lock();
+            let now = Instant::now();
+            let entry = Self::entry(&mut groups, group_id);
+            if entry.group.state == GroupState::Dead {
+                entry.group = ClassicGroup::new(group_id, now_ms());
+            }
+            let reply = entry.group.join(request.clone(), &self.config, now, now_ms());
+            let effects = entry.group.try_complete_join(now, now_ms());
+            self.apply_effects(broker, entry, effects, now);
+            reply
+        };
+        match reply {
+            Reply::Now(response) => response,
+            Reply::Wait(rx) => rx.await.unwrap_or_else(|_| error(ErrorCode::RebalanceInProgress)),
+        }
+    }
+
+    /// SyncGroup.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResponse {
+        let error = |e| SyncResponse { error: Some(e), ..Default::default() };
+        if group_id.is_empty() {
+            return error(ErrorCode::InvalidGroupId);
+        }
+        let reply = {
+            let mut groups = self.lock();
+            let Some(entry) = groups.get_mut(group_id) else { return error(ErrorCode::UnknownMemberId) };
+            let now = Instant::now();
+            let (reply, effects) =
+                entry.group.sync(member_id, instance, generation_id, protocol_type, protocol_name, assignments, now);
+            self.apply_effects(broker, entry, effects, now);
+            reply
+        };
+        match reply {
+            Reply::Now(response) => response,
+            Reply::Wait(rx) => rx.await.unwrap_or_else(|_| error(ErrorCode::RebalanceInProgress)),
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+    ) -> Option<ErrorCode> {
+        if group_id.is_empty() {
+            return Some(ErrorCode::InvalidGroupId);
+        }
+        let mut groups = self.lock();
+        match groups.get_mut(group_id) {
+            Some(entry) => entry.group.heartbeat(member_id, instance, generation_id, Instant::now()),
+            None => Some(ErrorCode::UnknownMemberId),
+        }
+    }
+
+    /// LeaveGroup, one result per member.
+    pub fn leave(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        if group_id.is_empty() {
+            return request_error(ErrorCode::InvalidGroupId);
+        }
+        let mut groups = self.lock();
+        let Some(entry) = groups.get_mut(group_id) else { return request_error(ErrorCode::UnknownMemberId) };
+        let now = Instant::now();
+        let mut results = Vec::with_capacity(members.len());
+        for (member_id, instance) in members {
+            match entry.group.leave(member_id, instance.as_deref(), &self.config, now, now_ms()) {
+                Ok(effects) => {
+                    self.apply_effects(broker, entry, effects, now);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(e)),
+            }
+        }
+        let effects = entry.group.try_complete_join(now, now_ms());
+        self.apply_effects(broker, entry, effects, now);
+        Ok(results)
+    }
+
+    /// OffsetCommit: validates the member, writes the offsets, then applies
+    /// them. Returns one result per commit, in order.
+    pub fn commit(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> Vec<Option<ErrorCode>> {
+        let fail_all = |e: ErrorCode, n: usize| vec![Some(e); n];
+        if group_id.is_empty() {
+            return fail_all(ErrorCode::InvalidGroupId, commits.len());
+        }
+        if let Err(e) = self.ensure_offsets_topic(broker) {
+            return fail_all(e, commits.len());
+        }
+        let image = broker.image();
+        let mut groups = self.lock();
+        let entry = match groups.get_mut(group_id) {
+            Some(entry) => entry,
+            None if generation_id < 0 && member_id.is_empty() => Self::entry(&mut groups, group_id),
+            None => return fail_all(ErrorCode::IllegalGeneration, commits.len()),
+        };
+        if let Err(e) = entry.group.check_commit(member_id, instance, generation_id) {
+            return fail_all(e, commits.len());
+        }
+        let now = now_ms();
+        let mut results = vec![None; commits.len()];
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for (i, c) in commits.iter().enumerate() {
+            let known =
+                image.topic(&c.topic).is_some_and(|t| c.partition >= 0 && (c.partition as usize) < t.partitions.len());
+            if !known {
+                results[i] = Some(ErrorCode::UnknownTopicOrPartition);
+            } else if c.metadata.as_ref().is_some_and(|m| m.len() > broker.config.offset_metadata_max_bytes) {
+                results[i] = Some(ErrorCode::OffsetMetadataTooLarge);
+            } else {
+                let value = OffsetValue {
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata.clone().unwrap_or_default(),
+                    commit_timestamp: now,
+                };
+                let key =
+                    RecordKey::Offset { group: group_id.to_string(), topic: c.topic.clone(), partition: c.partition };
+                records.push((key.encode(), Some(value.encode())));
+                accepted.push((i, (c.topic.clone(), c.partition), value));
+            }
+        }
+        if records.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.write(broker, group_id, records) {
+            for (i, _, _) in accepted {
+                results[i] = Some(e);
+            }
+            return results;
+        }
+        for (_, key, value) in accepted {
+            entry.offsets.insert(key, value);
+        }
+        results
+    }
+
+    /// OffsetFetch: the committed offsets of the requested partitions (all
+    /// when `None`), as (topic, partition, offset value or none).
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<(String, i32, Option<OffsetValue>)> {
+        let groups = self.lock();
+        let offsets = groups.get(group_id).map(|e| &e.offsets);
+        match partitions {
+            Some(wanted) => wanted
+                .into_iter()
+                .map(|(t, p)| {
+                    let v = offsets.and_then(|o| o.get(&(t.clone(), p)).cloned());
+                    (t, p, v)
+                })
+                .collect(),
+            None => offsets
+                .map(|o| o.iter().map(|((t, p), v)| (t.clone(), *p, Some(v.clone()))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every group that is not dead, for ListGroups.
+    pub fn list(&self) -> Vec<GroupSummary> {
+        self.lock().values().filter(|e| e.group.state != GroupState::Dead).map(|e| Self::summary(&e.group)).collect()
+    }
+
+    /// One group for DescribeGroups; an unknown group is reported Dead, as Kafka does.
+    pub fn describe(&self, group_id: &str) -> GroupSummary {
+        match self.lock().get(group_id) {
+            Some(entry) => Self::summary(&entry.group),
+            None => GroupSummary {
+                group_id: group_id.to_string(),
+                state: GroupState::Dead.name(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+        }
+    }
+
+    fn summary(group: &ClassicGroup) -> GroupSummary {
+        let stable = group.state == GroupState::Stable;
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        GroupSummary {
+            group_id: group.group_id.clone(),
+            state: group.state.name(),
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable { protocol.clone() } else { String::new() },
+            members: group
+                .members
+                .values()
+                .map(|m| {
+                    let metadata =
+                        m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, b)| b.clone()).unwrap_or_default();
+                    (
+                        m.member_id.clone(),
+                        m.group_instance_id.clone(),
+                        m.client_id.clone(),
+                        m.client_host.clone(),
+                        if stable { metadata } else { Bytes::new() },
+                        if stable { m.assignment.clone() } else { Bytes::new() },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// DeleteGroups: only empty groups; tombstones for the group and its offsets.
+    pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Option<ErrorCode> {
+        let mut groups = self.lock();
+        let Some(entry) = groups.get_mut(group_id) else { return Some(ErrorCode::GroupIdNotFound) };
+        match entry.group.state {
+            GroupState::Dead => return Some(ErrorCode::GroupIdNotFound),
+            GroupState::Empty => {}
+            _ => return Some(ErrorCode::NonEmptyGroup),
+        }
+        let mut records: Vec<(Bytes, Option<Bytes>)> = entry
+            .offsets
+            .keys()
+            .map(|(t, p)| {
+                (RecordKey::Offset { group: group_id.to_string(), topic: t.clone(), partition: *p }.encode(), None)
+            })
+            .collect();
+        records.push((RecordKey::GroupMetadata { group: group_id.to_string() }.encode(), None));
+        if let Err(e) = self.write(broker, group_id, records) {
+            return Some(e);
+        }
+        entry.group.mark_dead(now_ms());
+        groups.remove(group_id);
+        None
+    }
+
+    /// OffsetDelete: removes committed offsets of topics the group does not
+    /// subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        let mut groups = self.lock();
+        let Some(entry) = groups.get_mut(group_id) else { return Err(ErrorCode::GroupIdNotFound) };
+        if entry.group.state == GroupState::Dead {
+            return Err(ErrorCode::GroupIdNotFound);
+        }
+        if !entry.group.is_empty() && entry.group.subscribed_topics().is_none() {
+            return Err(ErrorCode::NonEmptyGroup);
+        }
+        let subscribed = entry.group.subscribed_topics().unwrap_or_default();
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut records = Vec::new();
+        let mut removed = Vec::new();
+        for (topic, partition) in partitions {
+            if subscribed.contains(topic) {
+                results.push(Some(ErrorCode::GroupSubscribedToTopic));
+                continue;
+            }
+            results.push(None);
+            if entry.offsets.contains_key(&(topic.clone(), *partition)) {
+                let key =
+                    RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
+                records.push((key.encode(), None));
+                removed.push((topic.clone(), *partition));
+            }
+        }
+        if !records.is_empty() {
+            self.write(broker, group_id, records)?;
+            for key in removed {
+                entry.offsets.remove(&key);
+            }
+        }
+        Ok(results)
+    }
+
+    /// The entry of `group`, created empty if there is none.
+    fn entry<'a>(groups: &'a mut HashMap<String, GroupEntry>, group: &str) -> &'a mut GroupEntry {
+        groups
+            .entry(group.to_string())
+            .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group, now_ms()), offsets: BTreeMap::new() })
+    }
+
+    /// Session expiry, rebalance deadlines, initial delays. Called every 100 ms.
+    pub fn tick(&self, broker: &Broker) {
+        let mut groups = self.lock();
+        let now = Instant::now();
+        for entry in groups.values_mut() {
+            let effects = entry.group.tick(&self.config, now, now_ms());
+            self.apply_effects(broker, entry, effects, now);
+        }
+    }
+
+    /// Rebuilds groups and offsets from `__consumer_offsets` (at start).
+    pub fn load(&self, broker: &Broker) {
+        let Some(topic) = broker.image().topic(OFFSETS_TOPIC).cloned() else { return };
+        let mut groups = self.lock();
+        let (mut records, mut batches) = (0usize, 0usize);
+        for index in 0..topic.partitions.len() as i32 {
+            let Some(partition) = broker.replicas.get(OFFSETS_TOPIC, index) else { continue };
+            let (mut offset, _) = partition.offsets();
+            let end = partition.high_watermark();
+            while offset < end {
+                let read = match partition.read(offset, 8 << 20, true) {
+                    Ok(read) if !read.records.is_empty() => read,
+                    _ => break,
+                };
+                let mut buf = read.records;
+                let sets = match RecordBatchDecoder::decode_all(&mut buf) {
+                    Ok(sets) => sets,
+                    Err(e) => {
+                        warn!(partition = index, offset, error = %e, "unreadable {OFFSETS_TOPIC} batch; loading stops here");
+                        break;
+                    }
+                };
+                for set in sets {
+                    batches += 1;
+                    for record in set.records {
+                        offset = offset.max(record.offset + 1);
+                        if record.control {
+                            continue;
+                        }
+                        records += 1;
+                        Self::replay(&mut groups, record.key, record.value);
+                    }
+                }
+            }
+        }
+        groups.retain(|_, e| e.group.state != GroupState::Dead);
+        info!(groups = groups.len(), records, batches, "loaded groups from {OFFSETS_TOPIC}");
+    }
+
+    fn replay(groups: &mut HashMap<String, GroupEntry>, key: Option<Bytes>, value: Option<Bytes>) {
+        let Some(key) = key.and_then(|k| RecordKey::decode(k).ok().flatten()) else { return };
+        match key {
+            RecordKey::Offset { group, topic, partition } => match value.map(OffsetValue::decode) {
+                Some(Ok(v)) => {
+                    Self::entry(groups, &group).offsets.insert((topic, partition), v);
+                }
+                Some(Err(e)) => warn!(group, error = %e, "skipping an unreadable offset record"),
+                None => {
+                    if let Some(entry) = groups.get_mut(&group) {
+                        entry.offsets.remove(&(topic, partition));
+                    }
+                }
+            },
+            RecordKey::GroupMetadata { group } => match value.map(GroupMetadataValue::decode) {
+                Some(Ok(v)) => {
+                    let restored = ClassicGroup::restore(&group, v, Instant::now());
+                    Self::entry(groups, &group).group = restored;
+                }
+                Some(Err(e)) => warn!(group, error = %e, "skipping an unreadable group record"),
+                None => {
+                    groups.remove(&group);
+                }
+            },
+        }
+    }
+}
+
+/// A client id or member id for responses.
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}

@@ -1,0 +1,8 @@
+//! Consumer groups: the classic rebalance protocol and committed offsets,
+//! kept in `__consumer_offsets`.
+
+pub mod classic;
+pub mod coordinator;
+pub mod records;
+
+pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC};

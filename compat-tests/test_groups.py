@@ -1,0 +1,150 @@
+"""Consumer groups with real clients: confluent-kafka subscribers with each
+assignor, the Java console consumer and kafka-consumer-groups, committed
+offsets surviving a crash, and the errors Kafka gives for bad commits."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from lib.clients import JAVA_ENV, client_conf, create_topic, java_available, java_tool, produce, run
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _subscribers(bootstrap: str, topic: str, group: str, strategy: str, n: int, expected: int) -> tuple[list, dict]:
+    """Runs n subscribed consumers until `expected` records arrived; returns
+    the values seen and each consumer's final assignment."""
+    seen: list[bytes] = []
+    assignments: dict[int, list[int]] = {}
+    lock = threading.Lock()
+    deadline = time.monotonic() + 60
+
+    def consume(i: int) -> None:
+        c = Consumer(client_conf(bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                               "partition.assignment.strategy": strategy,
+                                               "session.timeout.ms": 10000}))
+        try:
+            c.subscribe([topic])
+            while time.monotonic() < deadline:
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    with lock:
+                        seen.append(m.value())
+                with lock:
+                    done = len(seen) >= expected
+                assignments[i] = sorted(tp.partition for tp in c.assignment())
+                if done and sum(len(a) for a in assignments.values()) == 6:
+                    break
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return seen, assignments
+
+
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
+def test_three_subscribers_share_the_partitions_and_read_every_record_once(weir, topic, strategy):
+    create_topic(weir.bootstrap, topic, partitions=6)
+    produce(weir.bootstrap, topic, [{"key": b"k%d" % (i % 17), "value": b"v%d" % i} for i in range(600)])
+    seen, assignments = _subscribers(weir.bootstrap, topic, f"g-{uuid.uuid4().hex[:8]}", strategy, 3, 600)
+    assert sorted(seen) == sorted(b"v%d" % i for i in range(600)), "every record exactly once"
+    owned = [p for parts in assignments.values() for p in parts]
+    assert sorted(owned) == list(range(6)), f"partitions not spread once each: {assignments}"
+    assert all(len(parts) == 2 for parts in assignments.values()), assignments
+
+
+def test_committed_offsets_survive_kill9_and_resume(weir_factory, topic):
+    w = weir_factory()
+    create_topic(w.bootstrap, topic, partitions=1)
+    produce(w.bootstrap, topic, [{"value": b"v%d" % i} for i in range(50)])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    conf = client_conf(w.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                       "enable.auto.commit": False})
+    c = Consumer(conf)
+    c.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 30 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m)
+    assert len(got) >= 30
+    c.commit(offsets=[TopicPartition(topic, 0, 30, metadata="checkpoint-30")], asynchronous=False)
+    c.close()
+    w.kill9()
+    w.restart()
+    c = Consumer(conf)
+    try:
+        committed = c.committed([TopicPartition(topic, 0)], timeout=20)
+        assert committed[0].offset == 30
+        assert committed[0].metadata == "checkpoint-30", "commit metadata must round-trip"
+        c.subscribe([topic])
+        first = None
+        deadline = time.monotonic() + 30
+        while first is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                first = m
+        assert first is not None and first.offset() == 30 and first.value() == b"v30"
+    finally:
+        c.close()
+
+
+def test_bad_commits_get_kafkas_errors_and_touch_nothing(weir, topic):
+    create_topic(weir.bootstrap, topic, partitions=1)
+    c = Consumer(client_conf(weir.bootstrap, **{"group.id": f"g-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}))
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 5, metadata="ok")], asynchronous=False)
+        for offsets, code in (
+            ([TopicPartition(topic, 0, 9, metadata="x" * 5000)], KafkaError.OFFSET_METADATA_TOO_LARGE),
+            ([TopicPartition(topic, 7, 9)], KafkaError.UNKNOWN_TOPIC_OR_PART),
+        ):
+            with pytest.raises(KafkaException) as failed:
+                c.commit(offsets=offsets, asynchronous=False)
+            assert failed.value.args[0].code() == code
+        [committed] = c.committed([TopicPartition(topic, 0)], timeout=10)
+        assert (committed.offset, committed.metadata) == (5, "ok"), "a refused commit changed nothing"
+    finally:
+        c.close()
+
+
+@pytest.mark.skipif(not java_available(), reason="java is not installed")
+def test_java_console_consumer_group_and_consumer_groups_tool(weir, topic):
+    create_topic(weir.bootstrap, topic, partitions=3)
+    produce(weir.bootstrap, topic, [{"key": b"k%d" % i, "value": b"line-%d" % i} for i in range(60)])
+    group = f"java-{uuid.uuid4().hex[:8]}"
+
+    def console(max_messages: int) -> list[str]:
+        out = run([str(java_tool("kafka-console-consumer")), "--bootstrap-server", weir.bootstrap,
+                   "--topic", topic, "--group", group, "--from-beginning",
+                   "--max-messages", str(max_messages), "--timeout-ms", "20000"],
+                  timeout=90, env=JAVA_ENV, check=False).stdout
+        return [line for line in out.splitlines() if line.startswith("line-")]
+
+    def groups_tool(*args: str) -> str:
+        return run([str(java_tool("kafka-consumer-groups")), "--bootstrap-server", weir.bootstrap, *args],
+                   timeout=90, env=JAVA_ENV).stdout
+
+    assert sorted(console(60)) == sorted(f"line-{i}" for i in range(60))
+    assert group in groups_tool("--list").split()
+    described = groups_tool("--describe", "--group", group)
+    rows = [line.split() for line in described.splitlines() if line.startswith(group)]
+    assert len(rows) == 3 and all(r[5] == "0" for r in rows), f"committed offsets and lag:\n{described}"
+    assert sum(int(r[3]) for r in rows) == 60
+
+    groups_tool("--reset-offsets", "--to-earliest", "--execute", "--group", group, "--topic", topic)
+    assert len(console(60)) == 60, "after --reset-offsets --to-earliest the group reads everything again"
+
+    deleted = groups_tool("--delete-offsets", "--group", group, "--topic", topic)
+    assert "Successful" in deleted
+    groups_tool("--delete", "--group", group)
+    assert group not in groups_tool("--list").split()
