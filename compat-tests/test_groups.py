@@ -148,3 +148,29 @@ def test_java_console_consumer_group_and_consumer_groups_tool(weir, topic):
     assert "Successful" in deleted
     groups_tool("--delete", "--group", group)
     assert group not in groups_tool("--list").split()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_offsets_expire_after_offsets_retention_minutes(weir_factory, topic):
+    w = weir_factory({"offsets.retention.minutes": "1", "offsets.retention.check.interval.ms": "1000"})
+    create_topic(w.bootstrap, topic, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    c = Consumer(client_conf(w.bootstrap, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)  # a standalone commit
+        assert c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 3
+        time.sleep(50)
+        assert c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 3, "expired too early"
+        deadline = time.monotonic() + 60
+        while c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 3:
+            assert time.monotonic() < deadline, "the offset never expired"
+            time.sleep(2)
+    finally:
+        c.close()
+    w.restart()
+    c = Consumer(client_conf(w.bootstrap, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        assert c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset < 0, "the expiry was not persisted"
+    finally:
+        c.close()

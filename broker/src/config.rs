@@ -82,6 +82,10 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.max.size`.
     pub group_max_size: usize,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 const DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
@@ -158,6 +162,8 @@ impl BrokerConfig {
             group_max_session_timeout_ms: parse(&raw, "group.max.session.timeout.ms", 1_800_000)?,
             group_initial_rebalance_delay_ms: parse(&raw, "group.initial.rebalance.delay.ms", 3_000)?,
             group_max_size: parse(&raw, "group.max.size", i32::MAX as usize)?,
+            offsets_retention_minutes: parse(&raw, "offsets.retention.minutes", 10_080)?,
+            offsets_retention_check_interval_ms: parse(&raw, "offsets.retention.check.interval.ms", 600_000)?,
             raw,
         })
     }

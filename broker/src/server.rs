@@ -78,15 +78,23 @@ fn spawn_housekeeping(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
     });
 }
 
-/// Group session expiry and rebalance deadlines, checked every 100 ms.
+/// Group session expiry and rebalance deadlines, checked every 100 ms;
+/// offset retention every `offsets.retention.check.interval.ms`.
 fn spawn_group_timers(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
     tokio::spawn(async move {
+        let retention_every = Duration::from_millis(broker.config.offsets_retention_check_interval_ms.max(100));
+        let retention_ms = broker.config.offsets_retention_minutes.saturating_mul(60_000);
+        let mut last_retention = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = stop.recv() => return,
             }
             broker.groups.tick(&broker);
+            if last_retention.elapsed() >= retention_every {
+                last_retention = tokio::time::Instant::now();
+                broker.groups.expire_offsets(&broker, retention_ms);
+            }
         }
     });
 }

@@ -559,6 +559,65 @@ impl GroupCoordinator {
         }
     }
 
+    /// Expires committed offsets past `offsets.retention.minutes` (KIP-211):
+    /// a group's offsets only once it has had no members for that long; a
+    /// standalone group's (no protocol type) offsets each by its own commit
+    /// time. Expired offsets get tombstones, and a group left with neither
+    /// members nor offsets is deleted. Returns how many offsets expired.
+    pub fn expire_offsets(&self, broker: &Broker, retention_ms: i64) -> usize {
+        let now = now_ms();
+        let mut groups = self.lock();
+        let mut expired_total = 0;
+        let mut dead = Vec::new();
+        for (group_id, entry) in groups.iter_mut() {
+            if entry.group.state != GroupState::Empty {
+                continue;
+            }
+            let standalone = entry.group.protocol_type.is_none();
+            let empty_since = entry.group.state_timestamp_ms;
+            let expired: Vec<(String, i32)> = entry
+                .offsets
+                .iter()
+                .filter(|(_, v)| {
+                    let base = if standalone { v.commit_timestamp } else { empty_since };
+                    now.saturating_sub(base) >= retention_ms
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            let mut records: Vec<(Bytes, Option<Bytes>)> = expired
+                .iter()
+                .map(|(t, p)| {
+                    (RecordKey::Offset { group: group_id.clone(), topic: t.clone(), partition: *p }.encode(), None)
+                })
+                .collect();
+            let group_gone = expired.len() == entry.offsets.len();
+            if group_gone {
+                records.push((RecordKey::GroupMetadata { group: group_id.clone() }.encode(), None));
+            }
+            if self.write(broker, group_id, records).is_err() {
+                continue;
+            }
+            for key in &expired {
+                entry.offsets.remove(key);
+            }
+            expired_total += expired.len();
+            if group_gone {
+                entry.group.mark_dead(now);
+                dead.push(group_id.clone());
+            }
+        }
+        for group_id in dead {
+            groups.remove(&group_id);
+        }
+        if expired_total > 0 {
+            info!(offsets = expired_total, "expired committed offsets past offsets.retention.minutes");
+        }
+        expired_total
+    }
+
     /// Rebuilds groups and offsets from `__consumer_offsets` (at start).
     pub fn load(&self, broker: &Broker) {
         let Some(topic) = broker.image().topic(OFFSETS_TOPIC).cloned() else { return };
