@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything `make test` / `make compat` need besides the Rust toolchain:
 #   - Debian packages: kcat, python3 (+ python3-venv when `python3 -m venv` cannot work),
-#     nodejs + npm when missing, and the Java Kafka tools' dependencies
+#     nodejs + npm when missing, golang-go + golang-github-shopify-sarama-dev (the sarama
+#     client of compat-tests/matrix), and the Java Kafka tools' dependencies
 #     (../shared/kafka-tools/install-deps.sh, beside this repository);
 #   - .venv with compat-tests/requirements.txt;
-#   - compat-tests/node_modules from compat-tests/package-lock.json (KafkaJS).
+#   - compat-tests/node_modules from compat-tests/package-lock.json (KafkaJS, kafkajs-snappy).
 # Idempotent: runs `apt-get update` only when a package is missing, reinstalls the venv
 # or node_modules only when their requirement files changed. Works as root on a fresh
 # Debian 12 (uses sudo otherwise).
@@ -40,6 +41,11 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
+# Go and Debian's sarama for the client matrix (compat-tests/matrix/sarama, built offline in
+# GOPATH mode against /usr/share/gocode; no module proxy). The package pulls in its codecs'
+# sources and libzstd-dev (cgo zstd).
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/Shopify/sarama ] || missing+=(golang-github-shopify-sarama-dev)
 # Build deps of the workspace's -sys crates (none needed beyond gcc today).
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)

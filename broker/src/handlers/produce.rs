@@ -10,7 +10,8 @@
 //! so the high watermark moves with the append). Per-partition failures are
 //! Kafka's error codes; nothing is appended for a refused batch.
 //!
-//! Deviations: v0-v2 are answered with UNSUPPORTED_VERSION (as Kafka 4);
+//! Zstandard batches need v7+ (UNSUPPORTED_COMPRESSION_TYPE before, as
+//! Kafka answers). Deviations: v0-v2 are answered with UNSUPPORTED_VERSION (as Kafka 4);
 //! transactional batches are refused with INVALID_TXN_STATE until the
 //! transaction coordinator exists.
 
@@ -22,7 +23,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
-use weir_protocol::ErrorCode;
+use weir_protocol::{batch, ErrorCode};
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -38,8 +39,13 @@ fn partition_error(index: i32, code: ErrorCode, message: Option<String>) -> Part
         .with_error_message(message.map(StrBytes::from_string))
 }
 
+/// Zstandard needs Produce v7+ (KIP-110): older clients could not read it back.
+fn is_zstd(records: &[u8]) -> bool {
+    batch::parse_header(records).is_ok_and(|h| batch::Compression::of(&h) == batch::Compression::Zstd)
+}
+
 /// Serves Produce; `None` for acks=0.
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
     let invalid_acks = !matches!(acks, -1..=1);
     let now = now_ms();
@@ -61,6 +67,14 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: Produc
                 partitions.push(partition_error(data.index, ErrorCode::InvalidRecord, Some("no records".into())));
                 continue;
             };
+            if ctx.version < 7 && is_zstd(&records) {
+                let message = format!(
+                    "Produce requests with version {} are not allowed to use ZStandard compression",
+                    ctx.version
+                );
+                partitions.push(partition_error(data.index, ErrorCode::UnsupportedCompressionType, Some(message)));
+                continue;
+            }
             match partition.append(&records, acks, now) {
                 Ok(outcome) => {
                     appended_any = true;

@@ -1,0 +1,99 @@
+"""Matrix scenario for confluent-kafka (librdkafka): AdminClient.create_topics, Producer
+(keyed, headers, explicit timestamps; each codec; then enable.idempotence), Consumer in
+assign mode (its group.id is never joined or committed to). See common.py for the records and the checks."""
+
+from __future__ import annotations
+
+import time
+
+import common as c
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+CLIENT = "confluent-kafka"
+
+
+def conf(bootstrap: str, **extra) -> dict:
+    return {"bootstrap.servers": bootstrap, "broker.address.family": "v4", "socket.timeout.ms": 10000, **extra}
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    a = AdminClient(conf(bootstrap))
+    fs = a.create_topics([NewTopic(topic, num_partitions=c.PARTITIONS, replication_factor=1)],
+                         operation_timeout=30, request_timeout=30)
+    fs[topic].result(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        t = a.list_topics(topic=topic, timeout=5).topics.get(topic)
+        if t and t.error is None and len(t.partitions) == c.PARTITIONS and all(p.leader >= 0 for p in t.partitions.values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{topic}: {c.PARTITIONS} partitions with leaders not visible")
+
+
+def produce(bootstrap: str, topic: str, n: int, codec: str, base_ts: int, idempotent: bool) -> None:
+    p = Producer(conf(bootstrap, **{"compression.type": codec, "linger.ms": 20, "acks": "all",
+                                    "enable.idempotence": idempotent}))
+    errors: list[str] = []
+
+    def cb(err, msg):
+        if err is not None and len(errors) < 5:
+            errors.append(str(err))
+
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, key=c.key_of(i), value=c.value_of(i, codec), headers=c.headers_of(i, codec),
+                          timestamp=base_ts + i, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    left = p.flush(60)
+    if left or errors:
+        raise AssertionError(f"{left} undelivered; delivery errors: {errors}")
+
+
+def consume(bootstrap: str, topic: str, n: int, timeout: float = 60) -> list[c.Got]:
+    # confluent-kafka insists on a group.id; it is never joined (assign, no commits).
+    cons = Consumer(conf(bootstrap, **{"group.id": f"matrix-unused-{topic}", "enable.auto.commit": False,
+                                       "enable.auto.offset.store": False, "enable.partition.eof": True,
+                                       "auto.offset.reset": "error"}))
+    try:
+        cons.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(c.PARTITIONS)])
+        got: list[c.Got] = []
+        eof: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (len(got) < n or len(eof) < c.PARTITIONS):
+            for m in cons.consume(num_messages=1000, timeout=0.5):
+                if m.error():
+                    if m.error().code() == -191:  # _PARTITION_EOF
+                        eof.add(m.partition())
+                        continue
+                    raise KafkaException(m.error())
+                eof.discard(m.partition())
+                got.append(c.Got(m.partition(), m.offset(), m.key(), m.value(),
+                                 [(k, v) for k, v in (m.headers() or [])], m.timestamp()[1]))
+        return got
+    finally:
+        cons.close()
+
+
+def main() -> int:
+    a = c.parse_args()
+    for scenario in a.scenarios:
+        for codec in a.codecs:
+            def cell():
+                topic = c.topic_name("confluent", scenario, codec)
+                base_ts = c.base_timestamp()
+                create_topic(a.bootstrap, topic)
+                produce(a.bootstrap, topic, a.records, codec, base_ts, scenario == "idempotent")
+                return c.check(consume(a.bootstrap, topic, a.records), c.Expect(a.records, codec, base_ts))
+
+            c.run_cell(CLIENT, scenario, codec, a.records, cell)
+    return c.exit_code()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
