@@ -56,13 +56,21 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     Ok(RunningBroker { broker, bound, notify_shutdown, done_tx, done_rx })
 }
 
-/// Retention every `log.retention.check.interval.ms`, time-based flushes
+/// Retention every `log.retention.check.interval.ms`, log compaction every
+/// `log.cleaner.backoff.ms` (Kafka's cleaner sleeps that long when no log is
+/// dirty enough; `log.cleaner.enable=false` turns it off), time-based flushes
 /// every `log.flush.scheduler.interval.ms` (at most once a second).
 fn spawn_housekeeping(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
     tokio::spawn(async move {
         let tick = Duration::from_millis(broker.config.log_flush_scheduler_interval_ms.clamp(100, 1000));
         let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(100));
+        let raw = |name: &str| broker.config.raw.get(name).map(|v| v.trim().to_string());
+        let cleaner_enabled = raw("log.cleaner.enable").is_none_or(|v| v != "false");
+        let cleaning_every = Duration::from_millis(
+            raw("log.cleaner.backoff.ms").and_then(|v| v.parse().ok()).unwrap_or(15_000u64).max(100),
+        );
         let mut last_retention = tokio::time::Instant::now();
+        let mut last_cleaning = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -72,8 +80,12 @@ fn spawn_housekeeping(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
             if retention_due {
                 last_retention = tokio::time::Instant::now();
             }
+            let cleaning_due = cleaner_enabled && last_cleaning.elapsed() >= cleaning_every;
+            if cleaning_due {
+                last_cleaning = tokio::time::Instant::now();
+            }
             let b = broker.clone();
-            let _ = tokio::task::spawn_blocking(move || b.replicas.housekeeping(retention_due)).await;
+            let _ = tokio::task::spawn_blocking(move || b.replicas.housekeeping(retention_due, cleaning_due)).await;
         }
     });
 }

@@ -15,7 +15,9 @@
 //! * `<offset>.snapshot` — producer-state snapshots (own binary format with a CRC32C);
 //! * `log-start-offset` — text, present only when the log start offset is above the first segment's base;
 //! * `recovery-point` — text, base offset of the first segment that may hold unflushed data;
-//! * `clean-shutdown` — empty marker written by [`Log::close`] and removed by [`Log::open`].
+//! * `clean-shutdown` — empty marker written by [`Log::close`] and removed by [`Log::open`];
+//! * `cleaner-offset-checkpoint` — text, the offset below which a compacted log was cleaned
+//!   (`<base>.log.cleaned` files are cleanings in progress; see [`Log::clean`]).
 //!
 //! All integers in binary files are big-endian. Small metadata files are replaced atomically
 //! (temporary file, fsync, rename, directory fsync).
@@ -24,13 +26,16 @@
 //!
 //! * Offsets increase strictly across batches and segments; a segment holds offsets in
 //!   `[base, next base)` with `last - base <= i32::MAX`.
-//! * Only the last (active) segment is appended to; segments are deleted only whole, oldest first.
+//! * Only the last (active) segment is appended to; segments are deleted only whole, oldest first,
+//!   except that compaction ([`Log::clean`]) rewrites non-active segments (offsets never change, gaps
+//!   appear) and deletes those it leaves empty.
 //! * After any crash, the next open truncates the log at the first invalid byte and rebuilds indexes,
 //!   so a prefix of what was appended survives and everything below the recovery point survives.
 
 #![warn(missing_docs)]
 
 pub mod batch;
+mod compaction;
 mod config;
 mod epoch;
 mod error;
@@ -42,6 +47,10 @@ mod recovery;
 mod retention;
 mod segment;
 
+pub use compaction::{
+    remove_leftovers, CleanOptions, CleanStats, NoCompression, RecordCodec, CLEANER_CHECKPOINT_FILE,
+    DELETE_HORIZON_FLAG,
+};
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, Log, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};

@@ -175,8 +175,16 @@ pub struct TopicSettings {
     pub max_message_bytes: usize,
     /// `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
-    /// `cleanup.policy` contains `compact`: records need keys.
+    /// `cleanup.policy` contains `compact`: records need keys, and the log cleaner compacts it.
     pub compact: bool,
+    /// `cleanup.policy` contains `delete`: time and size retention apply.
+    pub delete: bool,
+    /// `delete.retention.ms`: how long a tombstone survives after its first cleaning.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean when the dirty share of the log is above it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records newer than this are not compacted.
+    pub min_compaction_lag_ms: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
     /// `message.timestamp.before.max.ms`.
@@ -192,6 +200,7 @@ impl TopicSettings {
         let values: BTreeMap<&str, &str> = resolved.iter().map(|r| (r.def.name, r.value.as_str())).collect();
         let int =
             |name: &str, default: i64| values.get(name).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default);
+        let policy = |p: &str| values.get("cleanup.policy").is_some_and(|v| v.split(',').any(|x| x.trim() == p));
         let defaults = LogConfig::default();
         let log = LogConfig {
             segment_bytes: int("segment.bytes", defaults.segment_bytes as i64).max(1) as u64,
@@ -207,7 +216,15 @@ impl TopicSettings {
             log,
             max_message_bytes: int("max.message.bytes", 1_048_588).max(0) as usize,
             log_append_time: values.get("message.timestamp.type").is_some_and(|v| *v == "LogAppendTime"),
-            compact: values.get("cleanup.policy").is_some_and(|v| v.split(',').any(|p| p.trim() == "compact")),
+            compact: policy("compact"),
+            delete: policy("delete"),
+            delete_retention_ms: int("delete.retention.ms", 86_400_000),
+            min_cleanable_dirty_ratio: values
+                .get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: int("min.compaction.lag.ms", 0).max(0),
             min_insync_replicas: int("min.insync.replicas", 1) as i32,
             timestamp_before_max_ms: int("message.timestamp.before.max.ms", i64::MAX),
             timestamp_after_max_ms: int("message.timestamp.after.max.ms", i64::MAX),
@@ -245,6 +262,16 @@ mod tests {
         assert_eq!(settings.log.segment_bytes, 4096);
         assert_eq!(settings.log.retention_ms, 3_600_000);
         assert!(!settings.compact);
+        assert!(settings.delete);
+        assert_eq!(settings.delete_retention_ms, 86_400_000);
+        assert_eq!(settings.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(settings.min_compaction_lag_ms, 0);
+        overrides.insert("cleanup.policy".to_string(), "compact, delete".to_string());
+        overrides.insert("min.cleanable.dirty.ratio".to_string(), "0.1".to_string());
+        overrides.insert("delete.retention.ms".to_string(), "5".to_string());
+        let settings = TopicSettings::from_resolved(&resolve_topic_configs(&broker, &overrides));
+        assert!(settings.compact && settings.delete);
+        assert_eq!((settings.min_cleanable_dirty_ratio, settings.delete_retention_ms), (0.1, 5));
         assert_eq!(settings.max_message_bytes, 1_048_588);
     }
 }

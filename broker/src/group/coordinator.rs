@@ -622,39 +622,45 @@ impl GroupCoordinator {
     pub fn load(&self, broker: &Broker) {
         let Some(topic) = broker.image().topic(OFFSETS_TOPIC).cloned() else { return };
         let mut groups = self.lock();
-        let (mut records, mut batches) = (0usize, 0usize);
+        let (mut records_loaded, mut batches) = (0usize, 0usize);
         for index in 0..topic.partitions.len() as i32 {
             let Some(partition) = broker.replicas.get(OFFSETS_TOPIC, index) else { continue };
             let (mut offset, _) = partition.offsets();
             let end = partition.high_watermark();
-            while offset < end {
+            'partition: while offset < end {
                 let read = match partition.read(offset, 8 << 20, true) {
                     Ok(read) if !read.records.is_empty() => read,
                     _ => break,
                 };
-                let mut buf = read.records;
-                let sets = match RecordBatchDecoder::decode_all(&mut buf) {
-                    Ok(sets) => sets,
-                    Err(e) => {
-                        warn!(partition = index, offset, error = %e, "unreadable {OFFSETS_TOPIC} batch; loading stops here");
-                        break;
-                    }
-                };
-                for set in sets {
+                let records = read.records;
+                for batch in weir_protocol::batch::batches(&records) {
+                    let Ok((header, range)) = batch else {
+                        warn!(partition = index, offset, "unreadable {OFFSETS_TOPIC} batch; loading stops here");
+                        break 'partition;
+                    };
+                    // Advance by the batch, not its records: compaction can empty a batch.
+                    offset = offset.max(header.last_offset() + 1);
                     batches += 1;
-                    for record in set.records {
-                        offset = offset.max(record.offset + 1);
-                        if record.control {
-                            continue;
+                    if header.is_control() {
+                        continue;
+                    }
+                    let mut bytes = records.slice(range);
+                    match RecordBatchDecoder::decode(&mut bytes) {
+                        Ok(set) => {
+                            for record in set.records {
+                                records_loaded += 1;
+                                Self::replay(&mut groups, record.key, record.value);
+                            }
                         }
-                        records += 1;
-                        Self::replay(&mut groups, record.key, record.value);
+                        Err(e) => {
+                            warn!(partition = index, offset, error = %e, "skipping an undecodable {OFFSETS_TOPIC} batch")
+                        }
                     }
                 }
             }
         }
         groups.retain(|_, e| e.group.state != GroupState::Dead);
-        info!(groups = groups.len(), records, batches, "loaded groups from {OFFSETS_TOPIC}");
+        info!(groups = groups.len(), records = records_loaded, batches, "loaded groups from {OFFSETS_TOPIC}");
     }
 
     fn replay(groups: &mut HashMap<String, GroupEntry>, key: Option<Bytes>, value: Option<Bytes>) {

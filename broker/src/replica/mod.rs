@@ -6,6 +6,7 @@
 //! deleted and re-created under the same name: its id differs). Every
 //! append wakes parked fetches through [`ReplicaManager::data_arrived`].
 
+pub mod cleaner_codec;
 pub mod partition;
 pub mod validate;
 
@@ -179,11 +180,11 @@ impl ReplicaManager {
         }
     }
 
-    /// Retention and time-based flushes for every partition.
-    pub fn housekeeping(&self, retention_due: bool) {
+    /// Retention, log compaction and time-based flushes for every partition.
+    pub fn housekeeping(&self, retention_due: bool, cleaning_due: bool) {
         let now = now_ms();
         for partition in self.all() {
-            partition.housekeeping(now, retention_due);
+            partition.housekeeping(now, retention_due, cleaning_due);
         }
     }
 

@@ -15,8 +15,9 @@ use tracing::warn;
 use uuid::Uuid;
 use weir_protocol::batch;
 use weir_protocol::ErrorCode;
-use weir_storage::{Log, SequenceCheck, StorageError};
+use weir_storage::{CleanOptions, CleanStats, Log, SequenceCheck, StorageError};
 
+use super::cleaner_codec::KafkaCodecs;
 use super::validate::{validate_records, RecordsRejected};
 use crate::admin::configs::TopicSettings;
 
@@ -72,6 +73,8 @@ pub struct Partition {
     /// Set when the topic is deleted; a request still holding the partition
     /// then finds it gone instead of writing into a removed directory.
     deleted: AtomicBool,
+    /// Set when log cleaning failed: the partition is not cleaned again.
+    uncleanable: AtomicBool,
 }
 
 /// Maps a storage failure on a client's request to Kafka's error code.
@@ -104,6 +107,7 @@ impl Partition {
             state: Mutex::new(State { log, settings, leadership }),
             high_watermark,
             deleted: AtomicBool::new(false),
+            uncleanable: AtomicBool::new(false),
         })
     }
 
@@ -288,17 +292,47 @@ impl Partition {
         self.state().log.end_offset_for_epoch(epoch)
     }
 
-    /// Background upkeep: retention, then the time-based flush.
-    pub fn housekeeping(&self, now_ms: i64, retention_due: bool) {
+    /// Background upkeep: retention (`cleanup.policy` with `delete`), log
+    /// compaction (with `compact`; both for `compact,delete`), then the
+    /// time-based flush.
+    pub fn housekeeping(&self, now_ms: i64, retention_due: bool, cleaning_due: bool) {
         let Ok(mut state) = self.live_state() else { return };
-        if retention_due {
+        if retention_due && state.settings.delete {
             if let Err(e) = state.log.enforce_retention_below(now_ms, self.high_watermark()) {
                 warn!(partition = %self.name(), error = %e, "retention failed");
+            }
+        }
+        if cleaning_due && state.settings.compact && !self.uncleanable.load(Ordering::Acquire) {
+            if let Err(e) = self.clean_locked(&mut state, now_ms) {
+                // As Kafka's LogCleanerManager: an error marks the partition
+                // uncleanable until the broker restarts, instead of retrying
+                // (and logging) forever.
+                self.uncleanable.store(true, Ordering::Release);
+                warn!(partition = %self.name(), error = %e, "log cleaning failed; not cleaning this partition again until restart");
             }
         }
         if let Err(e) = state.log.flush_if_due(now_ms) {
             warn!(partition = %self.name(), error = %e, "flush failed");
         }
+    }
+
+    /// Compacts the log now if its dirty ratio calls for it (whatever the
+    /// cleanup policy), never at or above the high watermark.
+    pub fn clean(&self, now_ms: i64) -> Result<Option<CleanStats>, StorageError> {
+        let mut state = self.state();
+        self.clean_locked(&mut state, now_ms)
+    }
+
+    fn clean_locked(&self, state: &mut State, now_ms: i64) -> Result<Option<CleanStats>, StorageError> {
+        let opts = CleanOptions {
+            delete_retention_ms: state.settings.delete_retention_ms,
+            min_cleanable_dirty_ratio: state.settings.min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: state.settings.min_compaction_lag_ms,
+            // Only replicated (and, with transactions, decided) records are cleaned.
+            upper_bound: self.high_watermark(),
+            ..CleanOptions::new(now_ms)
+        };
+        state.log.clean(&KafkaCodecs, &opts)
     }
 
     /// Flushes and closes the log, marking the shutdown clean.
