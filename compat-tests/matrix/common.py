@@ -11,6 +11,12 @@ The check after consuming every partition of the topic from the beginning (assig
 exact count, every i exactly once, key/headers/timestamp equal to what was sent, all records
 of a key in one partition, and within a partition the records of each key in produce order.
 
+Scenario `subscribe` (one cell, the first codec given, plain producer, to keep time down): a
+fresh group (group_name(topic)) subscribes to the 6-partition topic with auto.offset.reset =
+earliest, reads everything, commits, and the same check() runs on what it read; then the
+committed offsets must equal the end offsets (check_committed), and a second consumer of the
+same group (where a client makes that cheap) must get its partitions and read nothing.
+
 Output: one line per cell
   RESULT client=<c> scenario=<s> codec=<codec> status=<pass|fail|unsupported|needs-groups> records=<n> secs=<t> detail=<text>
 (`detail` is last and runs to the end of the line.)
@@ -27,7 +33,8 @@ import uuid
 from dataclasses import dataclass
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
-SCENARIOS = ["produce-consume", "idempotent"]
+SCENARIOS = ["produce-consume", "idempotent", "subscribe"]
+SUBSCRIBE = "subscribe"  # one cell, with the first codec of --codecs
 PARTITIONS = 6
 KEYS = 100
 PAD = "abcdefghij" * 8
@@ -57,6 +64,23 @@ def base_timestamp() -> int:
 
 def topic_name(client: str, scenario: str, codec: str) -> str:
     return f"matrix-{client}-{scenario}-{codec}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def group_name(topic: str) -> str:
+    return f"group-{topic}"
+
+
+def check_committed(committed: dict[int, int | None], ends: dict[int, int], who: str = "committed") -> list[str]:
+    """Committed offset per partition (None = none) must be the end offset of every partition."""
+    bad = [f"p{p}: {committed.get(p)} != end {e}" for p, e in sorted(ends.items()) if committed.get(p) != e]
+    if len(ends) != PARTITIONS:
+        bad.insert(0, f"{len(ends)} end offsets, not {PARTITIONS}")
+    return [f"{who} offsets: " + ", ".join(bad[:6])] if bad else []
+
+
+def cells(scenarios: list[str], codecs: list[str]) -> list[tuple[str, str]]:
+    """(scenario, codec) pairs to run: every codec, but only the first for `subscribe`."""
+    return [(s, cd) for s in scenarios for cd in (codecs[:1] if s == SUBSCRIBE else codecs)]
 
 
 @dataclass

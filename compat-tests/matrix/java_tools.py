@@ -9,10 +9,15 @@ Each tool run starts a JVM (about a second here), so the scenario is smaller tha
     --offset earliest --max-messages <end offset>`, assign mode, no group) printing key, headers,
     timestamp, partition and offset. Each codec's records are then checked like the other clients'
     (common.py); the console producer cannot set timestamps, so they must be the produce time.
+  - scenario `subscribe` ("java-console", first codec only, plain producer): --records records in
+    a fresh topic, then TWO kafka-console-consumer processes in parallel in one fresh group
+    (`--group G --from-beginning`, auto commit, exit after --timeout-ms without a record); together
+    they must have read every record exactly once (common.py check), and kafka-consumer-groups.sh
+    --describe must show CURRENT-OFFSET = LOG-END-OFFSET on all 6 partitions.
   - kafka-producer-perf-test: 10,000 records per codec (unkeyed), checked through the end offsets.
   - kafka-verifiable-producer: 1,000 records (codec none), acked count and end offsets.
-  - kafka-verifiable-consumer: joins a group; reported `needs-groups` while it gets no
-    partitions assigned (weir has no group coordinator yet), `pass` once it consumes everything.
+  - kafka-verifiable-consumer: joins a group; reported `needs-groups` if it gets no partitions
+    assigned within 10 s, `pass` once it consumes everything.
 """
 
 from __future__ import annotations
@@ -67,6 +72,94 @@ def end_offsets(b: str, topic: str) -> dict[int, int]:
 
 # ---------------------------------------------------------------- console producer / consumer
 
+PRINT_ALL = ["--property", "print.key=true", "--property", "print.headers=true", "--property", "print.timestamp=true",
+             "--property", "print.partition=true", "--property", "print.offset=true"]
+
+
+def parse_console(outs: list[str], codecs: list[str]) -> tuple[dict[str, list[c.Got]], list[str]]:
+    """kafka-console-consumer output (PRINT_ALL) -> records by codec (from the value), parse errors."""
+    got_by_codec: dict[str, list[c.Got]] = {codec: [] for codec in codecs}
+    parse_errors = []
+    for out in outs:
+        for line in out.split("\n"):
+            if not line:
+                continue
+            try:
+                ts, pp, off, hdrs, key, value = line.split("\t", 5)
+                headers = [] if hdrs == "NO_HEADERS" else [
+                    (h.split(":", 1)[0], h.split(":", 1)[1].encode()) for h in hdrs.split(",")]
+                codec = value.split("-")[1]
+                got_by_codec.setdefault(codec, []).append(c.Got(
+                    int(pp.split(":")[1]), int(off.split(":")[1]), key.encode(), value.encode(), headers,
+                    int(ts.split(":")[1])))
+            except Exception as e:  # noqa: BLE001
+                parse_errors.append(f"unparsable line {line[:80]!r}: {e}")
+    return got_by_codec, parse_errors
+
+
+def console_produce(b: str, topic: str, codec: str, n: int, idem: str) -> str | None:
+    """One kafka-console-producer run of the scenario's records; the error text, if any."""
+    lines = "".join(f"idx:{i},codec:{codec}\t{c.key_of(i)}\t{c.value_of(i, codec)}\n" for i in range(n))
+    p = run([tool("kafka-console-producer"), "--bootstrap-server", b, "--topic", topic,
+             "--property", "parse.key=true", "--property", "parse.headers=true",
+             "--producer-property", f"compression.type={codec}",
+             "--producer-property", f"enable.idempotence={idem}",
+             "--producer-property", "acks=all", "--producer-property", "linger.ms=20",
+             "--producer-property", "batch.size=65536"], input=lines, check=False)
+    if p.returncode != 0 or "ERROR" in p.stderr:
+        return f"console-producer exit {p.returncode}: {p.stderr.strip()[-300:]}"
+    return None
+
+
+def committed_by_describe(b: str, group: str, topic: str) -> tuple[dict[int, int | None], dict[int, int]]:
+    """kafka-consumer-groups.sh --describe: CURRENT-OFFSET and LOG-END-OFFSET per partition."""
+    out = run([tool("kafka-consumer-groups"), "--bootstrap-server", b, "--describe", "--group", group]).stdout
+    committed: dict[int, int | None] = {}
+    ends: dict[int, int] = {}
+    for line in out.split("\n"):
+        f = line.split()
+        # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG CONSUMER-ID HOST CLIENT-ID
+        if len(f) >= 5 and f[0] == group and f[1] == topic:
+            committed[int(f[2])] = None if f[3] == "-" else int(f[3])
+            ends[int(f[2])] = int(f[4])
+    return committed, ends
+
+
+def console_subscribe(b: str, codec: str, n: int, timeout_ms: int = 6000) -> None:
+    client = "java-console"
+    t0 = time.monotonic()
+    problems: list[str] = []
+    try:
+        topic = c.topic_name("java", c.SUBSCRIBE, codec)
+        group = c.group_name(topic)
+        create_topic(b, topic)
+        before = int(time.time() * 1000) - 1000
+        err = console_produce(b, topic, codec, n, "false")
+        if err:
+            problems.append(err)
+
+        def consume(k: int) -> tuple[str, str]:
+            p = run([tool("kafka-console-consumer"), "--bootstrap-server", b, "--topic", topic, "--group", group,
+                     "--from-beginning", "--timeout-ms", str(timeout_ms),
+                     "--consumer-property", f"client.id=matrix-sub-{k}", *PRINT_ALL], timeout=60, check=False)
+            bad = p.returncode != 0 or ("ERROR" in p.stderr and "TimeoutException" not in p.stderr)
+            return p.stdout, (f"consumer {k}: exit {p.returncode}: {p.stderr.strip()[-200:]}" if bad else "")
+
+        with ThreadPoolExecutor(2) as ex:
+            outs = list(ex.map(consume, range(2)))
+        problems += [e for _, e in outs if e]
+        got_by_codec, parse_errors = parse_console([o for o, _ in outs], [codec])
+        problems += parse_errors[:2]
+        problems += c.check(got_by_codec.get(codec, []), c.Expect(n, codec, None, not_before_ms=before))
+        committed, ends = committed_by_describe(b, group, topic)
+        problems += c.check_committed(committed, ends)
+        if sum(ends.values()) != n:
+            problems.append(f"log end offsets add up to {sum(ends.values())}, not {n}")
+        c.log(f"java subscribe: records per consumer {[len(o.splitlines()) for o, _ in outs]}")
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"{type(e).__name__}: {e}")
+    c.result(client, c.SUBSCRIBE, codec, "fail" if problems else "pass", "; ".join(problems), n, time.monotonic() - t0)
+
 def console_scenario(b: str, scenario: str, codecs: list[str], n: int) -> None:
     client = "java-console"
     t0 = time.monotonic()
@@ -77,16 +170,10 @@ def console_scenario(b: str, scenario: str, codecs: list[str], n: int) -> None:
     try:
         create_topic(b, topic)
         for codec in codecs:
-            lines = "".join(f"idx:{i},codec:{codec}\t{c.key_of(i)}\t{c.value_of(i, codec)}\n" for i in range(n))
             befores[codec] = int(time.time() * 1000) - 1000
-            p = run([tool("kafka-console-producer"), "--bootstrap-server", b, "--topic", topic,
-                     "--property", "parse.key=true", "--property", "parse.headers=true",
-                     "--producer-property", f"compression.type={codec}",
-                     "--producer-property", f"enable.idempotence={idem}",
-                     "--producer-property", "acks=all", "--producer-property", "linger.ms=20",
-                     "--producer-property", "batch.size=65536"], input=lines, check=False)
-            if p.returncode != 0 or "ERROR" in p.stderr:
-                produce_errors[codec] = f"console-producer exit {p.returncode}: {p.stderr.strip()[-300:]}"
+            err = console_produce(b, topic, codec, n, idem)
+            if err:
+                produce_errors[codec] = err
         ends = end_offsets(b, topic)
 
         def consume(part: int) -> tuple[int, str, str]:
@@ -94,31 +181,13 @@ def console_scenario(b: str, scenario: str, codecs: list[str], n: int) -> None:
                 return part, "", ""
             p = run([tool("kafka-console-consumer"), "--bootstrap-server", b, "--topic", topic,
                      "--partition", str(part), "--offset", "earliest", "--max-messages", str(ends[part]),
-                     "--timeout-ms", "20000",
-                     "--property", "print.key=true", "--property", "print.headers=true",
-                     "--property", "print.timestamp=true", "--property", "print.partition=true",
-                     "--property", "print.offset=true"], timeout=60, check=False)
+                     "--timeout-ms", "20000", *PRINT_ALL], timeout=60, check=False)
             return part, p.stdout, (p.stderr if p.returncode else "")
 
         with ThreadPoolExecutor(PARALLEL) as ex:
             outs = list(ex.map(consume, range(c.PARTITIONS)))
         consume_errors = [f"partition {p}: {err.strip()[-200:]}" for p, _, err in outs if err]
-        got_by_codec: dict[str, list[c.Got]] = {codec: [] for codec in codecs}
-        parse_errors = []
-        for part, out, _ in outs:
-            for line in out.split("\n"):
-                if not line:
-                    continue
-                try:
-                    ts, pp, off, hdrs, key, value = line.split("\t", 5)
-                    headers = [] if hdrs == "NO_HEADERS" else [
-                        (h.split(":", 1)[0], h.split(":", 1)[1].encode()) for h in hdrs.split(",")]
-                    codec = value.split("-")[1]
-                    got_by_codec.setdefault(codec, []).append(c.Got(
-                        int(pp.split(":")[1]), int(off.split(":")[1]), key.encode(), value.encode(), headers,
-                        int(ts.split(":")[1])))
-                except Exception as e:  # noqa: BLE001
-                    parse_errors.append(f"unparsable line {line[:80]!r}: {e}")
+        got_by_codec, parse_errors = parse_console([out for _, out, _ in outs], codecs)
         total = sum(ends.values())
     except Exception as e:  # noqa: BLE001
         for codec in codecs:
@@ -245,6 +314,10 @@ def main() -> int:
     codecs = [x for x in a.codecs.split(",") if x]
     tools = a.tools.split(",")
     for scenario in [s for s in a.scenarios.split(",") if s]:
+        if scenario == c.SUBSCRIBE:
+            if "console" in tools:
+                console_subscribe(a.bootstrap, codecs[0], a.records)
+            continue
         if "console" in tools:
             console_scenario(a.bootstrap, scenario, codecs, a.records)
         if "perf" in tools:

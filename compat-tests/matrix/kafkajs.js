@@ -4,6 +4,11 @@
 // Fetch request through its cluster/broker layer: the KafkaJS consumer always joins a group, and
 // weir has no group coordinator yet. The records and the checks are the ones of common.py.
 //
+// Scenario `subscribe` (first codec only, plain producer): the regular KafkaJS consumer in a fresh
+// group, subscribe({ fromBeginning: true }) + run({ eachMessage }) with its auto commit, reads
+// everything; admin.fetchOffsets must then show the end offsets as committed, and a second
+// consumer of the group must join with all 6 partitions and fetch nothing.
+//
 // Codecs: gzip is built in, snappy comes from kafkajs-snappy (pure JS). LZ4 and ZSTD need
 // kafkajs-lz4 / @kafkajs/zstd, which build native addons: reported as unsupported.
 //
@@ -33,7 +38,7 @@ unsupported.lz4 = 'no pure-JS codec: kafkajs-lz4 needs the native lz4 addon';
 unsupported.zstd = 'no pure-JS codec: @kafkajs/zstd needs the native cppzst addon';
 
 function args() {
-  const a = { records: 10000, codecs: 'none,gzip,snappy,lz4,zstd', scenarios: 'produce-consume,idempotent' };
+  const a = { records: 10000, codecs: 'none,gzip,snappy,lz4,zstd', scenarios: 'produce-consume,idempotent,subscribe' };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i += 2) a[argv[i].replace(/^--/, '')] = argv[i + 1];
   if (!a.bootstrap) {
@@ -208,7 +213,88 @@ function check(got, n, codec, baseTs) {
   return problems;
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Runs a KafkaJS consumer of `group` until it holds all 6 partitions and `done(got, fetches)`
+// (fetches = Fetch rounds since it joined with all 6) is true; returns what it read.
+async function runGroupConsumer(kafka, group, topic, done, timeoutMs) {
+  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10000, heartbeatInterval: 1000, maxWaitTimeInMs: 500 });
+  const got = [];
+  let assigned = [];
+  let fetches = 0;
+  consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    assigned = (e.payload.memberAssignment[topic] || []).slice().sort();
+    fetches = 0;
+  });
+  consumer.on(consumer.events.FETCH, () => {
+    if (assigned.length === PARTITIONS) fetches++;
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        got.push({
+          partition,
+          offset: Number(message.offset),
+          key: message.key ? message.key.toString() : null,
+          value: message.value ? message.value.toString() : null,
+          headers: Object.entries(message.headers || {}).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString() : String(v)]),
+          timestamp: Number(message.timestamp),
+        });
+      },
+    });
+    const deadline = Date.now() + timeoutMs;
+    while (!(assigned.length === PARTITIONS && done(got, fetches))) {
+      if (Date.now() > deadline) {
+        throw new Error(`group consumer after ${timeoutMs / 1000}s: assigned [${assigned}], ${got.length} records, ${fetches} fetches`);
+      }
+      await sleep(100);
+    }
+  } finally {
+    await consumer.disconnect();
+  }
+  return got;
+}
+
+async function committedOffsets(admin, group, topic) {
+  const res = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+  const out = {};
+  for (const t of res) for (const p of t.partitions) out[p.partition] = Number(p.offset);
+  return out;
+}
+
+async function subscribeCell(kafka, a, codec) {
+  const topic = `matrix-kafkajs-subscribe-${codec}-${process.pid}-${Date.now() % 1000000}`;
+  const group = `group-${topic}`;
+  const baseTs = (Math.floor(Date.now() / 1000) - 3600) * 1000;
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }], waitForLeaders: true, timeout: 30000 });
+    await produce(kafka, topic, a.records, codec, baseTs, false);
+    const ends = {};
+    for (const o of await admin.fetchTopicOffsets(topic)) ends[o.partition] = Number(o.high);
+    const atEnd = (c) => Object.keys(ends).length === PARTITIONS && Object.entries(ends).every(([p, e]) => c[p] === e);
+    // Read everything; the consumer commits after each batch (autoCommit), so wait until the
+    // committed offsets reach the end before it leaves.
+    let committed = {};
+    const got = await runGroupConsumer(kafka, group, topic, (g) => g.length >= a.records, 60000);
+    const problems = check(got, a.records, codec, baseTs);
+    const deadline = Date.now() + 15000;
+    while (!atEnd((committed = await committedOffsets(admin, group, topic))) && Date.now() < deadline) await sleep(200);
+    if (!atEnd(committed)) problems.push(`committed offsets ${JSON.stringify(committed)} != end offsets ${JSON.stringify(ends)}`);
+    // A second member of the group starts at the committed offsets: two fetch rounds, no record.
+    const again = await runGroupConsumer(kafka, group, topic, (g, fetches) => fetches >= 2, 30000);
+    if (again.length) problems.push(`second consumer of the group read ${again.length} records (first p${again[0].partition}@${again[0].offset})`);
+    return problems;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 async function cell(kafka, a, scenario, codec) {
+  if (scenario === 'subscribe') return subscribeCell(kafka, a, codec);
   const topic = `matrix-kafkajs-${scenario}-${codec}-${process.pid}-${Date.now() % 1000000}`;
   const baseTs = (Math.floor(Date.now() / 1000) - 3600) * 1000;
   const admin = kafka.admin();
@@ -240,7 +326,8 @@ async function main() {
   const kafka = makeKafka(a.bootstrap);
   let failed = false;
   for (const scenario of a.scenarios) {
-    for (const codec of a.codecs) {
+    // `subscribe`: the first codec only.
+    for (const codec of scenario === 'subscribe' ? a.codecs.slice(0, 1) : a.codecs) {
       const t0 = Date.now();
       if (unsupported[codec]) {
         result(scenario, codec, 'unsupported', unsupported[codec], 0, 0);

@@ -1,6 +1,9 @@
 """Matrix scenario for confluent-kafka (librdkafka): AdminClient.create_topics, Producer
 (keyed, headers, explicit timestamps; each codec; then enable.idempotence), Consumer in
-assign mode (its group.id is never joined or committed to). See common.py for the records and the checks."""
+assign mode (its group.id is never joined or committed to). Scenario `subscribe`: Consumer.subscribe
+in a fresh group (auto.offset.reset=earliest, no auto commit), read all, commit(), committed()
+must be the end offsets; then a second Consumer of the group must reach EOF on all 6 partitions
+without a record. See common.py for the records and the checks."""
 
 from __future__ import annotations
 
@@ -80,18 +83,86 @@ def consume(bootstrap: str, topic: str, n: int, timeout: float = 60) -> list[c.G
         cons.close()
 
 
+def group_consumer(bootstrap: str, group: str, topic: str, assigned: set[int]) -> Consumer:
+    def on_assign(cons, parts):
+        assigned.update(p.partition for p in parts)
+
+    def on_revoke(cons, parts):
+        assigned.difference_update(p.partition for p in parts)
+
+    cons = Consumer(conf(bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                       "enable.auto.commit": False, "enable.partition.eof": True,
+                                       "session.timeout.ms": 10000}))
+    cons.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    return cons
+
+
+def poll_to_eof(cons: Consumer, assigned: set[int], n: int, timeout: float) -> list[c.Got]:
+    """Consumes until it holds all partitions, has n records (0: none expected) and EOF on each."""
+    got: list[c.Got] = []
+    eof: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (len(got) < n or len(assigned) < c.PARTITIONS
+                                          or not eof >= set(range(c.PARTITIONS))):
+        for m in cons.consume(num_messages=1000, timeout=0.5):
+            if m.error():
+                if m.error().code() == -191:  # _PARTITION_EOF
+                    eof.add(m.partition())
+                    continue
+                raise KafkaException(m.error())
+            eof.discard(m.partition())
+            got.append(c.Got(m.partition(), m.offset(), m.key(), m.value(),
+                             [(k, v) for k, v in (m.headers() or [])], m.timestamp()[1]))
+    if len(assigned) < c.PARTITIONS or not eof >= set(range(c.PARTITIONS)):
+        raise AssertionError(f"after {timeout:.0f}s: assigned {sorted(assigned)}, EOF on {sorted(eof)}, "
+                             f"{len(got)} records")
+    return got
+
+
+def subscribe_cell(bootstrap: str, codec: str, n: int) -> list[str]:
+    topic = c.topic_name("confluent", c.SUBSCRIBE, codec)
+    group = c.group_name(topic)
+    base_ts = c.base_timestamp()
+    create_topic(bootstrap, topic)
+    produce(bootstrap, topic, n, codec, base_ts, False)
+    tps = [TopicPartition(topic, p) for p in range(c.PARTITIONS)]
+    assigned: set[int] = set()
+    cons = group_consumer(bootstrap, group, topic, assigned)
+    try:
+        got = poll_to_eof(cons, assigned, n, 60)
+        problems = c.check(got, c.Expect(n, codec, base_ts))
+        cons.commit(asynchronous=False)
+        ends = {p: cons.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(c.PARTITIONS)}
+        committed = {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in cons.committed(tps, timeout=10)}
+        problems += c.check_committed(committed, ends)
+    finally:
+        cons.close()
+    # A second instance of the group: starts from the committed offsets, so EOF without a record.
+    assigned2: set[int] = set()
+    cons2 = group_consumer(bootstrap, group, topic, assigned2)
+    try:
+        again = poll_to_eof(cons2, assigned2, 0, 30)
+        if again:
+            problems.append(f"second consumer of the group read {len(again)} records (first "
+                            f"p{again[0].partition}@{again[0].offset})")
+    finally:
+        cons2.close()
+    return problems
+
+
 def main() -> int:
     a = c.parse_args()
-    for scenario in a.scenarios:
-        for codec in a.codecs:
-            def cell():
-                topic = c.topic_name("confluent", scenario, codec)
-                base_ts = c.base_timestamp()
-                create_topic(a.bootstrap, topic)
-                produce(a.bootstrap, topic, a.records, codec, base_ts, scenario == "idempotent")
-                return c.check(consume(a.bootstrap, topic, a.records), c.Expect(a.records, codec, base_ts))
+    for scenario, codec in c.cells(a.scenarios, a.codecs):
+        def cell():
+            if scenario == c.SUBSCRIBE:
+                return subscribe_cell(a.bootstrap, codec, a.records)
+            topic = c.topic_name("confluent", scenario, codec)
+            base_ts = c.base_timestamp()
+            create_topic(a.bootstrap, topic)
+            produce(a.bootstrap, topic, a.records, codec, base_ts, scenario == "idempotent")
+            return c.check(consume(a.bootstrap, topic, a.records), c.Expect(a.records, codec, base_ts))
 
-            c.run_cell(CLIENT, scenario, codec, a.records, cell)
+        c.run_cell(CLIENT, scenario, codec, a.records, cell)
     return c.exit_code()
 
 

@@ -1,6 +1,9 @@
 """Matrix scenario for kafka-python: KafkaAdminClient.create_topics, KafkaProducer (keyed,
 headers, timestamp_ms; each codec; then enable_idempotence), KafkaConsumer without a group
-(group_id=None) in assign mode. See common.py for the records and the checks."""
+(group_id=None) in assign mode. Scenario `subscribe`: KafkaConsumer(topic, group_id=<fresh group>,
+auto_offset_reset="earliest", no auto commit) reads all, commit(), committed() must be the end
+offsets; then a second KafkaConsumer of the group must get all 6 partitions positioned at the end
+offsets and read nothing. See common.py for the records and the checks."""
 
 from __future__ import annotations
 
@@ -65,19 +68,77 @@ def consume(bootstrap: str, topic: str, n: int, timeout: float = 60) -> list[c.G
         cons.close()
 
 
+def group_consumer(bootstrap: str, group: str, topic: str) -> KafkaConsumer:
+    return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                         auto_offset_reset="earliest", request_timeout_ms=30000, fetch_max_bytes=900_000,
+                         session_timeout_ms=10000, heartbeat_interval_ms=1000)
+
+
+def poll_group(cons: KafkaConsumer, topic: str, timeout: float) -> tuple[list[c.Got], dict]:
+    """Polls until all 6 partitions are assigned and every position has reached the end offset."""
+    tps = [TopicPartition(topic, p) for p in range(c.PARTITIONS)]
+    got: list[c.Got] = []
+    end = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _tp, msgs in cons.poll(timeout_ms=500, max_records=5000).items():
+            for m in msgs:
+                got.append(c.Got(m.partition, m.offset, m.key, m.value, list(m.headers), m.timestamp))
+        if set(cons.assignment()) != set(tps):
+            continue
+        if end is None:
+            end = cons.end_offsets(tps)
+        if all(cons.position(tp) >= end[tp] for tp in tps):
+            break
+    else:
+        raise AssertionError(f"after {timeout:.0f}s: assignment {sorted(tp.partition for tp in cons.assignment())}, "
+                             f"{len(got)} records")
+    for _tp, msgs in cons.poll(timeout_ms=300).items():  # anything beyond would be extra
+        for m in msgs:
+            got.append(c.Got(m.partition, m.offset, m.key, m.value, list(m.headers), m.timestamp))
+    return got, {tp.partition: o for tp, o in end.items()}
+
+
+def subscribe_cell(bootstrap: str, codec: str, n: int) -> list[str]:
+    topic = c.topic_name("kafka-python", c.SUBSCRIBE, codec)
+    group = c.group_name(topic)
+    base_ts = c.base_timestamp()
+    create_topic(bootstrap, topic)
+    produce(bootstrap, topic, n, codec, base_ts, False)
+    cons = group_consumer(bootstrap, group, topic)
+    try:
+        got, ends = poll_group(cons, topic, 60)
+        problems = c.check(got, c.Expect(n, codec, base_ts))
+        cons.commit()
+        committed = {p: cons.committed(TopicPartition(topic, p)) for p in range(c.PARTITIONS)}
+        problems += c.check_committed(committed, ends)
+    finally:
+        cons.close()
+    cons2 = group_consumer(bootstrap, group, topic)
+    try:
+        again, _ = poll_group(cons2, topic, 30)
+        if again:
+            problems.append(f"second consumer of the group read {len(again)} records (first "
+                            f"p{again[0].partition}@{again[0].offset})")
+    finally:
+        cons2.close()
+    return problems
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     a = c.parse_args()
-    for scenario in a.scenarios:
-        for codec in a.codecs:
-            def cell():
-                topic = c.topic_name("kafka-python", scenario, codec)
-                base_ts = c.base_timestamp()
-                create_topic(a.bootstrap, topic)
-                produce(a.bootstrap, topic, a.records, codec, base_ts, scenario == "idempotent")
-                return c.check(consume(a.bootstrap, topic, a.records), c.Expect(a.records, codec, base_ts))
+    for scenario, codec in c.cells(a.scenarios, a.codecs):
+        def cell():
+            if scenario == c.SUBSCRIBE:
+                return subscribe_cell(a.bootstrap, codec, a.records)
+            topic = c.topic_name("kafka-python", scenario, codec)
+            base_ts = c.base_timestamp()
+            create_topic(a.bootstrap, topic)
+            produce(a.bootstrap, topic, a.records, codec, base_ts, scenario == "idempotent")
+            return c.check(consume(a.bootstrap, topic, a.records), c.Expect(a.records, codec, base_ts))
 
-            c.run_cell(CLIENT, scenario, codec, a.records, cell)
+        c.run_cell(CLIENT, scenario, codec, a.records, cell)
     return c.exit_code()
 
 

@@ -40,8 +40,8 @@ NOTES = {
     "confluent-kafka": "AdminClient topic; Consumer in assign mode",
     "kafka-python": "KafkaAdminClient topic; KafkaConsumer(group_id=None), fetch_max_bytes below its 1 MB frame limit",
     "aiokafka": "AIOKafkaAdminClient topic; AIOKafkaConsumer(group_id=None)",
-    "kafkajs": "admin.createTopics; reads back with KafkaJS's own Fetch (cluster/broker layer; its consumer "
-               "needs groups) plus admin.fetchTopicOffsets; snappy via kafkajs-snappy",
+    "kafkajs": "admin.createTopics; reads back with KafkaJS's own Fetch (cluster/broker layer, no group) "
+               "plus admin.fetchTopicOffsets; snappy via kafkajs-snappy",
     "sarama": "ClusterAdmin topic; Version=V2_1_0_0, so Produce v3 and Fetch v4; ConsumePartition (no group)",
     "kcat": "topic auto-created by Metadata (num.partitions=6); same `-H` headers on every record; "
             "kcat sets no timestamps (checked against produce time)",
@@ -49,8 +49,32 @@ NOTES = {
                     "(parse.headers); no explicit timestamps; one consumer per partition",
     "java-producer-perf-test": "10,000 unkeyed records per codec; checked through kafka-get-offsets",
     "java-verifiable-producer": "1,000 records, acked count and end offsets",
-    "java-verifiable-consumer": "200 records; the only row that joins a consumer group (`needs groups` "
-                                "while FindCoordinator answers COORDINATOR_NOT_AVAILABLE)",
+    "java-verifiable-consumer": "200 records in a consumer group (`needs groups` if it gets no partitions "
+                                "within 10 s)",
+}
+
+# What the `subscribe` row does, per client (shown on that row). Every `subscribe` cell: a fresh
+# group, the first codec only (none) with the plain producer, auto.offset.reset=earliest, the same
+# checks as assign mode, then the commit checked.
+SUBSCRIBE_NOTES = {
+    "confluent-kafka": "Consumer.subscribe in a fresh group, commit(); committed() = end offsets; a second "
+                       "Consumer of the group reaches EOF on all 6 partitions without a record",
+    "kafka-python": "KafkaConsumer(topic, group_id=...), commit(); committed() = end offsets; a second "
+                    "KafkaConsumer of the group gets all 6 partitions at the end, reads nothing",
+    "aiokafka": "AIOKafkaConsumer(topic, group_id=...), commit(); committed() = end offsets; a second "
+                "AIOKafkaConsumer of the group gets all 6 partitions at the end, reads nothing",
+    "kafkajs": "consumer.subscribe({ fromBeginning: true }) + run({ eachMessage }), auto commit; "
+               "admin.fetchOffsets = end offsets; a second consumer of the group joins with all 6 "
+               "partitions and fetches nothing",
+    "sarama": "ConsumerGroup.Consume + MarkMessage, commit at Close; Consumer.Offsets.Retention set so "
+              "that sarama 1.22 commits with OffsetCommit v2 (it sends v1 otherwise, which Kafka 4 "
+              "(KIP-896) and weir refuse by closing the connection); ListConsumerGroupOffsets = end "
+              "offsets; a second ConsumerGroup claims all 6 partitions at the end (InitialOffset), reads nothing",
+    "kcat": "`kcat -G group topic -e` (balanced consumer, auto commit); a second `kcat -G` of the group "
+            "is assigned all 6 partitions and reaches their end without a record",
+    "java-console": "2,000 records; two kafka-console-consumer --group --from-beginning in parallel read "
+                    "every record exactly once between them; kafka-consumer-groups --describe: "
+                    "CURRENT-OFFSET = LOG-END-OFFSET on all 6 partitions",
 }
 
 # Cells that pass against weir but that Apache Kafka would refuse (broker deviations), by
@@ -60,7 +84,7 @@ DEVIATIONS = {
                            "Produce v7 with UNSUPPORTED_COMPRESSION_TYPE (76; ProduceRequest.validateRecords), "
                            "weir appends them. (Fetch v4 of zstd batches is fine: Kafka refuses it only on topics "
                            "whose compression.type is zstd)"
-    for s in SCENARIOS
+    for s in SCENARIOS if s != "subscribe"
 }
 
 LABEL = {"pass": "pass", "fail": "**FAIL**", "unsupported": "unsupported", "needs-groups": "needs groups"}
@@ -99,7 +123,12 @@ def table(results) -> str:
                         details.append(d)
                         shown.add(d)
             # The row's description once per client; the details of non-pass cells on every row.
-            note = "; ".join(x for x in [NOTES.get(name, "") if first else ""] + details if x)
+            desc = NOTES.get(name, "") if first else ""
+            if scenario == "subscribe":
+                desc = "; ".join(x for x in [desc, "one codec (the first), plain producer, fresh group from the "
+                                             "earliest offset, same checks as assign mode",
+                                             SUBSCRIBE_NOTES.get(name, "")] if x)
+            note = "; ".join(x for x in [desc] + details if x)
             note = note.replace("|", "\\|")
             out.append(f"| {label if first else ''} | {scenario} | " + " | ".join(texts) + f" | {note} |")
             first = False

@@ -2,18 +2,26 @@
 // with GO111MODULE=off and GOPATH=/usr/share/gocode, see build.sh): ClusterAdmin.CreateTopic,
 // AsyncProducer (keyed, headers, explicit timestamps; each codec; then Producer.Idempotent),
 // Consumer.ConsumePartition from the oldest offset on all 6 partitions (no group).
+// Scenario `subscribe` (first codec only, plain producer): sarama's ConsumerGroup (Consume with a
+// ConsumerGroupHandler, MarkMessage; Consumer.Offsets.Initial=OffsetOldest) in a fresh group reads
+// everything and commits on Close; ClusterAdmin.ListConsumerGroupOffsets must then show the end
+// offsets, and a second ConsumerGroup of the group must claim all 6 partitions at the end offsets
+// (ConsumerGroupClaim.InitialOffset) and read nothing.
 // The records and the checks are the ones of ../common.py.
 //
 // Usage: sarama-matrix --bootstrap 127.0.0.1:PORT [--records N] [--codecs none,gzip,...] [--scenarios ...]
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"log"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Shopify/sarama"
@@ -271,7 +279,197 @@ func check(recs []got, n int, codec string, baseTs int64) []string {
 	return problems
 }
 
+// groupHandler collects what a ConsumerGroup session reads and the claims it got.
+type groupHandler struct {
+	mu      sync.Mutex
+	recs    []got
+	initial map[int32]int64 // partition -> ConsumerGroupClaim.InitialOffset of the last session
+	ready   chan struct{}   // closed at the first Setup with all partitions claimed
+	once    sync.Once
+}
+
+func (h *groupHandler) Setup(s sarama.ConsumerGroupSession) error {
+	for _, ps := range s.Claims() {
+		if len(ps) == partitions {
+			h.once.Do(func() { close(h.ready) })
+		}
+	}
+	return nil
+}
+func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (h *groupHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	h.mu.Lock()
+	h.initial[c.Partition()] = c.InitialOffset()
+	h.mu.Unlock()
+	for m := range c.Messages() {
+		g := got{partition: m.Partition, offset: m.Offset, key: string(m.Key), value: string(m.Value),
+			ts: m.Timestamp.UnixNano() / int64(time.Millisecond)}
+		for _, hd := range m.Headers {
+			g.headers = append(g.headers, string(hd.Key)+"="+string(hd.Value))
+		}
+		h.mu.Lock()
+		h.recs = append(h.recs, g)
+		h.mu.Unlock()
+		s.MarkMessage(m, "")
+	}
+	return nil
+}
+
+// runGroup runs one ConsumerGroup member of `group` until done(handler) or the timeout, then
+// closes it (final commit of the marked offsets, LeaveGroup).
+func runGroup(bootstrap, group, topic string, done func(h *groupHandler) bool, timeout time.Duration) (*groupHandler, error) {
+	cfg := config("none", false)
+	cfg.Consumer.Group.Session.Timeout = 10 * time.Second
+	cfg.Consumer.Group.Heartbeat.Interval = time.Second
+	cfg.Consumer.Offsets.CommitInterval = 200 * time.Millisecond
+	// sarama 1.22 commits with OffsetCommit v1 unless a retention is set, then v2; Kafka 4 (KIP-896)
+	// and weir serve v2+ only, and close the connection on v1. Kafka's default retention, 7 days.
+	cfg.Consumer.Offsets.Retention = 7 * 24 * time.Hour
+	cg, err := sarama.NewConsumerGroup([]string{bootstrap}, group, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("NewConsumerGroup: %v", err)
+	}
+	h := &groupHandler{initial: map[int32]int64{}, ready: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	var errs []string
+	var emu sync.Mutex
+	go func() {
+		for e := range cg.Errors() {
+			emu.Lock()
+			errs = append(errs, e.Error())
+			emu.Unlock()
+		}
+	}()
+	stopped := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if err := cg.Consume(ctx, []string{topic}, h); err != nil {
+				stopped <- err
+				return
+			}
+		}
+		stopped <- nil
+	}()
+	deadline := time.Now().Add(timeout)
+	var result error
+	for {
+		h.mu.Lock()
+		ok := done(h)
+		h.mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			h.mu.Lock()
+			result = fmt.Errorf("group consumer after %v: claims %v, %d records", timeout, h.initial, len(h.recs))
+			h.mu.Unlock()
+			break
+		}
+		select {
+		case err := <-stopped:
+			cancel()
+			cg.Close()
+			return h, fmt.Errorf("Consume: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-stopped; err != nil && result == nil {
+		result = fmt.Errorf("Consume: %v", err)
+	}
+	if err := cg.Close(); err != nil && result == nil {
+		result = fmt.Errorf("ConsumerGroup.Close: %v", err)
+	}
+	emu.Lock()
+	defer emu.Unlock()
+	if len(errs) > 0 && result == nil {
+		result = fmt.Errorf("consumer group errors: %s", strings.Join(errs[:min(3, len(errs))], "; "))
+	}
+	return h, result
+}
+
+func subscribeCell(bootstrap, codec string, n int) []string {
+	topic := fmt.Sprintf("matrix-sarama-subscribe-%s-%d-%d", codec, os.Getpid(), time.Now().UnixNano()%1000000)
+	group := "group-" + topic
+	baseTs := (time.Now().Unix() - 3600) * 1000
+	if err := createTopic(bootstrap, topic); err != nil {
+		return []string{err.Error()}
+	}
+	cl, err := sarama.NewClient([]string{bootstrap}, config(codec, false))
+	if err != nil {
+		return []string{fmt.Sprintf("NewClient: %v", err)}
+	}
+	defer cl.Close()
+	if err := produce(cl, topic, n, codec, baseTs); err != nil {
+		return []string{err.Error()}
+	}
+	ends := map[int32]int64{}
+	for p := int32(0); p < partitions; p++ {
+		if ends[p], err = cl.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+			return []string{fmt.Sprintf("GetOffset(%d): %v", p, err)}
+		}
+	}
+	h, err := runGroup(bootstrap, group, topic, func(h *groupHandler) bool { return len(h.recs) >= n }, 60*time.Second)
+	var problems []string
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	// ConsumeClaim runs one goroutine per partition: restore per-partition order for the check.
+	sort.SliceStable(h.recs, func(a, b int) bool { return h.recs[a].partition < h.recs[b].partition })
+	problems = append(problems, check(h.recs, n, codec, baseTs)...)
+
+	admin, err := sarama.NewClusterAdmin([]string{bootstrap}, config("none", false))
+	if err != nil {
+		return append(problems, fmt.Sprintf("NewClusterAdmin: %v", err))
+	}
+	defer admin.Close()
+	ps := []int32{0, 1, 2, 3, 4, 5}
+	resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: ps})
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("ListConsumerGroupOffsets: %v", err))
+	} else {
+		var bad []string
+		for _, p := range ps {
+			b := resp.GetBlock(topic, p)
+			if b == nil || b.Err != sarama.ErrNoError || b.Offset != ends[p] {
+				bad = append(bad, fmt.Sprintf("p%d: %+v != end %d", p, b, ends[p]))
+			}
+		}
+		if len(bad) > 0 {
+			problems = append(problems, "committed offsets: "+strings.Join(bad, ", "))
+		}
+	}
+
+	// A second member of the group: claims all partitions at the committed (= end) offsets, reads nothing.
+	var claimedAt time.Time
+	h2, err := runGroup(bootstrap, group, topic, func(h *groupHandler) bool {
+		if len(h.initial) < partitions {
+			return false
+		}
+		if claimedAt.IsZero() {
+			claimedAt = time.Now()
+		}
+		return time.Since(claimedAt) > 1500*time.Millisecond
+	}, 30*time.Second)
+	if err != nil {
+		problems = append(problems, "second consumer: "+err.Error())
+	}
+	if len(h2.recs) > 0 {
+		problems = append(problems, fmt.Sprintf("second consumer of the group read %d records (first p%d@%d)",
+			len(h2.recs), h2.recs[0].partition, h2.recs[0].offset))
+	}
+	for p, o := range h2.initial {
+		if o != ends[p] {
+			problems = append(problems, fmt.Sprintf("second consumer: p%d claimed at offset %d, not the committed %d", p, o, ends[p]))
+		}
+	}
+	return problems
+}
+
 func cell(bootstrap, scenario, codec string, n int) []string {
+	if scenario == "subscribe" {
+		return subscribeCell(bootstrap, codec, n)
+	}
 	topic := fmt.Sprintf("matrix-sarama-%s-%s-%d-%d", scenario, codec, os.Getpid(), time.Now().UnixNano()%1000000)
 	baseTs := (time.Now().Unix() - 3600) * 1000
 	if err := createTopic(bootstrap, topic); err != nil {
@@ -309,15 +507,22 @@ func main() {
 	bootstrap := flag.String("bootstrap", "", "host:port of a weir (127.0.0.1)")
 	records := flag.Int("records", 10000, "records per (scenario, codec)")
 	codecList := flag.String("codecs", "none,gzip,snappy,lz4,zstd", "")
-	scenarioList := flag.String("scenarios", "produce-consume,idempotent", "")
+	scenarioList := flag.String("scenarios", "produce-consume,idempotent,subscribe", "")
 	flag.Parse()
 	if *bootstrap == "" {
 		logf("usage: sarama-matrix --bootstrap host:port")
 		os.Exit(64)
 	}
+	if os.Getenv("SARAMA_DEBUG") != "" {
+		sarama.Logger = log.New(os.Stderr, "[sarama] ", log.Lmicroseconds)
+	}
 	failed := false
 	for _, scenario := range strings.Split(*scenarioList, ",") {
-		for _, codec := range strings.Split(*codecList, ",") {
+		codecs := strings.Split(*codecList, ",")
+		if scenario == "subscribe" {
+			codecs = codecs[:1] // the first codec only
+		}
+		for _, codec := range codecs {
 			t0 := time.Now()
 			unsupportedCompression = false
 			problems := cell(*bootstrap, scenario, codec, *records)
