@@ -3,6 +3,7 @@
 
 pub mod classic;
 pub mod coordinator;
+mod load;
 pub mod records;
 
 pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC};
