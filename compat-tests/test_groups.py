@@ -174,3 +174,36 @@ def test_offsets_expire_after_offsets_retention_minutes(weir_factory, topic):
         assert c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset < 0, "the expiry was not persisted"
     finally:
         c.close()
+
+
+def _offset_commit_v2(conn, group: str, generation: int, member: str, topic: str, offset: int) -> int:
+    """Sends OffsetCommit v2 by hand; returns the partition's error code."""
+    from lib import wire
+
+    body = (wire.string(group) + wire.i32(generation) + wire.string(member) + wire.i64(-1)
+            + wire.i32(1) + wire.string(topic) + wire.i32(1) + wire.i32(0) + wire.i64(offset) + wire.string(""))
+    r = conn.request(8, 2, body)
+    assert r.i32() == 1
+    r.string()
+    assert r.i32() == 1
+    r.i32()
+    return r.i16()
+
+
+def test_bad_group_requests_get_kafkas_codes_and_other_groups_are_untouched(weir, topic):
+    from lib import wire
+    from lib.weir import HOST
+
+    create_topic(weir.bootstrap, topic, partitions=1)
+    good = f"g-{uuid.uuid4().hex[:8]}"
+    with wire.Conn(HOST, weir.port) as c:
+        assert _offset_commit_v2(c, good, -1, "", topic, 7) == 0, "a standalone commit"
+        assert _offset_commit_v2(c, "", -1, "", topic, 1) == 24, "INVALID_GROUP_ID"
+        assert _offset_commit_v2(c, good, 3, "nobody", topic, 1) == 25, "UNKNOWN_MEMBER_ID"
+        other = f"g-{uuid.uuid4().hex[:8]}"
+        assert _offset_commit_v2(c, other, 3, "nobody", topic, 1) == 22, "ILLEGAL_GENERATION for an unknown group"
+    c = Consumer(client_conf(weir.bootstrap, **{"group.id": good, "enable.auto.commit": False}))
+    try:
+        assert c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 7
+    finally:
+        c.close()
