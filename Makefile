@@ -14,7 +14,7 @@ PYTEST := $(VENV)/bin/pytest
 PYTEST_TIMEOUT ?= 180
 PYTEST_ARGS ?=
 
-.PHONY: help run build release deps test compat cargo-test pytest pytest-all fmt-check lint clean bench
+.PHONY: help run build release deps test compat cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
 
 help:
 	@echo "make run        release build, then weir --config weir.yaml (foreground, data in ./data)"
@@ -45,11 +45,22 @@ pytest:
 pytest-all:
 	$(PYTEST) compat-tests --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 
-test: deps fmt-check lint build cargo-test
+test: deps fmt-check lint build cargo-test librdkafka-ratchet
 	$(MAKE) pytest
 
+# compat also runs librdkafka's whole test suite and writes compat-tests/RESULTS.md;
+# -k: it runs even when pytest-all fails (compat fails if either does).
 compat: deps build cargo-test
-	$(MAKE) pytest-all
+	$(MAKE) -k pytest-all librdkafka-compat
+
+librdkafka-compat: build
+	python3 compat-tests/librdkafka/run.py compat
+
+# librdkafka 2.8.0's own test suite: the tests in compat-tests/librdkafka/expected-pass.txt,
+# in its quick mode, each against a fresh weir. Fetches and builds the suite on first use
+# (cached in compat-tests/librdkafka/.build/).
+librdkafka-ratchet: deps build
+	python3 compat-tests/librdkafka/run.py ratchet
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
