@@ -24,7 +24,9 @@ use tracing::{info, warn};
 use weir_controller::CreateTopic;
 use weir_protocol::ErrorCode;
 
-use super::classic::{ClassicGroup, Effects, GroupConfig, GroupState, JoinRequest, JoinResponse, Reply, SyncResponse};
+use super::classic::{
+    ClassicGroup, Effects, GroupConfig, GroupState, JoinRequest, JoinResponse, Reply, SyncRequest, SyncResponse,
+};
 use super::records::{partition_for, GroupMetadataValue, MemberValue, OffsetValue, RecordKey};
 use crate::broker::Broker;
 use crate::replica::now_ms;
@@ -260,18 +262,7 @@ impl GroupCoordinator {
     }
 
     /// SyncGroup.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn sync(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        member_id: &str,
-        instance: Option<&str>,
-        generation_id: i32,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-    ) -> SyncResponse {
+    pub async fn sync(&self, broker: &Broker, group_id: &str, request: SyncRequest) -> SyncResponse {
         let error = |e| SyncResponse { error: Some(e), ..Default::default() };
         if group_id.is_empty() {
             return error(ErrorCode::InvalidGroupId);
@@ -280,8 +271,7 @@ impl GroupCoordinator {
             let mut groups = self.lock();
             let Some(entry) = groups.get_mut(group_id) else { return error(ErrorCode::UnknownMemberId) };
             let now = Instant::now();
-            let (reply, effects) =
-                entry.group.sync(member_id, instance, generation_id, protocol_type, protocol_name, assignments, now);
+            let (reply, effects) = entry.group.sync(request, now);
             self.apply_effects(broker, entry, effects, now);
             reply
         };

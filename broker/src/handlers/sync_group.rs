@@ -14,24 +14,20 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::RequestContext;
 use crate::broker::Broker;
+use crate::group::classic::SyncRequest;
 use crate::group::coordinator::str_bytes;
 
 /// Serves SyncGroup.
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
-    let assignments = request.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
-    let outcome = broker
-        .groups
-        .sync(
-            broker,
-            &request.group_id.0,
-            &request.member_id,
-            request.group_instance_id.as_deref(),
-            request.generation_id,
-            request.protocol_type.as_deref(),
-            request.protocol_name.as_deref(),
-            assignments,
-        )
-        .await;
+    let sync = SyncRequest {
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+        generation_id: request.generation_id,
+        protocol_type: request.protocol_type.as_ref().map(|s| s.to_string()),
+        protocol_name: request.protocol_name.as_ref().map(|s| s.to_string()),
+        assignments: request.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect(),
+    };
+    let outcome = broker.groups.sync(broker, &request.group_id.0, sync).await;
     let v5 = ctx.version >= 5;
     SyncGroupResponse::default()
         .with_error_code(outcome.error.map_or(0, |e| e.code()))

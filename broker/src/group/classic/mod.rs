@@ -78,6 +78,23 @@ pub struct JoinRequest {
     pub require_known_member_id: bool,
 }
 
+/// What a SyncGroup carries, decoded from any version.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub group_instance_id: Option<String>,
+    /// The generation the member synced in.
+    pub generation_id: i32,
+    /// v5+: the protocol type the member expects.
+    pub protocol_type: Option<String>,
+    /// v5+: the protocol the member expects.
+    pub protocol_name: Option<String>,
+    /// The leader's assignments, by member id.
+    pub assignments: Vec<(String, Bytes)>,
+}
+
 /// A JoinGroup answer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JoinResponse {
@@ -321,29 +338,20 @@ impl ClassicGroup {
     }
 
     /// Handles a SyncGroup.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sync(
-        &mut self,
-        member_id: &str,
-        instance: Option<&str>,
-        generation_id: i32,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-        now: Instant,
-    ) -> (Reply<SyncResponse>, Effects) {
+    pub fn sync(&mut self, req: SyncRequest, now: Instant) -> (Reply<SyncResponse>, Effects) {
+        let member_id = req.member_id.as_str();
         let now_reply = |e| (Reply::Now(SyncResponse::error(e)), Effects::default());
         if self.state == GroupState::Dead {
             return now_reply(ErrorCode::CoordinatorNotAvailable);
         }
-        if let Err(e) = self.check_member(member_id, instance) {
+        if let Err(e) = self.check_member(member_id, req.group_instance_id.as_deref()) {
             return now_reply(e);
         }
-        if generation_id != self.generation_id {
+        if req.generation_id != self.generation_id {
             return now_reply(ErrorCode::IllegalGeneration);
         }
-        if protocol_type.is_some_and(|p| Some(p) != self.protocol_type.as_deref())
-            || protocol_name.is_some_and(|p| Some(p) != self.protocol_name.as_deref())
+        if req.protocol_type.as_ref().is_some_and(|p| Some(p) != self.protocol_type.as_ref())
+            || req.protocol_name.as_ref().is_some_and(|p| Some(p) != self.protocol_name.as_ref())
         {
             return now_reply(ErrorCode::InconsistentGroupProtocol);
         }
@@ -356,7 +364,7 @@ impl ClassicGroup {
                 let (tx, rx) = oneshot::channel();
                 self.members[member_id].sync_waiter = Some(tx);
                 if self.leader_id.as_deref() == Some(member_id) {
-                    let mut assigned: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    let mut assigned: HashMap<String, Bytes> = req.assignments.into_iter().collect();
                     for member in self.members.values_mut() {
                         member.assignment = assigned.remove(&member.member_id).unwrap_or_default();
                     }

@@ -22,6 +22,21 @@ fn join_req(member_id: &str, protocols: &[&str]) -> JoinRequest {
     }
 }
 
+fn sync_req(
+    member_id: &str,
+    instance: Option<&str>,
+    generation_id: i32,
+    assignments: Vec<(String, Bytes)>,
+) -> SyncRequest {
+    SyncRequest {
+        member_id: member_id.to_string(),
+        group_instance_id: instance.map(str::to_string),
+        generation_id,
+        assignments,
+        ..Default::default()
+    }
+}
+
 fn now_reply<T>(reply: Reply<T>) -> T {
     match reply {
         Reply::Now(r) => r,
@@ -61,18 +76,13 @@ fn two_members_join_sync_and_get_their_assignments() {
     assert_eq!(ja.protocol_name.as_deref(), Some("range"));
     assert_eq!(ja.members[1].2, Bytes::from("meta-range"));
 
-    let (follower, effects) = g.sync(&b, None, 1, None, None, vec![], now);
+    let (follower, effects) = g.sync(sync_req(&b, None, 1, vec![]), now);
     assert_eq!(effects, Effects::default());
     let mut follower = wait_reply(follower);
-    let (leader, effects) = g.sync(
-        &a,
-        None,
-        1,
-        Some("consumer"),
-        Some("range"),
-        vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))],
-        now,
-    );
+    let mut from_leader = sync_req(&a, None, 1, vec![(a.clone(), Bytes::from("A")), (b.clone(), Bytes::from("B"))]);
+    from_leader.protocol_type = Some("consumer".into());
+    from_leader.protocol_name = Some("range".into());
+    let (leader, effects) = g.sync(from_leader, now);
     assert!(effects.persist_assignment);
     let mut leader = wait_reply(leader);
     g.complete_sync(None, &config(), now, 0);
@@ -90,7 +100,7 @@ fn a_new_member_triggers_a_rebalance_and_a_silent_one_is_dropped() {
     let mut g = ClassicGroup::new("g", 0);
     let (a, _rx) = join_new(&mut g, &["range"], now);
     g.try_complete_join(now, 0);
-    let (_, effects) = g.sync(&a, None, 1, None, None, vec![(a.clone(), Bytes::from("x"))], now);
+    let (_, effects) = g.sync(sync_req(&a, None, 1, vec![(a.clone(), Bytes::from("x"))]), now);
     assert!(effects.persist_assignment);
     g.complete_sync(None, &config(), now, 0);
     // b arrives: a must rejoin; heartbeats say so.
@@ -112,7 +122,7 @@ fn sessions_expire_and_the_last_member_leaving_empties_the_group() {
     let mut g = ClassicGroup::new("g", 0);
     let (a, _rx) = join_new(&mut g, &["range"], now);
     g.try_complete_join(now, 0);
-    g.sync(&a, None, 1, None, None, vec![], now);
+    g.sync(sync_req(&a, None, 1, vec![]), now);
     g.complete_sync(None, &config(), now, 0);
     assert_eq!(g.tick(&config(), now + Duration::from_secs(5), 0), Effects::default());
     let effects = g.tick(&config(), now + SESSION + Duration::from_millis(1), 0);
@@ -146,7 +156,7 @@ fn a_restarted_static_member_keeps_its_assignment_and_fences_the_old_id() {
     let _rx = wait_reply(g.join(req.clone(), &config(), now, 0));
     g.try_complete_join(now, 0);
     let old = g.leader_id.clone().unwrap();
-    g.sync(&old, Some("i-1"), 1, None, None, vec![(old.clone(), Bytes::from("mine"))], now);
+    g.sync(sync_req(&old, Some("i-1"), 1, vec![(old.clone(), Bytes::from("mine"))]), now);
     g.complete_sync(None, &config(), now, 0);
 
     let again = now_reply(g.join(req, &config(), now, 0));
@@ -155,7 +165,7 @@ fn a_restarted_static_member_keeps_its_assignment_and_fences_the_old_id() {
     assert_eq!(g.state, GroupState::Stable, "no rebalance for a returning static member");
     assert_eq!(g.generation_id, 1);
     assert_eq!(g.heartbeat(&old, Some("i-1"), 1, now), Some(ErrorCode::FencedInstanceId));
-    let (sync, _) = g.sync(&again.member_id, Some("i-1"), 1, None, None, vec![], now);
+    let (sync, _) = g.sync(sync_req(&again.member_id, Some("i-1"), 1, vec![]), now);
     assert_eq!(now_reply(sync).assignment, Bytes::from("mine"));
 }
 
