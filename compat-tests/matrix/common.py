@@ -210,6 +210,26 @@ def run_cell(client: str, scenario: str, codec: str, n: int, fn) -> None:
         result(client, scenario, codec, "pass", "", n, secs)
 
 
+def run_standard_cells(client: str, topic_prefix: str, create_topic, produce, consume, subscribe_cell) -> int:
+    """The scenario loop of a client program whose steps are plain functions:
+    create_topic(bootstrap, topic), produce(bootstrap, topic, n, codec, base_ts,
+    idempotent), consume(bootstrap, topic, n) -> records, and
+    subscribe_cell(bootstrap, codec, n) -> problems. Returns the exit code."""
+    a = parse_args()
+    for scenario, codec in cells(a.scenarios, a.codecs):
+        def cell(scenario=scenario, codec=codec):
+            if scenario == SUBSCRIBE:
+                return subscribe_cell(a.bootstrap, codec, a.records)
+            topic = topic_name(topic_prefix, scenario, codec)
+            base_ts = base_timestamp()
+            create_topic(a.bootstrap, topic)
+            produce(a.bootstrap, topic, a.records, codec, base_ts, scenario == "idempotent")
+            return check(consume(a.bootstrap, topic, a.records), Expect(a.records, codec, base_ts))
+
+        run_cell(client, scenario, codec, a.records, cell)
+    return exit_code()
+
+
 def parse_args(default_records: int = 10_000) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True, help="host:port of a weir (127.0.0.1)")

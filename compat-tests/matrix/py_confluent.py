@@ -151,19 +151,7 @@ def subscribe_cell(bootstrap: str, codec: str, n: int) -> list[str]:
 
 
 def main() -> int:
-    a = c.parse_args()
-    for scenario, codec in c.cells(a.scenarios, a.codecs):
-        def cell():
-            if scenario == c.SUBSCRIBE:
-                return subscribe_cell(a.bootstrap, codec, a.records)
-            topic = c.topic_name("confluent", scenario, codec)
-            base_ts = c.base_timestamp()
-            create_topic(a.bootstrap, topic)
-            produce(a.bootstrap, topic, a.records, codec, base_ts, scenario == "idempotent")
-            return c.check(consume(a.bootstrap, topic, a.records), c.Expect(a.records, codec, base_ts))
-
-        c.run_cell(CLIENT, scenario, codec, a.records, cell)
-    return c.exit_code()
+    return c.run_standard_cells(CLIENT, "confluent", create_topic, produce, consume, subscribe_cell)
 
 
 if __name__ == "__main__":
