@@ -82,6 +82,14 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     /// `group.max.size`.
     pub group_max_size: usize,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub group_consumer_heartbeat_interval_ms: u64,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.max.size` (KIP-848 groups).
+    pub group_consumer_max_size: usize,
+    /// `group.consumer.assignors`: server assignor names, the default first.
+    pub group_consumer_assignors: Vec<String>,
     /// `offsets.retention.minutes`.
     pub offsets_retention_minutes: i64,
     /// `offsets.retention.check.interval.ms`.
@@ -162,6 +170,10 @@ impl BrokerConfig {
             group_max_session_timeout_ms: parse(&raw, "group.max.session.timeout.ms", 1_800_000)?,
             group_initial_rebalance_delay_ms: parse(&raw, "group.initial.rebalance.delay.ms", 3_000)?,
             group_max_size: parse(&raw, "group.max.size", i32::MAX as usize)?,
+            group_consumer_heartbeat_interval_ms: parse(&raw, "group.consumer.heartbeat.interval.ms", 5_000)?,
+            group_consumer_session_timeout_ms: parse(&raw, "group.consumer.session.timeout.ms", 45_000)?,
+            group_consumer_max_size: parse(&raw, "group.consumer.max.size", i32::MAX as usize)?,
+            group_consumer_assignors: consumer_assignors(&raw)?,
             offsets_retention_minutes: parse(&raw, "offsets.retention.minutes", 10_080)?,
             offsets_retention_check_interval_ms: parse(&raw, "offsets.retention.check.interval.ms", 600_000)?,
             raw,
@@ -234,6 +246,30 @@ fn scalar(v: &serde_yaml_ng::Value) -> Option<String> {
         serde_yaml_ng::Value::Null => Some(String::new()),
         _ => None,
     }
+}
+
+/// `group.consumer.assignors`: short names (`uniform`, `range`) or Kafka's
+/// class names for them; the first is the default.
+fn consumer_assignors(raw: &BTreeMap<String, String>) -> anyhow::Result<Vec<String>> {
+    let Some(value) = raw.get("group.consumer.assignors") else {
+        return Ok(crate::group::consumer::assignor::ASSIGNOR_NAMES.iter().map(|s| s.to_string()).collect());
+    };
+    let mut names = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = match item {
+            "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => "uniform",
+            "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => "range",
+            other => other,
+        };
+        if crate::group::consumer::assignor::by_name(name).is_none() {
+            bail!("config group.consumer.assignors: unknown assignor {item:?} (this broker has uniform and range)");
+        }
+        names.push(name.to_string());
+    }
+    if names.is_empty() {
+        bail!("config group.consumer.assignors: at least one assignor is needed");
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub const ADVERTISED_APIS: &[ApiRange] = &[
     ApiRange::new(ApiKey::IncrementalAlterConfigs, 0, 1),
     ApiRange::new(ApiKey::OffsetDelete, 0, 0),
     ApiRange::new(ApiKey::DescribeCluster, 0, 1),
+    ApiRange::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    ApiRange::new(ApiKey::ConsumerGroupDescribe, 0, 0),
 ];
 
 /// The advertised range of `api_key`, if Weir serves it at all.

@@ -27,6 +27,7 @@ use weir_protocol::ErrorCode;
 use super::classic::{
     ClassicGroup, Effects, GroupConfig, GroupState, JoinRequest, JoinResponse, Reply, SyncRequest, SyncResponse,
 };
+use super::consumer::{ConsumerGroup, ConsumerGroupConfig};
 use super::records::{partition_for, GroupMetadataValue, MemberValue, OffsetValue, RecordKey};
 use crate::broker::Broker;
 use crate::replica::now_ms;
@@ -35,8 +36,14 @@ use crate::replica::now_ms;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// A group and its committed offsets.
+///
+/// A group id names a classic group or, once a member joined it with
+/// ConsumerGroupHeartbeat, a KIP-848 consumer group: `consumer` is set then
+/// and the classic group stays empty. An empty group of either kind turns
+/// into the other when a member of the other protocol joins, as in Kafka.
 pub(super) struct GroupEntry {
     pub(super) group: ClassicGroup,
+    pub(super) consumer: Option<ConsumerGroup>,
     pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
 }
 
@@ -55,6 +62,19 @@ pub struct OffsetCommit {
     pub metadata: Option<String>,
 }
 
+/// Who commits: the member fields of an OffsetCommit.
+#[derive(Debug, Clone, Copy)]
+pub struct Committer<'a> {
+    /// Member id, empty for a standalone commit.
+    pub member_id: &'a str,
+    /// Static member's instance id.
+    pub instance: Option<&'a str>,
+    /// Generation (classic) or member epoch (consumer group); -1 standalone.
+    pub generation_id: i32,
+    /// The OffsetCommit version (a consumer group member needs v9+).
+    pub api_version: i16,
+}
+
 /// A group as ListGroups and DescribeGroups show it.
 #[derive(Debug, Clone)]
 pub struct GroupSummary {
@@ -62,8 +82,10 @@ pub struct GroupSummary {
     pub group_id: String,
     /// State name.
     pub state: &'static str,
-    /// Protocol type.
+    /// Protocol type (`consumer` for a KIP-848 group).
     pub protocol_type: String,
+    /// `classic` or `consumer`.
+    pub group_type: &'static str,
     /// Chosen protocol.
     pub protocol: String,
     /// Members: (member id, instance id, client id, client host, metadata, assignment).
@@ -74,6 +96,7 @@ pub struct GroupSummary {
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, GroupEntry>>,
     config: GroupConfig,
+    pub(super) consumer_config: ConsumerGroupConfig,
 }
 
 fn request_error<T>(e: ErrorCode) -> Result<T, ErrorCode> {
@@ -90,6 +113,12 @@ impl GroupCoordinator {
                 max_session_timeout: Duration::from_millis(broker.group_max_session_timeout_ms),
                 initial_rebalance_delay: Duration::from_millis(broker.group_initial_rebalance_delay_ms),
                 max_size: broker.group_max_size,
+            },
+            consumer_config: ConsumerGroupConfig {
+                heartbeat_interval: Duration::from_millis(broker.group_consumer_heartbeat_interval_ms),
+                session_timeout: Duration::from_millis(broker.group_consumer_session_timeout_ms),
+                max_size: broker.group_consumer_max_size,
+                assignors: broker.group_consumer_assignors.clone(),
             },
         }
     }
@@ -247,6 +276,14 @@ impl GroupCoordinator {
             let mut groups = self.lock();
             let now = Instant::now();
             let entry = Self::entry(&mut groups, group_id);
+            match &entry.consumer {
+                Some(consumer) if !consumer.members.is_empty() => return error(ErrorCode::InconsistentGroupProtocol),
+                Some(_) => {
+                    info!(group = group_id, "converting an empty consumer group to a classic group");
+                    entry.consumer = None;
+                }
+                None => {}
+            }
             if entry.group.state == GroupState::Dead {
                 entry.group = ClassicGroup::new(group_id, now_ms());
             }
@@ -333,11 +370,10 @@ impl GroupCoordinator {
         &self,
         broker: &Broker,
         group_id: &str,
-        member_id: &str,
-        instance: Option<&str>,
-        generation_id: i32,
+        committer: Committer<'_>,
         commits: Vec<OffsetCommit>,
     ) -> Vec<Option<ErrorCode>> {
+        let Committer { member_id, instance, generation_id, api_version } = committer;
         let fail_all = |e: ErrorCode, n: usize| vec![Some(e); n];
         if group_id.is_empty() {
             return fail_all(ErrorCode::InvalidGroupId, commits.len());
@@ -352,7 +388,11 @@ impl GroupCoordinator {
             None if generation_id < 0 && member_id.is_empty() => Self::entry(&mut groups, group_id),
             None => return fail_all(ErrorCode::IllegalGeneration, commits.len()),
         };
-        if let Err(e) = entry.group.check_commit(member_id, instance, generation_id) {
+        let checked = match &entry.consumer {
+            Some(consumer) => consumer.check_commit(member_id, generation_id, api_version),
+            None => entry.group.check_commit(member_id, instance, generation_id),
+        };
+        if let Err(e) = checked {
             return fail_all(e, commits.len());
         }
         let now = now_ms();
@@ -396,14 +436,23 @@ impl GroupCoordinator {
 
     /// OffsetFetch: the committed offsets of the requested partitions (all
     /// when `None`), as (topic, partition, offset value or none).
+    ///
+    /// `member` (OffsetFetch v9+): the member id and epoch of a consumer
+    /// group member, checked like Kafka (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
     pub fn fetch_offsets(
         &self,
         group_id: &str,
+        member: Option<(Option<&str>, i32)>,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Vec<(String, i32, Option<OffsetValue>)> {
+    ) -> Result<Vec<(String, i32, Option<OffsetValue>)>, ErrorCode> {
         let groups = self.lock();
+        if let (Some((member_id, epoch)), Some(consumer)) =
+            (member, groups.get(group_id).and_then(|e| e.consumer.as_ref()))
+        {
+            consumer.check_fetch(member_id, epoch)?;
+        }
         let offsets = groups.get(group_id).map(|e| &e.offsets);
-        match partitions {
+        Ok(match partitions {
             Some(wanted) => wanted
                 .into_iter()
                 .map(|(t, p)| {
@@ -414,22 +463,38 @@ impl GroupCoordinator {
             None => offsets
                 .map(|o| o.iter().map(|((t, p), v)| (t.clone(), *p, Some(v.clone()))).collect())
                 .unwrap_or_default(),
-        }
+        })
     }
 
     /// Every group that is not dead, for ListGroups.
     pub fn list(&self) -> Vec<GroupSummary> {
-        self.lock().values().filter(|e| e.group.state != GroupState::Dead).map(|e| Self::summary(&e.group)).collect()
+        self.lock()
+            .values()
+            .filter(|e| e.consumer.is_some() || e.group.state != GroupState::Dead)
+            .map(|e| match &e.consumer {
+                Some(consumer) => GroupSummary {
+                    group_id: consumer.group_id.clone(),
+                    state: consumer.state().name(),
+                    protocol_type: "consumer".to_string(),
+                    group_type: "consumer",
+                    protocol: String::new(),
+                    members: Vec::new(),
+                },
+                None => Self::summary(&e.group),
+            })
+            .collect()
     }
 
-    /// One group for DescribeGroups; an unknown group is reported Dead, as Kafka does.
+    /// One group for DescribeGroups; an unknown group, or a consumer group
+    /// (ConsumerGroupDescribe describes those), is reported Dead, as Kafka does.
     pub fn describe(&self, group_id: &str) -> GroupSummary {
         match self.lock().get(group_id) {
-            Some(entry) => Self::summary(&entry.group),
-            None => GroupSummary {
+            Some(entry) if entry.consumer.is_none() => Self::summary(&entry.group),
+            _ => GroupSummary {
                 group_id: group_id.to_string(),
                 state: GroupState::Dead.name(),
                 protocol_type: String::new(),
+                group_type: "classic",
                 protocol: String::new(),
                 members: Vec::new(),
             },
@@ -443,6 +508,7 @@ impl GroupCoordinator {
             group_id: group.group_id.clone(),
             state: group.state.name(),
             protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            group_type: "classic",
             protocol: if stable { protocol.clone() } else { String::new() },
             members: group
                 .members
@@ -467,10 +533,12 @@ impl GroupCoordinator {
     pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Option<ErrorCode> {
         let mut groups = self.lock();
         let Some(entry) = groups.get_mut(group_id) else { return Some(ErrorCode::GroupIdNotFound) };
-        match entry.group.state {
-            GroupState::Dead => return Some(ErrorCode::GroupIdNotFound),
-            GroupState::Empty => {}
-            _ => return Some(ErrorCode::NonEmptyGroup),
+        match (&entry.consumer, entry.group.state) {
+            (Some(consumer), _) if !consumer.members.is_empty() => return Some(ErrorCode::NonEmptyGroup),
+            (Some(_), _) => {}
+            (None, GroupState::Dead) => return Some(ErrorCode::GroupIdNotFound),
+            (None, GroupState::Empty) => {}
+            (None, _) => return Some(ErrorCode::NonEmptyGroup),
         }
         let mut records: Vec<(Bytes, Option<Bytes>)> = entry
             .offsets
@@ -498,13 +566,18 @@ impl GroupCoordinator {
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
         let mut groups = self.lock();
         let Some(entry) = groups.get_mut(group_id) else { return Err(ErrorCode::GroupIdNotFound) };
-        if entry.group.state == GroupState::Dead {
-            return Err(ErrorCode::GroupIdNotFound);
-        }
-        if !entry.group.is_empty() && entry.group.subscribed_topics().is_none() {
-            return Err(ErrorCode::NonEmptyGroup);
-        }
-        let subscribed = entry.group.subscribed_topics().unwrap_or_default();
+        let subscribed = match &entry.consumer {
+            Some(consumer) => consumer.subscribed_topics().into_iter().collect(),
+            None => {
+                if entry.group.state == GroupState::Dead {
+                    return Err(ErrorCode::GroupIdNotFound);
+                }
+                if !entry.group.is_empty() && entry.group.subscribed_topics().is_none() {
+                    return Err(ErrorCode::NonEmptyGroup);
+                }
+                entry.group.subscribed_topics().unwrap_or_default()
+            }
+        };
         let mut results = Vec::with_capacity(partitions.len());
         let mut records = Vec::new();
         let mut removed = Vec::new();
@@ -532,9 +605,11 @@ impl GroupCoordinator {
 
     /// The entry of `group`, created empty if there is none.
     pub(super) fn entry<'a>(groups: &'a mut HashMap<String, GroupEntry>, group: &str) -> &'a mut GroupEntry {
-        groups
-            .entry(group.to_string())
-            .or_insert_with(|| GroupEntry { group: ClassicGroup::new(group, now_ms()), offsets: BTreeMap::new() })
+        groups.entry(group.to_string()).or_insert_with(|| GroupEntry {
+            group: ClassicGroup::new(group, now_ms()),
+            consumer: None,
+            offsets: BTreeMap::new(),
+        })
     }
 
     /// Session expiry, rebalance deadlines, initial delays. Called every 100 ms.
@@ -542,6 +617,10 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let now = Instant::now();
         for entry in groups.values_mut() {
+            if let Some(consumer) = &mut entry.consumer {
+                consumer.tick(now, now_ms());
+                continue;
+            }
             let effects = entry.group.tick(&self.config, now, now_ms());
             self.apply_effects(broker, entry, effects, now);
         }
@@ -558,11 +637,12 @@ impl GroupCoordinator {
         let mut expired_total = 0;
         let mut dead = Vec::new();
         for (group_id, entry) in groups.iter_mut() {
-            if entry.group.state != GroupState::Empty {
-                continue;
-            }
-            let standalone = entry.group.protocol_type.is_none();
-            let empty_since = entry.group.state_timestamp_ms;
+            let (standalone, empty_since) = match &entry.consumer {
+                Some(consumer) if consumer.members.is_empty() => (false, consumer.state_timestamp_ms),
+                Some(_) => continue,
+                None if entry.group.state != GroupState::Empty => continue,
+                None => (entry.group.protocol_type.is_none(), entry.group.state_timestamp_ms),
+            };
             let expired: Vec<(String, i32)> = entry
                 .offsets
                 .iter()

@@ -2,6 +2,8 @@
 //! kept in `__consumer_offsets`.
 
 pub mod classic;
+pub mod consumer;
+pub mod consumer_protocol;
 pub mod coordinator;
 mod load;
 pub mod records;

@@ -19,7 +19,7 @@ use crate::broker::Broker;
 use crate::group::coordinator::str_bytes;
 
 /// READ, DELETE, DESCRIBE on a group.
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+pub(super) const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 /// Serves DescribeGroups.
 pub async fn handle(

@@ -2,7 +2,7 @@
 //!
 //! Behaviour: every group this coordinator holds, with its protocol type,
 //! v4+ its state (filtered by `states_filter`, case-insensitive) and v5+
-//! its type (`classic`; filtered by `types_filter`).
+//! its type (`classic` or `consumer`; filtered by `types_filter`).
 
 use std::sync::Arc;
 
@@ -21,16 +21,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListGro
             || request.states_filter.is_empty()
             || request.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state))
     };
-    let type_ok = || {
+    let type_ok = |group_type: &str| {
         ctx.version < 5
             || request.types_filter.is_empty()
-            || request.types_filter.iter().any(|t| t.eq_ignore_ascii_case("classic"))
+            || request.types_filter.iter().any(|t| t.eq_ignore_ascii_case(group_type))
     };
     let mut groups: Vec<ListedGroup> = broker
         .groups
         .list()
         .into_iter()
-        .filter(|g| state_ok(g.state) && type_ok())
+        .filter(|g| state_ok(g.state) && type_ok(g.group_type))
         .map(|g| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group_id)))
@@ -41,7 +41,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListGro
                     StrBytes::default()
                 })
                 .with_group_type(if ctx.version >= 5 {
-                    StrBytes::from_static_str("classic")
+                    StrBytes::from_static_str(g.group_type)
                 } else {
                     StrBytes::default()
                 })

@@ -9,6 +9,8 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -192,6 +194,8 @@ pub async fn handle_frame(
         ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs),
         ApiKey::OffsetDelete => route!(offset_delete),
         ApiKey::DescribeCluster => route!(describe_cluster),
+        ApiKey::ConsumerGroupHeartbeat => route!(consumer_group_heartbeat),
+        ApiKey::ConsumerGroupDescribe => route!(consumer_group_describe),
         other => Err(HandleError::NoHandler(other)),
     }?;
     Ok(Some(response))

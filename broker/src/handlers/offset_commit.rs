@@ -7,7 +7,9 @@
 //! Per partition: UNKNOWN_TOPIC_OR_PARTITION for a partition that does not
 //! exist, OFFSET_METADATA_TOO_LARGE past `offset.metadata.max.bytes`. For the
 //! whole request: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
-//! REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID, INVALID_GROUP_ID. The v2-v4
+//! REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID, INVALID_GROUP_ID. A KIP-848
+//! consumer group member commits at its current member epoch with v9+
+//! (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID, UNSUPPORTED_VERSION). The v2-v4
 //! retention time is ignored (`offsets.retention.minutes` applies, as in
 //! Kafka 2.1+).
 
@@ -18,7 +20,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::group::coordinator::OffsetCommit;
+use crate::group::coordinator::{Committer, OffsetCommit};
 
 /// Serves OffsetCommit.
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -38,9 +40,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetC
     let results = broker.groups.commit(
         broker,
         &request.group_id.0,
-        &request.member_id,
-        request.group_instance_id.as_deref(),
-        request.generation_id_or_member_epoch,
+        Committer {
+            member_id: &request.member_id,
+            instance: request.group_instance_id.as_deref(),
+            generation_id: request.generation_id_or_member_epoch,
+            api_version: ctx.version,
+        },
         commits,
     );
     let mut results = results.into_iter();

@@ -4,7 +4,9 @@
 //! requested partition, -1 where nothing is committed; `topics` null (v2+)
 //! means every partition the group committed. v8+ batches several groups.
 //! `require_stable` (v7+) needs nothing more while there are no
-//! transactional commits. An empty group id gets INVALID_GROUP_ID.
+//! transactional commits. An empty group id gets INVALID_GROUP_ID. v9+
+//! carries the member id and epoch of a KIP-848 consumer group member,
+//! checked like OffsetCommit's (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID).
 
 use std::sync::Arc;
 
@@ -38,11 +40,16 @@ fn by_topic(fetched: Fetched) -> Vec<TopicOffsets> {
     out
 }
 
-fn fetch(broker: &Broker, group: &str, wanted: Option<Vec<(String, i32)>>) -> Result<Fetched, ErrorCode> {
+fn fetch(
+    broker: &Broker,
+    group: &str,
+    member: Option<(Option<&str>, i32)>,
+    wanted: Option<Vec<(String, i32)>>,
+) -> Result<Fetched, ErrorCode> {
     if group.is_empty() {
         return Err(ErrorCode::InvalidGroupId);
     }
-    Ok(broker.groups.fetch_offsets(group, wanted))
+    broker.groups.fetch_offsets(group, member, wanted)
 }
 
 /// Serves OffsetFetch.
@@ -59,7 +66,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetF
                         .collect()
                 });
                 let result = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch(broker, &g.group_id.0, wanted) {
+                let member = (ctx.version >= 9).then_some((g.member_id.as_deref(), g.member_epoch));
+                match fetch(broker, &g.group_id.0, member, wanted) {
                     Ok(fetched) => result.with_topics(
                         by_topic(fetched)
                             .into_iter()
@@ -89,7 +97,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetF
     let wanted = request.topics.as_ref().map(|topics| {
         topics.iter().flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.0.to_string(), *p))).collect()
     });
-    match fetch(broker, &request.group_id.0, wanted) {
+    match fetch(broker, &request.group_id.0, None, wanted) {
         Ok(fetched) => OffsetFetchResponse::default().with_topics(
             by_topic(fetched)
                 .into_iter()

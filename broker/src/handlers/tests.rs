@@ -49,6 +49,8 @@ fn default_request_body(key: ApiKey, version: i16) -> BytesMut {
         ApiKey::ListGroups => body::<ListGroupsRequest>(version),
         ApiKey::DeleteGroups => body::<DeleteGroupsRequest>(version),
         ApiKey::OffsetDelete => body::<OffsetDeleteRequest>(version),
+        ApiKey::ConsumerGroupHeartbeat => body::<ConsumerGroupHeartbeatRequest>(version),
+        ApiKey::ConsumerGroupDescribe => body::<ConsumerGroupDescribeRequest>(version),
         other => panic!("{other:?} is advertised but this test cannot build its request"),
     }
 }

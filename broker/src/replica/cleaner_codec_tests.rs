@@ -16,6 +16,10 @@ use weir_storage::{CleanOptions, Log, LogConfig, RecordCodec};
 
 use super::KafkaCodecs;
 use crate::broker::Broker;
+use crate::group::coordinator::Committer;
+
+/// A commit outside any group membership.
+const STANDALONE: Committer<'static> = Committer { member_id: "", instance: None, generation_id: -1, api_version: 9 };
 use crate::config::BrokerConfig;
 use crate::group::coordinator::OffsetCommit;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
@@ -182,7 +186,7 @@ async fn compacted_consumer_offsets_still_load() {
                 metadata: Some(format!("m{offset}")),
             })
             .collect();
-        let results = broker.groups.commit(&broker, group, "", None, -1, commits);
+        let results = broker.groups.commit(&broker, group, STANDALONE, commits);
         assert!(results.iter().all(Option::is_none), "{results:?}");
     };
     commit("early", 7);
@@ -207,7 +211,8 @@ async fn compacted_consumer_offsets_still_load() {
     let fresh = rx.recv_timeout(Duration::from_secs(20)).expect("loading terminates");
     let offsets = |group: &str| {
         let mut v: Vec<(i32, i64, String)> = fresh
-            .fetch_offsets(group, None)
+            .fetch_offsets(group, None, None)
+            .expect("no member to check")
             .into_iter()
             .map(|(_, p, v)| {
                 let v = v.expect("an offset");
