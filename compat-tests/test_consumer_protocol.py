@@ -179,7 +179,11 @@ def test_java_members_split_partitions_and_a_killed_one_hands_them_over(weir_fac
             return []
 
     try:
-        wait_until(lambda: assigned_counts() == [3, 3], timeout=60, what="two Java members with 3 partitions each")
+        try:
+            wait_until(lambda: assigned_counts() == [3, 3], timeout=90, what="two Java members with 3 partitions each")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{groups_tool('--describe', '--group', group, '--members', '--verbose')}"
+                                 f"\nmember exit codes: {[m.poll() for m in members]}") from e
         produce(w.bootstrap, topic, [{"value": b"first-%d" % i, "partition": i % 6} for i in range(60)])
         described = groups_tool("--describe", "--group", group)
         rows = [line.split() for line in described.splitlines() if line.startswith(group)]
