@@ -8,7 +8,7 @@ use weir_protocol::ErrorCode;
 
 use super::consumer::assignor::Assignment;
 use super::consumer::{
-    self, ConsumerGroup, ConsumerMember, HeartbeatError, HeartbeatRequest, HeartbeatResponse, TopicCatalog,
+    self, refuse, ConsumerGroup, ConsumerMember, HeartbeatError, HeartbeatRequest, HeartbeatResponse, TopicCatalog,
 };
 use super::coordinator::GroupCoordinator;
 use crate::broker::Broker;
@@ -27,10 +27,6 @@ pub struct ConsumerGroupDescription {
     pub assignor: String,
     /// Members with their target assignments.
     pub members: Vec<(ConsumerMember, Assignment)>,
-}
-
-fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, HeartbeatError> {
-    Err(HeartbeatError { code, message: message.into() })
 }
 
 impl GroupCoordinator {

@@ -101,7 +101,8 @@ pub struct HeartbeatError {
     pub message: String,
 }
 
-fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, HeartbeatError> {
+/// A refused heartbeat with Kafka's error code and message.
+pub(crate) fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, HeartbeatError> {
     Err(HeartbeatError { code, message: message.into() })
 }
 
