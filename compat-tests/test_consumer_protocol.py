@@ -2,7 +2,9 @@
 confluent-kafka (librdkafka 2.16, ConsumerGroupHeartbeat v1) subscribers
 with each server assignor and a regular-expression subscription, the Java
 3.9 console consumer (v0) with kafka-consumer-groups, a member killed with
-SIGKILL, a broker killed under a live member, and refused assignors."""
+SIGKILL, a broker killed under live members (who carry on: the group is in
+__consumer_offsets), refused assignors, and the online migration of a live
+classic group to a consumer group and back."""
 
 from __future__ import annotations
 
@@ -18,11 +20,9 @@ from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, Kaf
 
 from lib.clients import (JAVA_ENV, admin, client_conf, create_topic, java_available, java_tool, produce, run,
                          wait_until)
+from lib.members import FAST_SESSIONS, Member
 
 pytestmark = pytest.mark.timeout(180)
-
-# Short sessions so a killed member is noticed within seconds.
-FAST_SESSIONS = {"group.consumer.session.timeout.ms": "6000", "group.consumer.heartbeat.interval.ms": "1000"}
 
 
 def _consumer(bootstrap: str, group: str, **extra) -> Consumer:
@@ -137,7 +137,7 @@ def test_a_member_survives_a_broker_kill9_and_resumes_at_its_commit(weir_factory
         w.kill9()
         w.restart()
         produce(w.bootstrap, topic, [{"value": b"v%d" % i, "partition": i % 2} for i in range(40, 60)])
-        # The restarted broker does not know the member: it rejoins and resumes at the committed offsets.
+        # The member carries on (the restarted broker loaded it) at the committed offsets.
         after: list[bytes] = []
         deadline = time.monotonic() + 60
         while len(after) < 20 and time.monotonic() < deadline:
@@ -149,6 +149,15 @@ def test_a_member_survives_a_broker_kill9_and_resumes_at_its_commit(weir_factory
         assert [tp.offset for tp in committed] == [20, 20]
     finally:
         c.close()
+
+
+def _member_partitions(bootstrap: str, group: str) -> dict[str, list[int]]:
+    """Member id -> the partitions the broker says it owns ({} until the group exists)."""
+    try:
+        members = _describe(bootstrap, group).members
+    except Exception:  # noqa: BLE001 - not there yet
+        return {}
+    return {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions) for m in members}
 
 
 def _java_member(bootstrap: str, topic: str, group: str, out) -> subprocess.Popen:
@@ -173,10 +182,7 @@ def test_java_members_split_partitions_and_a_killed_one_hands_them_over(weir_fac
                    timeout=90, env=JAVA_ENV, check=False).stdout
 
     def assigned_counts() -> list[int]:
-        try:
-            return sorted(len(m.assignment.topic_partitions) for m in _describe(w.bootstrap, group).members)
-        except Exception:  # noqa: BLE001 - not there yet
-            return []
+        return sorted(len(p) for p in _member_partitions(w.bootstrap, group).values())
 
     try:
         try:
@@ -210,12 +216,201 @@ def test_java_members_split_partitions_and_a_killed_one_hands_them_over(weir_fac
             f"first-{i}" for i in range(60)}), "the survivor read no record twice"
         assert sorted(x for x in lines(0) if x.startswith("second-")) == sorted(f"second-{i}" for i in range(60))
     finally:
+        _stop_java(members)
+        for out in outs:
+            out.close()
+
+
+def _stop_java(members: list[subprocess.Popen]) -> None:
+    for m in members:
+        if m.poll() is None:
+            os.killpg(m.pid, signal.SIGTERM)
+            try:
+                m.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(m.pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not java_available(), reason="java is not installed")
+@pytest.mark.timeout(240)
+def test_java_members_keep_their_ids_and_partitions_across_a_broker_kill9(weir_factory, topic, tmp_path):
+    """The group is in __consumer_offsets: after kill -9 and a restart the
+    broker still knows both members (their server-made ids, epochs and
+    partitions), so they carry on without rejoining."""
+    w = weir_factory(FAST_SESSIONS)
+    create_topic(w.bootstrap, topic, partitions=6)
+    group = f"java848-{uuid.uuid4().hex[:8]}"
+    outs = [open(tmp_path / f"member{i}.txt", "w+b") for i in range(2)]
+    members = [_java_member(w.bootstrap, topic, group, out) for out in outs]
+
+    def lines() -> list[str]:
+        for out in outs:
+            out.flush()
+        return [x for i in range(2) for x in (tmp_path / f"member{i}.txt").read_text().split()]
+
+    try:
+        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [3, 3], timeout=90,
+                   what="two Java members with 3 partitions each")
+        produce(w.bootstrap, topic, [{"value": b"first-%d" % i, "partition": i % 6} for i in range(60)])
+        wait_until(lambda: len(lines()) >= 60, timeout=30, what="the first 60 records")
+        before = _member_partitions(w.bootstrap, group)
+        w.kill9()
+        w.restart()
+        # Straight after loading, before any heartbeat: the same members.
+        assert _member_partitions(w.bootstrap, group) == before
+        produce(w.bootstrap, topic, [{"value": b"second-%d" % i, "partition": i % 6} for i in range(60)])
+        wait_until(lambda: sum(x.startswith("second-") for x in lines()) >= 60, timeout=60,
+                   what="both members reading on after the restart")
+        # Well past a 6 s session: still the same two members, never fenced nor rejoined.
+        time.sleep(8)
+        assert _member_partitions(w.bootstrap, group) == before
+        assert all(m.poll() is None for m in members)
+        everything = lines()
+        assert sorted(x for x in everything if x.startswith("second-")) == sorted(f"second-{i}" for i in range(60))
+    finally:
+        _stop_java(members)
+        for out in outs:
+            out.close()
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_a_classic_group_upgrades_online_and_downgrades_when_the_new_member_leaves(weir_factory, topic, strategy):
+    """KIP-848's online migration (group.consumer.migration.policy, Kafka 3.9's
+    default bidirectional): a consumer-protocol member joins a live classic
+    group, which becomes a consumer group; the classic members stay, are
+    rebalanced by the server assignor through JoinGroup/SyncGroup, and get the
+    group back as a classic group when that member leaves."""
+    w = weir_factory({"group.initial.rebalance.delay.ms": "0"})
+    create_topic(w.bootstrap, topic, partitions=6)
+    group = f"migrate-{uuid.uuid4().hex[:8]}"
+    def member(name: str, **conf) -> Member:
+        return Member(name, client_conf(w.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                                         "auto.commit.interval.ms": 100, **conf}), topic)
+
+    classic_conf = {"partition.assignment.strategy": strategy, "session.timeout.ms": 6000,
+                    "heartbeat.interval.ms": 500}
+    classic = [member(f"classic-{i}", **classic_conf) for i in range(2)]
+    modern = member("modern", **{"group.protocol": "consumer"})
+    members = [*classic, modern]
+
+    def seen() -> list[bytes]:
+        return [v for m in members for v in m.values()]
+
+    def owned(ms) -> list[int]:
+        return sorted(len(m.assignment) for m in ms)
+
+    def produce_batch(tag: str) -> set[bytes]:
+        produce(w.bootstrap, topic, [{"value": b"%s-%d" % (tag.encode(), i), "partition": i % 6} for i in range(60)])
+        return {b"%s-%d" % (tag.encode(), i) for i in range(60)}
+
+    try:
+        for m in classic:
+            m.start()
+        wait_until(lambda: owned(classic) == [3, 3], timeout=60, what="two classic members with 3 partitions each")
+        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC
+        wanted = produce_batch("classic")
+        modern.start()
+        wait_until(lambda: owned(members) == [2, 2, 2], timeout=60, what="three members with 2 partitions each")
+        described = _describe(w.bootstrap, group)
+        assert (described.type, described.state) == (ConsumerGroupType.CONSUMER, ConsumerGroupState.STABLE)
+        assert sorted(len(m.assignment.topic_partitions) for m in described.members) == [2, 2, 2]
+        wanted |= produce_batch("mixed")
+        wait_until(lambda: wanted <= set(seen()), timeout=30, what="every record so far")
+        modern.stop()
+        wait_until(lambda: owned(classic) == [3, 3], timeout=60, what="the classic members taking it all back")
+        wait_until(lambda: _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC, timeout=20,
+                   what="a classic group again")
+        wanted |= (after := produce_batch("downgraded"))
+        wait_until(lambda: wanted <= set(seen()), timeout=30, what="every record, none lost")
+        assert sorted(x for x in seen() if x in after) == sorted(after), "read once after the downgrade"
+        assert not [e for m in members for e in m.errors if e.code() != KafkaError._PARTITION_EOF]
+        assert all(m.failure is None for m in members), [m.failure for m in members]
+    finally:
         for m in members:
-            if m.poll() is None:
-                os.killpg(m.pid, signal.SIGTERM)
-                try:
-                    m.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(m.pid, signal.SIGKILL)
+            m.stop()
+
+
+def test_a_disabled_migration_policy_keeps_a_live_classic_group_classic(weir_factory, topic):
+    w = weir_factory({"group.consumer.migration.policy": "disabled", "group.initial.rebalance.delay.ms": "0"})
+    create_topic(w.bootstrap, topic, partitions=2)
+    group = f"nomigrate-{uuid.uuid4().hex[:8]}"
+    conf = client_conf(w.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest"})
+    classic = Member("classic", conf, topic)
+    modern = Member("modern", {**conf, "group.protocol": "consumer"}, topic)
+    try:
+        classic.start()
+        wait_until(lambda: len(classic.assignment) == 2, timeout=60, what="the classic member")
+        modern.start()
+        # librdkafka raises GROUP_ID_NOT_FOUND from a heartbeat as a fatal error.
+        wait_until(lambda: any(e.code() == KafkaError.GROUP_ID_NOT_FOUND or "group id does not exist" in e.str()
+                               for e in modern.errors), timeout=30,
+                   what="GROUP_ID_NOT_FOUND for the consumer-protocol member")
+        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC
+        assert len(classic.assignment) == 2 and modern.assignment == []
+    finally:
+        for m in (classic, modern):
+            m.stop()
+
+
+@pytest.mark.skipif(not java_available(), reason="java is not installed")
+@pytest.mark.timeout(240)
+def test_java_classic_member_stays_through_an_upgrade_a_broker_kill9_and_a_downgrade(weir_factory, topic, tmp_path):
+    """The Java 3.9 consumer on the classic protocol in a group that a
+    `group.protocol=consumer` Java member upgrades: it keeps heartbeating,
+    rejoins and syncs against the consumer group (its member record, with
+    its classic metadata, survives a kill -9 of the broker), and owns every
+    partition again once the other member leaves and the group is classic."""
+    w = weir_factory({**FAST_SESSIONS, "group.initial.rebalance.delay.ms": "0"})
+    create_topic(w.bootstrap, topic, partitions=4)
+    group = f"javamig-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **JAVA_ENV}
+    outs = [open(tmp_path / f"member{i}.txt", "w+b") for i in range(2)]
+
+    def java(out, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([str(java_tool("kafka-console-consumer")), "--bootstrap-server", w.bootstrap,
+                                 "--topic", topic, "--group", group, "--from-beginning", *extra],
+                                stdout=out, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+
+    def lines() -> list[str]:
+        for out in outs:
+            out.flush()
+        return [x for i in range(2) for x in (tmp_path / f"member{i}.txt").read_text().split()]
+
+    def produce_batch(tag: str) -> list[str]:
+        produce(w.bootstrap, topic, [{"value": f"{tag}-{i}".encode(), "partition": i % 4} for i in range(40)])
+        return [f"{tag}-{i}" for i in range(40)]
+
+    classic = java(outs[0], "--consumer-property", "session.timeout.ms=6000")
+    members = [classic]
+    try:
+        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [4], timeout=90,
+                   what="the classic Java member owning 4 partitions")
+        first = produce_batch("first")
+        wait_until(lambda: set(first) <= set(lines()), timeout=30, what="the classic member reading")
+        modern = java(outs[1], "--consumer-property", "group.protocol=consumer")
+        members.append(modern)
+        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [2, 2], timeout=90,
+                   what="an upgraded group sharing 2 and 2")
+        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CONSUMER
+        before = _member_partitions(w.bootstrap, group)
+        w.kill9()
+        w.restart()
+        assert _member_partitions(w.bootstrap, group) == before, "both members, the classic one too, were restored"
+        second = produce_batch("second")
+        wait_until(lambda: set(second) <= set(lines()), timeout=60, what="both members reading after the restart")
+        time.sleep(8)  # past both session timeouts: nobody was fenced
+        assert _member_partitions(w.bootstrap, group) == before
+        os.killpg(modern.pid, signal.SIGTERM)  # a clean leave
+        modern.wait(30)
+        wait_until(lambda: _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC, timeout=30,
+                   what="a classic group again")
+        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [4], timeout=60,
+                   what="the classic member owning all 4 partitions again")
+        third = produce_batch("third")
+        wait_until(lambda: set(third) <= set(lines()), timeout=30, what="the classic member reading everything")
+        assert classic.poll() is None
+        assert sorted(x for x in lines() if x.startswith("third-")) == sorted(third), "read once"
+    finally:
+        _stop_java(members)
         for out in outs:
             out.close()

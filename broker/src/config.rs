@@ -90,6 +90,9 @@ pub struct BrokerConfig {
     pub group_consumer_max_size: usize,
     /// `group.consumer.assignors`: server assignor names, the default first.
     pub group_consumer_assignors: Vec<String>,
+    /// `group.consumer.migration.policy`: whether a classic group with
+    /// members may become a consumer group (upgrade) and back (downgrade).
+    pub group_consumer_migration: (bool, bool),
     /// `offsets.retention.minutes`.
     pub offsets_retention_minutes: i64,
     /// `offsets.retention.check.interval.ms`.
@@ -174,6 +177,7 @@ impl BrokerConfig {
             group_consumer_session_timeout_ms: parse(&raw, "group.consumer.session.timeout.ms", 45_000)?,
             group_consumer_max_size: parse(&raw, "group.consumer.max.size", i32::MAX as usize)?,
             group_consumer_assignors: consumer_assignors(&raw)?,
+            group_consumer_migration: migration_policy(&raw)?,
             offsets_retention_minutes: parse(&raw, "offsets.retention.minutes", 10_080)?,
             offsets_retention_check_interval_ms: parse(&raw, "offsets.retention.check.interval.ms", 600_000)?,
             raw,
@@ -272,6 +276,22 @@ fn consumer_assignors(raw: &BTreeMap<String, String>) -> anyhow::Result<Vec<Stri
     Ok(names)
 }
 
+/// `group.consumer.migration.policy` (Kafka's names, any case): which
+/// online migrations between classic and consumer groups are allowed, as
+/// (upgrade, downgrade). Kafka 3.9's default is both.
+fn migration_policy(raw: &BTreeMap<String, String>) -> anyhow::Result<(bool, bool)> {
+    let value = raw.get("group.consumer.migration.policy").map(|v| v.trim().to_ascii_lowercase());
+    Ok(match value.as_deref().unwrap_or("bidirectional") {
+        "bidirectional" => (true, true),
+        "upgrade" => (true, false),
+        "downgrade" => (false, true),
+        "disabled" => (false, false),
+        other => bail!(
+            "config group.consumer.migration.policy: {other:?} is not one of disabled, upgrade, downgrade, bidirectional"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +325,16 @@ mod tests {
             ("log.retention.hours".to_string(), "7200000".to_string())
         );
         assert!(BrokerConfig::from_raw([("node.id".to_string(), "x".to_string())].into()).is_err());
+    }
+
+    #[test]
+    fn migration_policy_takes_kafkas_names_in_any_case() {
+        let policy =
+            |v: &str| migration_policy(&[("group.consumer.migration.policy".to_string(), v.to_string())].into());
+        assert_eq!(migration_policy(&BTreeMap::new()).unwrap(), (true, true));
+        assert_eq!(policy("UPGRADE").unwrap(), (true, false));
+        assert_eq!(policy("downgrade").unwrap(), (false, true));
+        assert_eq!(policy("Disabled").unwrap(), (false, false));
+        assert!(policy("sideways").is_err());
     }
 }

@@ -68,7 +68,7 @@ pub const ADVERTISED_APIS: &[ApiRange] = &[
     ApiRange::new(ApiKey::OffsetDelete, 0, 0),
     ApiRange::new(ApiKey::DescribeCluster, 0, 1),
     ApiRange::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    ApiRange::new(ApiKey::ConsumerGroupDescribe, 0, 0),
+    ApiRange::new(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The advertised range of `api_key`, if Weir serves it at all.

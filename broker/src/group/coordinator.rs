@@ -95,7 +95,7 @@ pub struct GroupSummary {
 /// The coordinator of every group on this broker.
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, GroupEntry>>,
-    config: GroupConfig,
+    pub(super) config: GroupConfig,
     pub(super) consumer_config: ConsumerGroupConfig,
 }
 
@@ -119,6 +119,8 @@ impl GroupCoordinator {
                 session_timeout: Duration::from_millis(broker.group_consumer_session_timeout_ms),
                 max_size: broker.group_consumer_max_size,
                 assignors: broker.group_consumer_assignors.clone(),
+                upgrade: broker.group_consumer_migration.0,
+                downgrade: broker.group_consumer_migration.1,
             },
         }
     }
@@ -163,7 +165,12 @@ impl GroupCoordinator {
     }
 
     /// Appends records for `group` to its `__consumer_offsets` partition.
-    fn write(&self, broker: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), ErrorCode> {
+    pub(super) fn write(
+        &self,
+        broker: &Broker,
+        group: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), ErrorCode> {
         let partitions = broker
             .image()
             .topic(OFFSETS_TOPIC)
@@ -216,7 +223,7 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    fn group_record(group: &ClassicGroup) -> (Bytes, Option<Bytes>) {
+    pub(super) fn group_record(group: &ClassicGroup) -> (Bytes, Option<Bytes>) {
         let protocol = group.protocol_name.clone();
         let value = GroupMetadataValue {
             protocol_type: group.protocol_type.clone().unwrap_or_default(),
@@ -277,9 +284,14 @@ impl GroupCoordinator {
             let now = Instant::now();
             let entry = Self::entry(&mut groups, group_id);
             match &entry.consumer {
-                Some(consumer) if !consumer.members.is_empty() => return error(ErrorCode::InconsistentGroupProtocol),
-                Some(_) => {
-                    info!(group = group_id, "converting an empty consumer group to a classic group");
+                Some(consumer) if !consumer.members.is_empty() => {
+                    return self.classic_join_consumer_group(broker, entry, &request);
+                }
+                Some(consumer) => {
+                    if let Err(e) = self.write(broker, group_id, consumer.tombstones()) {
+                        return error(e);
+                    }
+                    info!(group = group_id, "converted an empty consumer group to a classic group");
                     entry.consumer = None;
                 }
                 None => {}
@@ -307,6 +319,9 @@ impl GroupCoordinator {
         let reply = {
             let mut groups = self.lock();
             let Some(entry) = groups.get_mut(group_id) else { return error(ErrorCode::UnknownMemberId) };
+            if entry.consumer.is_some() {
+                return self.classic_sync_consumer_group(broker, entry, &request);
+            }
             let now = Instant::now();
             let (reply, effects) = entry.group.sync(request, now);
             self.apply_effects(broker, entry, effects, now);
@@ -321,6 +336,7 @@ impl GroupCoordinator {
     /// Heartbeat.
     pub fn heartbeat(
         &self,
+        broker: &Broker,
         group_id: &str,
         member_id: &str,
         instance: Option<&str>,
@@ -331,6 +347,9 @@ impl GroupCoordinator {
         }
         let mut groups = self.lock();
         match groups.get_mut(group_id) {
+            Some(entry) if entry.consumer.is_some() => {
+                self.classic_heartbeat_consumer_group(broker, entry, member_id, instance, generation_id)
+            }
             Some(entry) => entry.group.heartbeat(member_id, instance, generation_id, Instant::now()),
             None => Some(ErrorCode::UnknownMemberId),
         }
@@ -348,6 +367,9 @@ impl GroupCoordinator {
         }
         let mut groups = self.lock();
         let Some(entry) = groups.get_mut(group_id) else { return request_error(ErrorCode::UnknownMemberId) };
+        if entry.consumer.is_some() {
+            return self.classic_leave_consumer_group(broker, entry, members);
+        }
         let now = Instant::now();
         let mut results = Vec::with_capacity(members.len());
         for (member_id, instance) in members {
@@ -529,80 +551,6 @@ impl GroupCoordinator {
         }
     }
 
-    /// DeleteGroups: only empty groups; tombstones for the group and its offsets.
-    pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Option<ErrorCode> {
-        let mut groups = self.lock();
-        let Some(entry) = groups.get_mut(group_id) else { return Some(ErrorCode::GroupIdNotFound) };
-        match (&entry.consumer, entry.group.state) {
-            (Some(consumer), _) if !consumer.members.is_empty() => return Some(ErrorCode::NonEmptyGroup),
-            (Some(_), _) => {}
-            (None, GroupState::Dead) => return Some(ErrorCode::GroupIdNotFound),
-            (None, GroupState::Empty) => {}
-            (None, _) => return Some(ErrorCode::NonEmptyGroup),
-        }
-        let mut records: Vec<(Bytes, Option<Bytes>)> = entry
-            .offsets
-            .keys()
-            .map(|(t, p)| {
-                (RecordKey::Offset { group: group_id.to_string(), topic: t.clone(), partition: *p }.encode(), None)
-            })
-            .collect();
-        records.push((RecordKey::GroupMetadata { group: group_id.to_string() }.encode(), None));
-        if let Err(e) = self.write(broker, group_id, records) {
-            return Some(e);
-        }
-        entry.group.mark_dead(now_ms());
-        groups.remove(group_id);
-        None
-    }
-
-    /// OffsetDelete: removes committed offsets of topics the group does not
-    /// subscribe to (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
-    pub fn delete_offsets(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
-        let mut groups = self.lock();
-        let Some(entry) = groups.get_mut(group_id) else { return Err(ErrorCode::GroupIdNotFound) };
-        let subscribed = match &entry.consumer {
-            Some(consumer) => consumer.subscribed_topics().into_iter().collect(),
-            None => {
-                if entry.group.state == GroupState::Dead {
-                    return Err(ErrorCode::GroupIdNotFound);
-                }
-                if !entry.group.is_empty() && entry.group.subscribed_topics().is_none() {
-                    return Err(ErrorCode::NonEmptyGroup);
-                }
-                entry.group.subscribed_topics().unwrap_or_default()
-            }
-        };
-        let mut results = Vec::with_capacity(partitions.len());
-        let mut records = Vec::new();
-        let mut removed = Vec::new();
-        for (topic, partition) in partitions {
-            if subscribed.contains(topic) {
-                results.push(Some(ErrorCode::GroupSubscribedToTopic));
-                continue;
-            }
-            results.push(None);
-            if entry.offsets.contains_key(&(topic.clone(), *partition)) {
-                let key =
-                    RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
-                records.push((key.encode(), None));
-                removed.push((topic.clone(), *partition));
-            }
-        }
-        if !records.is_empty() {
-            self.write(broker, group_id, records)?;
-            for key in removed {
-                entry.offsets.remove(&key);
-            }
-        }
-        Ok(results)
-    }
-
     /// The entry of `group`, created empty if there is none.
     pub(super) fn entry<'a>(groups: &'a mut HashMap<String, GroupEntry>, group: &str) -> &'a mut GroupEntry {
         groups.entry(group.to_string()).or_insert_with(|| GroupEntry {
@@ -617,73 +565,13 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let now = Instant::now();
         for entry in groups.values_mut() {
-            if let Some(consumer) = &mut entry.consumer {
-                consumer.tick(now, now_ms());
+            if entry.consumer.is_some() {
+                self.consumer_tick(broker, entry, now);
                 continue;
             }
             let effects = entry.group.tick(&self.config, now, now_ms());
             self.apply_effects(broker, entry, effects, now);
         }
-    }
-
-    /// Expires committed offsets past `offsets.retention.minutes` (KIP-211):
-    /// a group's offsets only once it has had no members for that long; a
-    /// standalone group's (no protocol type) offsets each by its own commit
-    /// time. Expired offsets get tombstones, and a group left with neither
-    /// members nor offsets is deleted. Returns how many offsets expired.
-    pub fn expire_offsets(&self, broker: &Broker, retention_ms: i64) -> usize {
-        let now = now_ms();
-        let mut groups = self.lock();
-        let mut expired_total = 0;
-        let mut dead = Vec::new();
-        for (group_id, entry) in groups.iter_mut() {
-            let (standalone, empty_since) = match &entry.consumer {
-                Some(consumer) if consumer.members.is_empty() => (false, consumer.state_timestamp_ms),
-                Some(_) => continue,
-                None if entry.group.state != GroupState::Empty => continue,
-                None => (entry.group.protocol_type.is_none(), entry.group.state_timestamp_ms),
-            };
-            let expired: Vec<(String, i32)> = entry
-                .offsets
-                .iter()
-                .filter(|(_, v)| {
-                    let base = if standalone { v.commit_timestamp } else { empty_since };
-                    now.saturating_sub(base) >= retention_ms
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            if expired.is_empty() {
-                continue;
-            }
-            let mut records: Vec<(Bytes, Option<Bytes>)> = expired
-                .iter()
-                .map(|(t, p)| {
-                    (RecordKey::Offset { group: group_id.clone(), topic: t.clone(), partition: *p }.encode(), None)
-                })
-                .collect();
-            let group_gone = expired.len() == entry.offsets.len();
-            if group_gone {
-                records.push((RecordKey::GroupMetadata { group: group_id.clone() }.encode(), None));
-            }
-            if self.write(broker, group_id, records).is_err() {
-                continue;
-            }
-            for key in &expired {
-                entry.offsets.remove(key);
-            }
-            expired_total += expired.len();
-            if group_gone {
-                entry.group.mark_dead(now);
-                dead.push(group_id.clone());
-            }
-        }
-        for group_id in dead {
-            groups.remove(&group_id);
-        }
-        if expired_total > 0 {
-            info!(offsets = expired_total, "expired committed offsets past offsets.retention.minutes");
-        }
-        expired_total
     }
 }
 

@@ -9,9 +9,11 @@ use kafka_protocol::records::RecordBatchDecoder;
 use tracing::{info, warn};
 
 use super::classic::{ClassicGroup, GroupState};
+use super::consumer::ConsumerGroup;
 use super::coordinator::{GroupCoordinator, GroupEntry, OFFSETS_TOPIC};
-use super::records::{GroupMetadataValue, OffsetValue, RecordKey};
+use super::records::{ConsumerRecord, GroupMetadataValue, OffsetValue, RecordKey};
 use crate::broker::Broker;
+use crate::replica::now_ms;
 
 impl GroupCoordinator {
     /// Rebuilds groups and offsets from `__consumer_offsets` (at start).
@@ -56,6 +58,10 @@ impl GroupCoordinator {
             }
         }
         groups.retain(|_, e| e.group.state != GroupState::Dead);
+        let (now, now_ms) = (Instant::now(), now_ms());
+        for consumer in groups.values_mut().filter_map(|e| e.consumer.as_mut()) {
+            consumer.loaded(&self.consumer_config, now, now_ms);
+        }
         info!(groups = groups.len(), records = records_loaded, batches, "loaded groups from {OFFSETS_TOPIC}");
     }
 
@@ -80,9 +86,38 @@ impl GroupCoordinator {
                 }
                 Some(Err(e)) => warn!(group, error = %e, "skipping an unreadable group record"),
                 None => {
-                    groups.remove(&group);
+                    // The classic group goes; committed offsets have their own tombstones.
+                    if let Some(entry) = groups.get_mut(&group) {
+                        entry.group = ClassicGroup::new(&group, now_ms());
+                    }
+                    Self::forget_if_unused(groups, &group);
                 }
             },
+            RecordKey::ConsumerGroup { group, record } => {
+                if record == ConsumerRecord::GroupEpoch && value.is_none() {
+                    if let Some(entry) = groups.get_mut(&group) {
+                        entry.consumer = None;
+                    }
+                    Self::forget_if_unused(groups, &group);
+                    return;
+                }
+                let entry = Self::entry(groups, &group);
+                let consumer = entry.consumer.get_or_insert_with(|| ConsumerGroup::new(&group, now_ms()));
+                if let Err(e) = consumer.replay(record, value, Instant::now()) {
+                    warn!(group, error = %e, "skipping an unreadable consumer group record");
+                }
+            }
+        }
+    }
+
+    /// Drops a group left with no offsets, no classic record and no
+    /// consumer group.
+    fn forget_if_unused(groups: &mut HashMap<String, GroupEntry>, group: &str) {
+        let unused = groups
+            .get(group)
+            .is_some_and(|e| e.offsets.is_empty() && e.consumer.is_none() && e.group.protocol_type.is_none());
+        if unused {
+            groups.remove(group);
         }
     }
 }

@@ -1,10 +1,12 @@
-//! Consumer groups: the classic rebalance protocol and committed offsets,
-//! kept in `__consumer_offsets`.
+//! Consumer groups: the classic rebalance protocol, KIP-848 consumer groups
+//! (with online migration between the two), and committed offsets, all kept
+//! in `__consumer_offsets`.
 
 pub mod classic;
 pub mod consumer;
 pub mod consumer_protocol;
 pub mod coordinator;
+mod deletion;
 mod load;
 pub mod records;
 

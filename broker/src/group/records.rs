@@ -4,6 +4,8 @@
 //! Keys start with an int16 version that says what the record is:
 //! - 0 or 1: `OffsetCommitKey { group: string, topic: string, partition: int32 }`
 //! - 2: `GroupMetadataKey { group: string }`
+//! - 3-8: a KIP-848 consumer group's records (see [`ConsumerRecord`]); their
+//!   values are flexible and live in [`super::consumer::records`].
 //!
 //! Values start with their own int16 version; a null value is a tombstone.
 //! - `OffsetCommitValue` v3 (written): `offset: int64, leader_epoch: int32,
@@ -46,6 +48,54 @@ pub enum RecordKey {
         /// Group id.
         group: String,
     },
+    /// One of a KIP-848 consumer group's records.
+    ConsumerGroup {
+        /// Group id.
+        group: String,
+        /// Which record.
+        record: ConsumerRecord,
+    },
+}
+
+/// The records of a KIP-848 consumer group, by key version: the group
+/// epoch, the subscribed topics' metadata, each member's subscription, the
+/// target assignment (its epoch and each member's share) and each member's
+/// current assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ConsumerRecord {
+    /// 3: `ConsumerGroupMetadataKey`, the group epoch.
+    GroupEpoch,
+    /// 4: `ConsumerGroupPartitionMetadataKey`, the subscribed topics.
+    SubscriptionMetadata,
+    /// 5: `ConsumerGroupMemberMetadataKey`, a member's subscription.
+    MemberSubscription(String),
+    /// 6: `ConsumerGroupTargetAssignmentMetadataKey`, the assignment epoch.
+    TargetAssignmentEpoch,
+    /// 7: `ConsumerGroupTargetAssignmentMemberKey`, a member's target.
+    TargetAssignment(String),
+    /// 8: `ConsumerGroupCurrentMemberAssignmentKey`, a member's current assignment.
+    CurrentAssignment(String),
+}
+
+impl ConsumerRecord {
+    fn key_version(&self) -> i16 {
+        match self {
+            ConsumerRecord::GroupEpoch => 3,
+            ConsumerRecord::SubscriptionMetadata => 4,
+            ConsumerRecord::MemberSubscription(_) => 5,
+            ConsumerRecord::TargetAssignmentEpoch => 6,
+            ConsumerRecord::TargetAssignment(_) => 7,
+            ConsumerRecord::CurrentAssignment(_) => 8,
+        }
+    }
+
+    fn member(&self) -> Option<&str> {
+        match self {
+            ConsumerRecord::MemberSubscription(m) | ConsumerRecord::TargetAssignment(m) => Some(m),
+            ConsumerRecord::CurrentAssignment(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// A committed offset.
@@ -116,6 +166,33 @@ fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
     buf.put_slice(b);
 }
 
+/// An unsigned varint, as the flexible encodings write lengths and tags.
+pub(super) fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+/// A compact array's or string's length: n + 1, 0 meaning null.
+pub(super) fn put_compact_len(buf: &mut BytesMut, len: Option<usize>) {
+    put_uvarint(buf, len.map_or(0, |n| n as u64 + 1));
+}
+
+/// A compact nullable string.
+pub(super) fn put_compact_string(buf: &mut BytesMut, s: Option<&str>) {
+    put_compact_len(buf, s.map(str::len));
+    if let Some(s) = s {
+        buf.put_slice(s.as_bytes());
+    }
+}
+
+/// The end of a flexible struct: no tagged fields.
+pub(super) fn put_no_tagged_fields(buf: &mut BytesMut) {
+    put_uvarint(buf, 0);
+}
+
 impl RecordKey {
     /// Encodes the key (offset keys as version 1, group keys as version 2).
     pub fn encode(&self) -> Bytes {
@@ -131,19 +208,43 @@ impl RecordKey {
                 buf.put_i16(2);
                 put_string(&mut buf, group);
             }
+            RecordKey::ConsumerGroup { group, record } => {
+                buf.put_i16(record.key_version());
+                put_string(&mut buf, group);
+                if let Some(member) = record.member() {
+                    put_string(&mut buf, member);
+                }
+            }
         }
         buf.freeze()
     }
 
-    /// Decodes a key. Versions other than 0-2 are coordinator records this
-    /// broker does not use (for instance KIP-848's): `Ok(None)`.
+    /// Decodes a key. Other versions are coordinator records this broker
+    /// does not use (share groups, transactions' are elsewhere): `Ok(None)`.
     pub fn decode(mut buf: Bytes) -> Result<Option<RecordKey>, MalformedRecord> {
         let mut r = Reader(&mut buf);
-        match r.i16()? {
-            0 | 1 => Ok(Some(RecordKey::Offset { group: r.string()?, topic: r.string()?, partition: r.i32()? })),
-            2 => Ok(Some(RecordKey::GroupMetadata { group: r.string()? })),
-            _ => Ok(None),
-        }
+        let version = r.i16()?;
+        let record = match version {
+            0 | 1 => {
+                return Ok(Some(RecordKey::Offset { group: r.string()?, topic: r.string()?, partition: r.i32()? }))
+            }
+            2 => return Ok(Some(RecordKey::GroupMetadata { group: r.string()? })),
+            3 => ConsumerRecord::GroupEpoch,
+            4 => ConsumerRecord::SubscriptionMetadata,
+            6 => ConsumerRecord::TargetAssignmentEpoch,
+            5 | 7 | 8 => {
+                let group = r.string()?;
+                let member = r.string()?;
+                let record = match version {
+                    5 => ConsumerRecord::MemberSubscription(member),
+                    7 => ConsumerRecord::TargetAssignment(member),
+                    _ => ConsumerRecord::CurrentAssignment(member),
+                };
+                return Ok(Some(RecordKey::ConsumerGroup { group, record }));
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(RecordKey::ConsumerGroup { group: r.string()?, record }))
     }
 }
 
@@ -240,20 +341,78 @@ impl GroupMetadataValue {
 }
 
 /// Bounds-checked reads over a record's bytes.
-struct Reader<'a>(&'a mut Bytes);
+pub(super) struct Reader<'a>(pub(super) &'a mut Bytes);
 
 impl Reader<'_> {
+    pub(super) fn i8(&mut self) -> Result<i8, MalformedRecord> {
+        self.need(1)?;
+        Ok(self.0.get_i8())
+    }
+    pub(super) fn uvarint(&mut self) -> Result<u64, MalformedRecord> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            self.need(1)?;
+            let byte = self.0.get_u8();
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(MalformedRecord("varint longer than 64 bits".into()))
+    }
+    /// A compact array's or string's length; None for null.
+    pub(super) fn compact_len(&mut self) -> Result<Option<usize>, MalformedRecord> {
+        let raw = self.uvarint()?;
+        if raw == 0 {
+            return Ok(None);
+        }
+        let len = usize::try_from(raw - 1).map_err(|_| MalformedRecord("length out of range".into()))?;
+        // Every element takes at least one byte: a longer length is a lie.
+        self.need(len)?;
+        Ok(Some(len))
+    }
+    pub(super) fn compact_nullable_string(&mut self) -> Result<Option<String>, MalformedRecord> {
+        let Some(len) = self.compact_len()? else { return Ok(None) };
+        let raw = self.0.split_to(len);
+        String::from_utf8(raw.to_vec()).map(Some).map_err(|_| MalformedRecord("string is not UTF-8".into()))
+    }
+    pub(super) fn compact_string(&mut self) -> Result<String, MalformedRecord> {
+        self.compact_nullable_string()?.ok_or_else(|| MalformedRecord("null where a string is required".into()))
+    }
+    pub(super) fn uuid(&mut self) -> Result<uuid::Uuid, MalformedRecord> {
+        self.need(16)?;
+        let mut raw = [0u8; 16];
+        self.0.copy_to_slice(&mut raw);
+        Ok(uuid::Uuid::from_bytes(raw))
+    }
+    /// A flexible struct's tagged fields: (tag, bytes).
+    pub(super) fn tagged_fields(&mut self) -> Result<Vec<(u64, Bytes)>, MalformedRecord> {
+        let count = self.uvarint()?;
+        let mut fields = Vec::new();
+        for _ in 0..count {
+            let tag = self.uvarint()?;
+            let size = usize::try_from(self.uvarint()?).map_err(|_| MalformedRecord("tag size out of range".into()))?;
+            self.need(size)?;
+            fields.push((tag, self.0.split_to(size)));
+        }
+        Ok(fields)
+    }
+
+    /// Skips a flexible struct's tagged fields.
+    pub(super) fn skip_tagged_fields(&mut self) -> Result<(), MalformedRecord> {
+        self.tagged_fields().map(drop)
+    }
     fn need(&self, n: usize) -> Result<(), MalformedRecord> {
         if self.0.remaining() < n {
             return Err(MalformedRecord(format!("needs {n} more bytes, has {}", self.0.remaining())));
         }
         Ok(())
     }
-    fn i16(&mut self) -> Result<i16, MalformedRecord> {
+    pub(super) fn i16(&mut self) -> Result<i16, MalformedRecord> {
         self.need(2)?;
         Ok(self.0.get_i16())
     }
-    fn i32(&mut self) -> Result<i32, MalformedRecord> {
+    pub(super) fn i32(&mut self) -> Result<i32, MalformedRecord> {
         self.need(4)?;
         Ok(self.0.get_i32())
     }

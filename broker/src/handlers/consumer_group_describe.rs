@@ -1,9 +1,10 @@
-//! ConsumerGroupDescribe: v0 (KIP-848).
+//! ConsumerGroupDescribe: v0-1 (KIP-848; v1 adds the member type, KIP-1099).
 //!
 //! Behaviour: state, group epoch, assignment epoch, assignor and members of
 //! each consumer group: member and instance ids, rack, epoch, client id and
 //! host, subscribed topics, current and target assignments (topic id, name
-//! and partitions). A group that does not exist or is a classic group gets
+//! and partitions), and (v1) the member type: 0 for a member that stayed on
+//! the classic protocol after an online upgrade, 1 otherwise. A group that does not exist or is a classic group gets
 //! GROUP_ID_NOT_FOUND (the admin client then falls back to DescribeGroups);
 //! an empty group id INVALID_GROUP_ID. Authorized operations, when asked,
 //! are every group operation (no authorizer yet).
@@ -22,6 +23,11 @@ use super::RequestContext;
 use crate::broker::Broker;
 use crate::group::consumer::assignor;
 use crate::group::coordinator::str_bytes;
+
+/// `MemberType` of a member on the classic protocol.
+const CLASSIC_MEMBER: i8 = 0;
+/// `MemberType` of a member on the consumer protocol.
+const CONSUMER_MEMBER: i8 = 1;
 
 fn assignment(image: &MetadataImage, partitions: &assignor::Assignment) -> Assignment {
     Assignment::default().with_topic_partitions(
@@ -79,6 +85,11 @@ pub async fn handle(
                                     )
                                     .with_assignment(assignment(&image, &m.current.assigned))
                                     .with_target_assignment(assignment(&image, target))
+                                    .with_member_type(if m.classic.is_some() {
+                                        CLASSIC_MEMBER
+                                    } else {
+                                        CONSUMER_MEMBER
+                                    })
                             })
                             .collect(),
                     ),

@@ -15,6 +15,7 @@ use crate::broker::Broker;
 /// Serves Heartbeat.
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: HeartbeatRequest) -> HeartbeatResponse {
     let error = broker.groups.heartbeat(
+        broker,
         &request.group_id.0,
         &request.member_id,
         request.group_instance_id.as_deref(),

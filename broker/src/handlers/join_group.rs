@@ -5,6 +5,9 @@
 //! members (`group_instance_id`); the request parks until the rebalance
 //! completes, then the leader gets every member's metadata for the protocol
 //! chosen by vote. v0 has no rebalance timeout: the session timeout serves.
+//! A join to a KIP-848 group with members (one upgraded online) is a full
+//! heartbeat of that group: the answer comes at once, with the member epoch
+//! as the generation and no leader (see [`crate::group::consumer`]).
 //! Errors: INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT,
 //! INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID,
 //! GROUP_MAX_SIZE_REACHED, as Kafka answers them.

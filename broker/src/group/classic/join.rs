@@ -204,7 +204,7 @@ impl ClassicGroup {
     }
 
     /// Starts a rebalance: pending syncs are told REBALANCE_IN_PROGRESS.
-    pub(super) fn prepare_rebalance(&mut self, config: &GroupConfig, now: Instant, now_ms: i64) {
+    pub(in crate::group) fn prepare_rebalance(&mut self, config: &GroupConfig, now: Instant, now_ms: i64) {
         for member in self.members.values_mut() {
             if let Some(waiter) = member.sync_waiter.take() {
                 let _ = waiter.send(SyncResponse::error(ErrorCode::RebalanceInProgress));

@@ -561,16 +561,21 @@ impl ClassicGroup {
         Some(topics)
     }
 
-    /// Marks the group deleted: every waiting request is answered.
-    pub fn mark_dead(&mut self, now_ms: i64) {
+    /// Answers every waiting JoinGroup and SyncGroup with `error`.
+    pub fn answer_waiters(&mut self, error: ErrorCode) {
         for member in self.members.values_mut() {
             if let Some(waiter) = member.join_waiter.take() {
-                let _ = waiter.send(JoinResponse::error(ErrorCode::CoordinatorNotAvailable, &member.member_id));
+                let _ = waiter.send(JoinResponse::error(error, &member.member_id));
             }
             if let Some(waiter) = member.sync_waiter.take() {
-                let _ = waiter.send(SyncResponse::error(ErrorCode::CoordinatorNotAvailable));
+                let _ = waiter.send(SyncResponse::error(error));
             }
         }
+    }
+
+    /// Marks the group deleted: every waiting request is answered.
+    pub fn mark_dead(&mut self, now_ms: i64) {
+        self.answer_waiters(ErrorCode::CoordinatorNotAvailable);
         self.transition(GroupState::Dead, now_ms);
     }
 }

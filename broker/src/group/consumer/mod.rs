@@ -12,13 +12,18 @@
 //! instance id is held by a live member is UNRELEASED_INSTANCE_ID.
 //!
 //! Pure state like [`super::classic`]: time comes in as `Instant`s and the
-//! caller does the I/O. Membership lives in memory; a restarted broker
-//! answers heartbeats of members it no longer knows with UNKNOWN_MEMBER_ID,
-//! which makes them rejoin at epoch 0 (committed offsets are in
-//! `__consumer_offsets` and survive).
+//! caller does the I/O. The caller writes what a change did as Kafka's
+//! records ([`records`]) before it keeps the change, so a restarted broker
+//! has the same members, epochs and assignments.
 
 pub mod assignor;
+mod classic_members;
+pub use classic_members::CONSUMER_PROTOCOL_TYPE;
 pub mod reconcile;
+pub mod records;
+mod request;
+pub(crate) use request::refuse;
+pub use request::{validate, HeartbeatError, HeartbeatRequest, HeartbeatResponse, TopicRegex};
 #[cfg(test)]
 mod tests;
 
@@ -47,149 +52,10 @@ pub struct ConsumerGroupConfig {
     pub max_size: usize,
     /// `group.consumer.assignors`: names, the default first.
     pub assignors: Vec<String>,
-}
-
-/// A ConsumerGroupHeartbeat, decoded.
-#[derive(Debug, Clone, Default)]
-pub struct HeartbeatRequest {
-    /// Member id; empty on a first join (the coordinator makes one).
-    pub member_id: String,
-    /// 0 to join, -1 to leave, -2 for a static member leaving for now.
-    pub member_epoch: i32,
-    /// `group.instance.id`.
-    pub instance_id: Option<String>,
-    /// `client.rack`.
-    pub rack_id: Option<String>,
-    /// -1 when unchanged.
-    pub rebalance_timeout_ms: i32,
-    /// None when unchanged.
-    pub subscribed_topic_names: Option<Vec<String>>,
-    /// v1: a regular expression (RE2 syntax, whole-name match) over topic
-    /// names; None when unchanged, empty to drop it.
-    pub subscribed_topic_regex: Option<String>,
-    /// v1: the client makes its member id, so it may never be empty.
-    pub require_member_id: bool,
-    /// None when unchanged.
-    pub server_assignor: Option<String>,
-    /// The partitions the member owns; None when unchanged.
-    pub owned: Option<Assignment>,
-    /// Client id from the request header.
-    pub client_id: String,
-    /// The client's address.
-    pub client_host: String,
-}
-
-/// A successful heartbeat's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatResponse {
-    /// The member id (generated on a first join).
-    pub member_id: String,
-    /// The member's epoch now.
-    pub member_epoch: i32,
-    /// When to send the next heartbeat.
-    pub heartbeat_interval_ms: i32,
-    /// The member's assignment, when it changed or the request was a full one.
-    pub assignment: Option<Assignment>,
-}
-
-/// A refused heartbeat: Kafka's error code and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatError {
-    /// The error code.
-    pub code: ErrorCode,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// A refused heartbeat with Kafka's error code and message.
-pub(crate) fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, HeartbeatError> {
-    Err(HeartbeatError { code, message: message.into() })
-}
-
-/// Checks the request's shape before any group is looked at, as Kafka does.
-pub fn validate(request: &HeartbeatRequest, config: &ConsumerGroupConfig) -> Result<(), HeartbeatError> {
-    if request.require_member_id && request.member_id.is_empty() {
-        return refuse(ErrorCode::InvalidRequest, "MemberId can't be empty.");
-    }
-    if request.instance_id.as_deref() == Some("") {
-        return refuse(ErrorCode::InvalidRequest, "InstanceId can't be empty.");
-    }
-    if request.rack_id.as_deref() == Some("") {
-        return refuse(ErrorCode::InvalidRequest, "RackId can't be empty.");
-    }
-    match request.member_epoch {
-        0 => {
-            if request.rebalance_timeout_ms == -1 {
-                return refuse(ErrorCode::InvalidRequest, "RebalanceTimeoutMs must be provided in first request.");
-            }
-            if !request.owned.as_ref().is_some_and(|owned| owned.is_empty()) {
-                return refuse(ErrorCode::InvalidRequest, "TopicPartitions must be empty when (re-)joining.");
-            }
-            let names = request.subscribed_topic_names.as_deref().unwrap_or_default();
-            let regex = request.subscribed_topic_regex.as_deref().unwrap_or_default();
-            if names.is_empty() && regex.is_empty() {
-                return refuse(
-                    ErrorCode::InvalidRequest,
-                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
-                );
-            }
-        }
-        epoch if epoch > 0 || epoch == LEAVE_GROUP_MEMBER_EPOCH => {
-            if request.member_id.is_empty() {
-                return refuse(ErrorCode::InvalidRequest, "MemberId can't be empty.");
-            }
-        }
-        LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
-            if request.member_id.is_empty() {
-                return refuse(ErrorCode::InvalidRequest, "MemberId can't be empty.");
-            }
-            if request.instance_id.is_none() {
-                return refuse(ErrorCode::InvalidRequest, "InstanceId can't be null.");
-            }
-        }
-        _ => return refuse(ErrorCode::InvalidRequest, "MemberEpoch is invalid."),
-    }
-    if let Some(pattern) = request.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
-        TopicRegex::new(pattern)?;
-    }
-    if let Some(name) = &request.server_assignor {
-        if !config.assignors.iter().any(|a| a == name) {
-            return refuse(
-                ErrorCode::UnsupportedAssignor,
-                format!(
-                    "ServerAssignor {name} is not supported. Supported assignors: {}.",
-                    config.assignors.join(", ")
-                ),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// A regular-expression subscription: matches whole topic names, never
-/// internal topics.
-#[derive(Debug, Clone)]
-pub struct TopicRegex {
-    /// As the client sent it.
-    pub pattern: String,
-    whole_name: regex::Regex,
-}
-
-impl TopicRegex {
-    /// Compiles `pattern` (INVALID_REGULAR_EXPRESSION when it is not one).
-    pub fn new(pattern: &str) -> Result<TopicRegex, HeartbeatError> {
-        match regex::Regex::new(&format!("^(?:{pattern})$")) {
-            Ok(whole_name) => Ok(TopicRegex { pattern: pattern.to_string(), whole_name }),
-            Err(e) => refuse(
-                ErrorCode::InvalidRegularExpression,
-                format!("SubscribedTopicRegex `{pattern}` is not a valid regular expression: {e}."),
-            ),
-        }
-    }
-
-    fn matches(&self, topic: &str) -> bool {
-        !topic.starts_with("__") && self.whole_name.is_match(topic)
-    }
+    /// `group.consumer.migration.policy` allows upgrading a classic group.
+    pub upgrade: bool,
+    /// `group.consumer.migration.policy` allows downgrading to a classic group.
+    pub downgrade: bool,
 }
 
 /// Every topic a group can subscribe to: name -> (id, partition count).
@@ -218,8 +84,25 @@ pub struct ConsumerMember {
     pub rebalance_timeout_ms: i32,
     /// Its epoch and partitions.
     pub current: CurrentAssignment,
+    /// Set for a member that speaks the classic protocol (JoinGroup,
+    /// SyncGroup, Heartbeat) in this group, after an online upgrade.
+    pub classic: Option<ClassicMemberMetadata>,
     session_deadline: Instant,
     revocation_deadline: Option<Instant>,
+    /// A classic member told to rejoin (or that joined) must rejoin (or
+    /// sync) by then.
+    rejoin_deadline: Option<Instant>,
+}
+
+/// What a member speaking the classic protocol in a consumer group sent in
+/// its JoinGroup: kept so the group can answer it and, when only such
+/// members are left, turn back into a classic group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicMemberMetadata {
+    /// Its session timeout (ms).
+    pub session_timeout_ms: i32,
+    /// Its protocols (assignor names) with their `ConsumerProtocolSubscription`s.
+    pub supported_protocols: Vec<(String, bytes::Bytes)>,
 }
 
 impl ConsumerMember {
@@ -235,8 +118,10 @@ impl ConsumerMember {
             server_assignor: None,
             rebalance_timeout_ms: 0,
             current: CurrentAssignment::new(),
+            classic: None,
             session_deadline: now,
             revocation_deadline: None,
+            rejoin_deadline: None,
         }
     }
 }
@@ -267,7 +152,7 @@ impl ConsumerGroupState {
 }
 
 /// A KIP-848 consumer group.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConsumerGroup {
     /// Group id.
     pub group_id: String,
@@ -371,6 +256,12 @@ impl ConsumerGroup {
             if request.member_id.is_empty() { Uuid::new_v4().to_string() } else { request.member_id.clone() };
         let (member, is_new) = self.member_for(&request, &member_id, now)?;
 
+        if member.classic.is_some() {
+            return refuse(
+                ErrorCode::UnknownMemberId,
+                format!("Member {member_id} does not use the consumer protocol."),
+            );
+        }
         let mut updated = member.clone();
         updated.instance_id = request.instance_id.clone().or(updated.instance_id);
         updated.rack_id = request.rack_id.clone().or(updated.rack_id);
@@ -393,34 +284,8 @@ impl ConsumerGroup {
         }
         updated.client_id = request.client_id.clone();
         updated.client_host = request.client_host.clone();
-        let subscription_changed = is_new
-            || updated.subscribed_topic_names != member.subscribed_topic_names
-            || updated.subscribed_topic_regex.as_ref().map(|r| &r.pattern)
-                != member.subscribed_topic_regex.as_ref().map(|r| &r.pattern);
-        if let Some(instance) = &updated.instance_id {
-            self.static_members.insert(instance.clone(), member_id.clone());
-        }
-        self.members.insert(member_id.clone(), updated);
-
-        // 1. The group epoch, when membership, subscriptions or their topics changed.
-        let metadata: TopicCatalog = self
-            .members
-            .values()
-            .flat_map(|m| Self::member_topics(m, topics))
-            .filter_map(|name| topics.get(name).map(|meta| (name.to_string(), *meta)))
-            .collect();
-        if subscription_changed || metadata != self.subscription_metadata {
-            self.subscription_metadata = metadata;
-            self.group_epoch += 1;
-            tracing::info!(group = %self.group_id, epoch = self.group_epoch, "bumped consumer group epoch");
-        }
-        // 2. The target assignment for it.
-        if self.group_epoch > self.assignment_epoch {
-            self.compute_target_assignment(config);
-        }
-        // 3. This member towards its target.
-        let assigned_before = member.current.assigned;
-        let member = self.reconcile_member(&member_id, request.owned.as_ref(), now);
+        let assigned_before = member.current.assigned.clone();
+        let member = self.update_member(&member, updated, is_new, request.owned.as_ref(), topics, config, now);
         // A full request (a join, or one after an error) gets the assignment
         // whether or not it changed.
         let full = joining
@@ -437,6 +302,52 @@ impl ConsumerGroup {
             heartbeat_interval_ms: config.heartbeat_interval.as_millis() as i32,
             assignment,
         })
+    }
+
+    /// Puts `updated`, the new version of `member` (`is_new` when it just
+    /// joined), in the group and runs the three steps of a rebalance: the
+    /// group epoch when membership, subscriptions or their topics changed;
+    /// the target assignment for that epoch; and the member's move towards
+    /// its target, given the partitions it says it `owned`.
+    #[allow(clippy::too_many_arguments)]
+    fn update_member(
+        &mut self,
+        member: &ConsumerMember,
+        updated: ConsumerMember,
+        is_new: bool,
+        owned: Option<&Assignment>,
+        topics: &TopicCatalog,
+        config: &ConsumerGroupConfig,
+        now: Instant,
+    ) -> ConsumerMember {
+        let member_id = updated.member_id.clone();
+        let subscription_changed = is_new
+            || updated.subscribed_topic_names != member.subscribed_topic_names
+            || updated.subscribed_topic_regex.as_ref().map(|r| &r.pattern)
+                != member.subscribed_topic_regex.as_ref().map(|r| &r.pattern);
+        if let Some(instance) = &updated.instance_id {
+            self.static_members.insert(instance.clone(), member_id.clone());
+        }
+        self.members.insert(member_id.clone(), updated);
+
+        // 1. The group epoch.
+        let metadata: TopicCatalog = self
+            .members
+            .values()
+            .flat_map(|m| Self::member_topics(m, topics))
+            .filter_map(|name| topics.get(name).map(|meta| (name.to_string(), *meta)))
+            .collect();
+        if subscription_changed || metadata != self.subscription_metadata {
+            self.subscription_metadata = metadata;
+            self.group_epoch += 1;
+            tracing::info!(group = %self.group_id, epoch = self.group_epoch, "bumped consumer group epoch");
+        }
+        // 2. The target assignment for it.
+        if self.group_epoch > self.assignment_epoch {
+            self.compute_target_assignment(config);
+        }
+        // 3. This member towards its target.
+        self.reconcile_member(&member_id, owned, now)
     }
 
     /// The member a heartbeat is for: existing (epoch checked), new on a
@@ -658,11 +569,10 @@ impl ConsumerGroup {
         })
     }
 
-    /// Fences members whose session expired or that did not revoke within
-    /// their rebalance timeout. Returns their ids.
-    pub fn tick(&mut self, now: Instant, now_ms: i64) -> Vec<String> {
-        let expired: Vec<(String, &'static str)> = self
-            .members
+    /// Members whose session expired or that did not revoke within their
+    /// rebalance timeout, with why.
+    pub fn expired_members(&self, now: Instant) -> Vec<(String, &'static str)> {
+        self.members
             .values()
             .filter_map(|m| {
                 if now >= m.session_deadline {
@@ -671,11 +581,19 @@ impl ConsumerGroup {
                     && m.current.state == MemberState::UnrevokedPartitions
                 {
                     Some((m.member_id.clone(), "it did not revoke its partitions within the rebalance timeout"))
+                } else if m.rejoin_deadline.is_some_and(|d| now >= d) {
+                    Some((m.member_id.clone(), "it did not rejoin or sync within the rebalance timeout"))
                 } else {
                     None
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// Fences members whose session expired or that did not revoke within
+    /// their rebalance timeout. Returns their ids.
+    pub fn tick(&mut self, now: Instant, now_ms: i64) -> Vec<String> {
+        let expired = self.expired_members(now);
         for (member_id, why) in &expired {
             tracing::info!(group = %self.group_id, member = %member_id, "fenced a consumer group member: {why}");
             self.fence(member_id, now_ms);
@@ -691,6 +609,14 @@ impl ConsumerGroup {
             return Ok(());
         }
         let member = self.members.get(member_id).ok_or(ErrorCode::UnknownMemberId)?;
+        if member.classic.is_some() {
+            // A classic member commits with its generation, which is its epoch.
+            return if member_epoch == member.current.member_epoch {
+                Ok(())
+            } else {
+                Err(ErrorCode::IllegalGeneration)
+            };
+        }
         if api_version < 9 {
             return Err(ErrorCode::UnsupportedVersion);
         }

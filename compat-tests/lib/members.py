@@ -1,0 +1,64 @@
+"""Consumer group members for the group tests: a subscribed confluent-kafka
+Consumer polling in a thread of its own, and the broker settings that make
+KIP-848 sessions short enough for a test to wait them out."""
+
+from __future__ import annotations
+
+import threading
+
+from confluent_kafka import Consumer
+
+# Short KIP-848 sessions and heartbeats, so a silent member is fenced within seconds.
+FAST_SESSIONS = {"group.consumer.session.timeout.ms": "6000", "group.consumer.heartbeat.interval.ms": "1000"}
+
+
+class Member:
+    """A subscribed Consumer polling in a thread: every record it reads as
+    (partition, offset, value), its current assignment, and the errors poll
+    returned (transport errors while a broker restarts are expected; the
+    test decides)."""
+
+    def __init__(self, name: str, conf: dict, topic: str):
+        self.name, self.conf, self.topic = name, conf, topic
+        self.reads: list[tuple[int, int, bytes]] = []
+        self.assignment: list[int] = []
+        self.errors: list = []
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "Member":
+        self._thread.start()
+        return self
+
+    def values(self) -> list[bytes]:
+        return [v for (_p, _o, v) in list(self.reads)]
+
+    def _run(self) -> None:
+        try:
+            c = Consumer(self.conf)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.failure = e
+            return
+        try:
+            c.subscribe([self.topic])
+            while not self._stop.is_set():
+                m = c.poll(0.1)
+                if m is not None:
+                    if m.error():
+                        self.errors.append(m.error())
+                    else:
+                        self.reads.append((m.partition(), m.offset(), m.value()))
+                self.assignment = sorted(tp.partition for tp in c.assignment())
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            self.failure = e
+        finally:
+            c.close()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
