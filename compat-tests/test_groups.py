@@ -1,17 +1,22 @@
 """Consumer groups with real clients: confluent-kafka subscribers with each
 assignor, the Java console consumer and kafka-consumer-groups, committed
-offsets surviving a crash, and the errors Kafka gives for bad commits."""
+offsets surviving a crash (also kill -9 in the middle of a stream of commits,
+repeatedly), and the errors Kafka gives for bad commits."""
 
 from __future__ import annotations
 
+import json
+import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
-from lib.clients import JAVA_ENV, client_conf, create_topic, java_available, java_tool, produce, run
+from lib.clients import JAVA_ENV, admin, client_conf, create_topic, java_available, java_tool, produce, run, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -97,6 +102,93 @@ def test_committed_offsets_survive_kill9_and_resume(weir_factory, topic):
         assert first is not None and first.offset() == 30 and first.value() == b"v30"
     finally:
         c.close()
+
+
+# Commits n = first, first+1, ... in a tight loop, offset n * (p + 1) with metadata "n=<n>" for
+# every partition p in one request, and logs "sent n" before and "acked n" after each commit
+# that returned without error. Runs in a process of its own, so that killing it right after
+# the broker leaves no commit to be retried against the restarted broker.
+_COMMITTER = """
+import json, sys, time
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+conf, topic = json.loads(sys.argv[1]), sys.argv[2]
+partitions, n, deadline = int(sys.argv[3]), int(sys.argv[4]), time.monotonic() + float(sys.argv[5])
+c = Consumer(conf)
+while time.monotonic() < deadline:
+    print("sent", n, flush=True)
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, n * (p + 1), metadata=f"n={n}") for p in range(partitions)],
+                 asynchronous=False)
+        print("acked", n, flush=True)
+    except KafkaException:
+        pass
+    n += 1
+"""
+
+
+def _committer_log(path, kind: str) -> list[int]:
+    """The n of every complete "<kind> n" line of a committer's log."""
+    return [int(line.split()[1]) for line in path.read_text().splitlines()
+            if line.startswith(kind + " ") and line.split()[1].isdigit()]
+
+
+@pytest.mark.parametrize("rounds", [5, pytest.param(100, marks=[pytest.mark.slow, pytest.mark.timeout(300)])])
+def test_acknowledged_commits_survive_kill9_mid_stream(weir_factory, topic, tmp_path, rounds):
+    """Rounds of: commit as fast as possible, kill -9 the broker at a random moment, restart it.
+    After each restart every partition holds the same commit, one that was sent and no older than
+    the last one acknowledged."""
+    # __consumer_offsets in small segments, cleaned often: kills also land during its compaction.
+    w = weir_factory({"offsets.topic.segment.bytes": 65536, "log.cleaner.backoff.ms": 100,
+                      "log.flush.scheduler.interval.ms": 100})
+    partitions = 3
+    create_topic(w.bootstrap, topic, partitions=partitions)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    conf = client_conf(w.bootstrap, **{"group.id": group, "enable.auto.commit": False})
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    sent: set[int] = set()
+    last_acked = -1
+    for round_no in range(rounds):
+        log = tmp_path / f"commits-{round_no}.log"
+        with open(log, "w") as out:
+            committer = subprocess.Popen([sys.executable, "-c", _COMMITTER, json.dumps(conf), topic,
+                                          str(partitions), str(max(sent, default=0) + 1), "60"],
+                                         stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: len(_committer_log(log, "acked")) >= 50 or committer.poll() is not None, timeout=30,
+                       interval=0.05, what=f"commits streaming in round {round_no}")
+            assert committer.poll() is None, f"committer exited with {committer.returncode}"
+            time.sleep(rng.uniform(0, 0.5))
+            w.kill9()
+        finally:
+            committer.kill()
+            committer.wait(timeout=10)
+        sent |= set(_committer_log(log, "sent"))
+        acked = _committer_log(log, "acked")
+        assert len(acked) >= 50
+        last_acked = max(last_acked, *acked)
+
+        w.restart()
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        c = Consumer(conf)
+        try:
+            committed = c.committed(tps, timeout=30)
+        finally:
+            c.close()
+        a = admin(w.bootstrap)  # kept alive until the future resolves
+        listed = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])[group].result(timeout=30)
+        where = f"round {round_no} (seed {seed}): last acked n={last_acked}"
+        assert (sorted((tp.partition, tp.offset, tp.metadata) for tp in listed.topic_partitions)
+                == sorted((tp.partition, tp.offset, tp.metadata) for tp in committed)), where
+        ns = set()
+        for tp in committed:
+            assert tp.error is None and (tp.metadata or "").startswith("n="), f"{where}: partition {tp.partition}: {tp}"
+            n = int(tp.metadata[2:])
+            assert tp.offset == n * (tp.partition + 1), f"{where}: offset and metadata of different commits: {tp}"
+            assert n in sent, f"{where}: partition {tp.partition} holds n={n}, never sent"
+            assert n >= last_acked, f"{where}: partition {tp.partition} went back to n={n}: an acknowledged commit lost"
+            ns.add(n)
+        assert len(ns) == 1, f"{where}: one OffsetCommit request is one write, yet partitions hold {sorted(ns)}"
 
 
 def test_bad_commits_get_kafkas_errors_and_touch_nothing(weir, topic):
