@@ -22,6 +22,9 @@ Environment knobs:
     LRK_KAFKA_VERSION     broker version given to the suite (TEST_KAFKA_VERSION), 3.9.0
     LRK_WEIR_LOG=info     RUST_LOG for the weirs (debug logs every request)
     LRK_DEBUG=...         TEST_DEBUG for librdkafka (e.g. broker,protocol,msg)
+    LRK_GROUP_PROTOCOL=consumer
+                          TEST_CONSUMER_GROUP_PROTOCOL: the suite's consumers use KIP-848;
+                          `ratchet` then runs expected-pass-consumer.txt
     LRK_RUN_SKIPPED=1     also run the entries of not-applicable.txt
     LRK_RESULTS=path      where `compat` writes the report (compat-tests/RESULTS.md)
 Per-run logs (test-runner output, weir stderr) go to .build/logs/<mode>/.
@@ -48,7 +51,9 @@ sys.path.insert(0, str(COMPAT))
 from lib.weir import REGISTRY, Weir, WeirError  # noqa: E402
 
 BUILD = HERE / ".build"
-EXPECTED = HERE / "expected-pass.txt"
+GROUP_PROTOCOL = os.environ.get("LRK_GROUP_PROTOCOL", "")
+# The KIP-848 run has its own list: the suite's group tests that apply to that protocol.
+EXPECTED = HERE / (f"expected-pass-{GROUP_PROTOCOL}.txt" if GROUP_PROTOCOL else "expected-pass.txt")
 NOT_APPLICABLE = HERE / "not-applicable.txt"
 # Apache Kafka's Java tools (shared/ beside the repo): the suite runs their kafka-topics.sh
 # (KAFKA_PATH, BROKERS) for topic configs its Admin API helpers do not set.
@@ -213,6 +218,8 @@ def run_group(src: Path, group: Group, quick: bool, logdir: Path) -> list[Outcom
     )
     if os.environ.get("LRK_DEBUG"):
         env["TEST_DEBUG"] = os.environ["LRK_DEBUG"]
+    if GROUP_PROTOCOL:
+        env["TEST_CONSUMER_GROUP_PROTOCOL"] = GROUP_PROTOCOL
     args = [str(tests_dir / "test-runner"), "-p1"]
     args.append("-l" if group.local else "-L")
     if any("TEST_F_KNOWN_ISSUE" in e.flags.replace("TEST_F_KNOWN_ISSUE_", "") for e in group.entries):
@@ -389,12 +396,13 @@ def cmd_ratchet(src: Path) -> int:
     expected = read_expected()
     unknown = [n for n in expected if n not in entries]
     if unknown:
-        log(f"expected-pass.txt names unknown tests: {unknown}")
+        log(f"{EXPECTED.name} names unknown tests: {unknown}")
         return 1
     chosen = [entries[n] for n in expected]
-    log(f"ratchet: {len(chosen)} tests in quick mode, {JOBS} at a time, against fresh weirs")
+    log(f"ratchet: {len(chosen)} tests of {EXPECTED.name} in quick mode, {JOBS} at a time, against fresh weirs")
     t0 = time.monotonic()
-    res = run_entries(src, chosen, quick=True, logdir=BUILD / "logs" / "ratchet", retry=set(expected))
+    logdir = BUILD / "logs" / ("ratchet-" + GROUP_PROTOCOL if GROUP_PROTOCOL else "ratchet")
+    res = run_entries(src, chosen, quick=True, logdir=logdir, retry=set(expected))
     # A few tests skip themselves in quick mode ("Test skipped due to quick mode"): that is fine.
     bad = [res[n] for n in expected
            if res[n].state != "PASSED" and not (res[n].state == "SKIPPED" and "quick mode" in res[n].detail)]
