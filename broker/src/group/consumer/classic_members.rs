@@ -233,19 +233,8 @@ impl ConsumerGroup {
             Some(instance) => match self.static_members.get(instance).and_then(|id| self.members.get(id)).cloned() {
                 None => (ConsumerMember::new(member_id.clone(), now), true),
                 Some(holder) if holder.member_id == member_id => (holder, false),
-                // A new incarnation of a static member takes over its place and partitions.
-                Some(old) if unknown => {
-                    let mut replacement = old.clone();
-                    replacement.member_id = member_id.clone();
-                    replacement.current.member_epoch = 0;
-                    replacement.current.previous_member_epoch = 0;
-                    let target = self.target.remove(&old.member_id);
-                    self.remove_member(&old.member_id);
-                    if let Some(target) = target {
-                        self.target.insert(member_id.clone(), target);
-                    }
-                    (replacement, false)
-                }
+                // A classic static member's new incarnation fences the old one.
+                Some(old) if unknown => (self.replace_static_member(&old, &member_id), false),
                 Some(_) => return Err(ErrorCode::FencedInstanceId),
             },
         };

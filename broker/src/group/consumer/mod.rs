@@ -390,16 +390,7 @@ impl ConsumerGroup {
                         ),
                     );
                 }
-                // The new incarnation takes over the old one's partitions and target.
-                let mut replacement = old.clone();
-                replacement.member_id = member_id.to_string();
-                replacement.current.member_epoch = 0;
-                replacement.current.previous_member_epoch = 0;
-                let target = self.target.remove(&old.member_id);
-                self.remove_member(&old.member_id);
-                if let Some(target) = target {
-                    self.target.insert(member_id.to_string(), target);
-                }
+                let replacement = self.replace_static_member(&old, member_id);
                 tracing::info!(group = %self.group_id, instance, member = member_id, replaced = %old.member_id,
                     "static member rejoined the consumer group");
                 Ok((replacement, false))
@@ -418,6 +409,21 @@ impl ConsumerGroup {
                 Ok((old, false))
             }
         }
+    }
+
+    /// A new incarnation of a static member takes over the old one's place:
+    /// its partitions and target, at epoch 0 until it reconciles.
+    fn replace_static_member(&mut self, old: &ConsumerMember, member_id: &str) -> ConsumerMember {
+        let mut replacement = old.clone();
+        replacement.member_id = member_id.to_string();
+        replacement.current.member_epoch = 0;
+        replacement.current.previous_member_epoch = 0;
+        let target = self.target.remove(&old.member_id);
+        self.remove_member(&old.member_id);
+        if let Some(target) = target {
+            self.target.insert(member_id.to_string(), target);
+        }
+        replacement
     }
 
     fn compute_target_assignment(&mut self, config: &ConsumerGroupConfig) {
