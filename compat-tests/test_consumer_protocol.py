@@ -18,8 +18,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, KafkaError, TopicPartition
 
-from lib.clients import (JAVA_ENV, admin, client_conf, create_topic, java_available, java_tool, produce, run,
-                         wait_until)
+from lib.clients import (JAVA_ENV, admin, client_conf, create_topic, java_available, java_tool, poll_messages,
+                         produce, run, wait_until)
 from lib.members import FAST_SESSIONS, Member
 
 pytestmark = pytest.mark.timeout(180)
@@ -126,24 +126,14 @@ def test_a_member_survives_a_broker_kill9_and_resumes_at_its_commit(weir_factory
     c = _consumer(w.bootstrap, f"kip848-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False})
     try:
         c.subscribe([topic])
-        before: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while len(before) < 40 and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is not None and not m.error():
-                before.append(m.value())
+        before = [m.value() for m in poll_messages(c, 40, timeout=30)]
         assert len(before) == 40
         c.commit(asynchronous=False)
         w.kill9()
         w.restart()
         produce(w.bootstrap, topic, [{"value": b"v%d" % i, "partition": i % 2} for i in range(40, 60)])
         # The member carries on (the restarted broker loaded it) at the committed offsets.
-        after: list[bytes] = []
-        deadline = time.monotonic() + 60
-        while len(after) < 20 and time.monotonic() < deadline:
-            m = c.poll(0.2)
-            if m is not None and not m.error():
-                after.append(m.value())
+        after = [m.value() for m in poll_messages(c, 20, timeout=60)]
         assert sorted(after) == sorted(b"v%d" % i for i in range(40, 60)), "resumed at the commit, nothing repeated"
         committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=20)
         assert [tp.offset for tp in committed] == [20, 20]

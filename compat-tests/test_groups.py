@@ -16,7 +16,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
-from lib.clients import JAVA_ENV, admin, client_conf, create_topic, java_available, java_tool, produce, run, wait_until
+from lib.clients import (JAVA_ENV, admin, client_conf, create_topic, java_available, java_tool, poll_messages, produce,
+                         run, wait_until)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -76,12 +77,7 @@ def test_committed_offsets_survive_kill9_and_resume(weir_factory, topic):
                                        "enable.auto.commit": False})
     c = Consumer(conf)
     c.subscribe([topic])
-    got = []
-    deadline = time.monotonic() + 30
-    while len(got) < 30 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is not None and not m.error():
-            got.append(m)
+    got = poll_messages(c, 30, timeout=30, interval=0.5)
     assert len(got) >= 30
     c.commit(offsets=[TopicPartition(topic, 0, 30, metadata="checkpoint-30")], asynchronous=False)
     c.close()

@@ -156,6 +156,18 @@ def produce(bootstrap: str, topic: str, records, conf: dict | None = None, timeo
     return [results[i] for i in range(n)]
 
 
+def poll_messages(consumer, count: int, timeout: float = 30.0, interval: float = 0.2) -> list:
+    """Polls an already subscribed or assigned confluent-kafka Consumer until it
+    has `count` records (error events are skipped) or `timeout` passes."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        m = consumer.poll(interval)
+        if m is not None and not m.error():
+            got.append(m)
+    return got
+
+
 def consume_assigned(bootstrap: str, topic: str, partitions, expected: int, timeout: float = 30.0,
                      conf: dict | None = None, start_offset=None):
     """Reads `expected` messages from the given partitions in assign mode (no group commits),

@@ -103,7 +103,7 @@ impl GroupCoordinator {
         };
         let mut group = before.clone();
         let response = group.heartbeat(request, &topics, &self.consumer_config, now, now_ms)?;
-        if let Err(code) = self.keep(broker, entry, &before, group, changes, &topics) {
+        if let Err(code) = self.keep(broker, entry, &before, group, changes) {
             return refuse(code, "The group's records could not be written.");
         }
         if upgraded {
@@ -132,14 +132,14 @@ impl GroupCoordinator {
         before: &ConsumerGroup,
         group: ConsumerGroup,
         mut changes: Vec<Change>,
-        topics: &TopicCatalog,
     ) -> Result<(), ErrorCode> {
         let group_id = group.group_id.clone();
         let (now, now_ms) = (Instant::now(), now_ms());
         let downgrade = self.consumer_config.downgrade
             && before.members.values().any(|m| m.classic.is_none())
             && group.members.len() <= self.config.max_size;
-        if let Some(mut value) = downgrade.then(|| group.classic_group_value(topics, now_ms)).flatten() {
+        // The topic catalog (for the members' assignments) only when a downgrade is possible.
+        if let Some(mut value) = downgrade.then(|| group.classic_group_value(&catalog(broker), now_ms)).flatten() {
             // As in Kafka, the departure is not a new epoch: the generation is
             // the epoch the classic members are at, so they rejoin
             // cooperatively instead of losing their partitions.
@@ -176,7 +176,7 @@ impl GroupCoordinator {
         };
         let mut group = before.clone();
         group.tick(now, now_ms());
-        if let Err(code) = self.keep(broker, entry, &before, group, Vec::new(), &catalog(broker)) {
+        if let Err(code) = self.keep(broker, entry, &before, group, Vec::new()) {
             warn!(group = %before.group_id, error = ?code, "could not write fenced members; will retry");
         }
     }
@@ -187,14 +187,13 @@ impl GroupCoordinator {
         &self,
         broker: &Broker,
         entry: &mut GroupEntry,
-        request: impl FnOnce(&mut ConsumerGroup, &TopicCatalog) -> Result<T, ErrorCode>,
+        request: impl FnOnce(&mut ConsumerGroup) -> Result<T, ErrorCode>,
     ) -> Result<T, ErrorCode> {
         let before = entry.consumer.clone().ok_or(ErrorCode::UnknownMemberId)?;
-        let topics = catalog(broker);
         let mut group = before.clone();
-        let answer = request(&mut group, &topics);
+        let answer = request(&mut group);
         // Even a refused request may have moved a deadline or a session.
-        self.keep(broker, entry, &before, group, Vec::new(), &topics)?;
+        self.keep(broker, entry, &before, group, Vec::new())?;
         answer
     }
 
@@ -207,11 +206,12 @@ impl GroupCoordinator {
     ) -> JoinResponse {
         let config = &self.consumer_config;
         let timeouts = self.config.min_session_timeout..=self.config.max_session_timeout;
-        self.with_consumer_group(broker, entry, |group, topics| {
+        let topics = catalog(broker);
+        self.with_consumer_group(broker, entry, |group| {
             if !timeouts.contains(&request.session_timeout) {
                 return Err(ErrorCode::InvalidSessionTimeout);
             }
-            group.classic_join(request, topics, config, Instant::now())
+            group.classic_join(request, &topics, config, Instant::now())
         })
         .unwrap_or_else(|code| JoinResponse {
             error: Some(code),
@@ -228,7 +228,8 @@ impl GroupCoordinator {
         entry: &mut GroupEntry,
         request: &SyncRequest,
     ) -> SyncResponse {
-        self.with_consumer_group(broker, entry, |group, topics| group.classic_sync(request, topics, Instant::now()))
+        let topics = catalog(broker);
+        self.with_consumer_group(broker, entry, |group| group.classic_sync(request, &topics, Instant::now()))
             .unwrap_or_else(|code| SyncResponse { error: Some(code), ..Default::default() })
     }
 
@@ -242,7 +243,7 @@ impl GroupCoordinator {
         generation_id: i32,
     ) -> Option<ErrorCode> {
         let config = &self.consumer_config;
-        self.with_consumer_group(broker, entry, |group, _| {
+        self.with_consumer_group(broker, entry, |group| {
             group.classic_heartbeat(member_id, instance, generation_id, config, Instant::now())
         })
         .err()
@@ -255,7 +256,7 @@ impl GroupCoordinator {
         entry: &mut GroupEntry,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
-        self.with_consumer_group(broker, entry, |group, _| {
+        self.with_consumer_group(broker, entry, |group| {
             Ok(members
                 .iter()
                 .map(|(member_id, instance)| group.classic_leave(member_id, instance.as_deref(), now_ms()).err())

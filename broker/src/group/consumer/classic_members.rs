@@ -126,18 +126,30 @@ impl ClassicMemberMetadata {
     }
 }
 
+/// A duration as the int32 milliseconds Kafka's records and requests carry.
+fn millis(duration: Duration) -> i32 {
+    duration.as_millis().min(i32::MAX as u128) as i32
+}
+
+/// Int32 milliseconds from a record or request as a duration (negative: none).
+fn duration(millis: i32) -> Duration {
+    Duration::from_millis(millis.max(0) as u64)
+}
+
 impl ConsumerMember {
     /// How long the member may stay silent: its own session timeout if it
     /// speaks the classic protocol, the group's otherwise.
     pub fn session_timeout(&self, config: &ConsumerGroupConfig) -> Duration {
         match &self.classic {
-            Some(classic) => Duration::from_millis(classic.session_timeout_ms.max(0) as u64),
+            Some(classic) => duration(classic.session_timeout_ms),
             None => config.session_timeout,
         }
     }
 
-    fn rebalance_timeout(&self) -> Duration {
-        Duration::from_millis(self.rebalance_timeout_ms.max(0) as u64)
+    /// How long the member may take to revoke partitions (or, on the
+    /// classic protocol, to rejoin and sync).
+    pub fn rebalance_timeout(&self) -> Duration {
+        duration(self.rebalance_timeout_ms)
     }
 }
 
@@ -247,13 +259,13 @@ impl ConsumerGroup {
         let mut updated = member.clone();
         updated.instance_id = request.group_instance_id.clone().or(updated.instance_id);
         updated.rack_id = subscription.rack.or(updated.rack_id);
-        updated.rebalance_timeout_ms = request.rebalance_timeout.as_millis().min(i32::MAX as u128) as i32;
+        updated.rebalance_timeout_ms = millis(request.rebalance_timeout);
         updated.subscribed_topic_names = subscription.topics.into_iter().collect();
         updated.subscribed_topic_regex = None;
         updated.client_id = request.client_id.clone();
         updated.client_host = request.client_host.clone();
         updated.classic = Some(ClassicMemberMetadata {
-            session_timeout_ms: request.session_timeout.as_millis().min(i32::MAX as u128) as i32,
+            session_timeout_ms: millis(request.session_timeout),
             supported_protocols: request.protocols.clone(),
         });
         let member = self.update_member(&member, updated, is_new, Some(&subscription.owned), topics, config, now);
@@ -299,7 +311,7 @@ impl ConsumerGroup {
             encode_assignment(&member.current.assigned, &topic_names(topics), classic.assignment_version());
         if let Some(m) = self.members.get_mut(&member_id) {
             m.rejoin_deadline = None;
-            m.session_deadline = now + Duration::from_millis(classic.session_timeout_ms.max(0) as u64);
+            m.session_deadline = now + duration(classic.session_timeout_ms);
         }
         Ok(SyncResponse {
             error: None,
@@ -365,7 +377,7 @@ impl ConsumerGroup {
             member.client_id = m.client_id.clone();
             member.client_host = m.client_host.clone();
             member.subscribed_topic_names = subscription.topics.into_iter().collect();
-            member.rebalance_timeout_ms = m.rebalance_timeout.as_millis().min(i32::MAX as u128) as i32;
+            member.rebalance_timeout_ms = millis(m.rebalance_timeout);
             member.current = CurrentAssignment {
                 member_epoch: generation,
                 previous_member_epoch: generation,
@@ -374,7 +386,7 @@ impl ConsumerGroup {
                 pending_revocation: Assignment::new(),
             };
             member.classic = Some(ClassicMemberMetadata {
-                session_timeout_ms: m.session_timeout.as_millis().min(i32::MAX as u128) as i32,
+                session_timeout_ms: millis(m.session_timeout),
                 supported_protocols: m.protocols.clone(),
             });
             group.target.insert(m.member_id.clone(), assigned);

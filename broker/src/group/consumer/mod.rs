@@ -466,7 +466,7 @@ impl ConsumerGroup {
         self.hold(&next);
         let mut updated = member;
         if next.state == MemberState::UnrevokedPartitions {
-            updated.revocation_deadline = Some(now + Duration::from_millis(updated.rebalance_timeout_ms.max(0) as u64));
+            updated.revocation_deadline = Some(now + updated.rebalance_timeout());
         } else {
             updated.revocation_deadline = None;
         }

@@ -31,7 +31,7 @@
 //!   partitions_pending_revocation }` (both in the shape of 7's list)
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -291,45 +291,30 @@ impl ConsumerGroup {
             }
             (ConsumerRecord::SubscriptionMetadata, None) => self.subscription_metadata.clear(),
             (ConsumerRecord::MemberSubscription(id), Some(v)) => {
-                let (read, tagged) = read_value_with_tags(v, "consumer group member metadata", |r| {
-                    let instance_id = r.compact_nullable_string()?;
-                    let rack_id = r.compact_nullable_string()?;
-                    let client_id = r.compact_string()?;
-                    let client_host = r.compact_string()?;
-                    let names: BTreeSet<String> = read_array(r, |r| r.compact_string())?.into_iter().collect();
-                    let regex = r.compact_nullable_string()?;
-                    let rebalance_timeout_ms = r.i32()?;
-                    let server_assignor = r.compact_nullable_string()?;
-                    Ok((
-                        instance_id,
-                        rack_id,
-                        client_id,
-                        client_host,
-                        names,
-                        regex,
-                        rebalance_timeout_ms,
-                        server_assignor,
-                    ))
+                // The subscription goes onto a blank member; the current
+                // assignment (its own record) is kept.
+                let mut read = ConsumerMember::new(id.clone(), now);
+                let (_, tagged) = read_value_with_tags(v, "consumer group member metadata", |r| {
+                    read.instance_id = r.compact_nullable_string()?;
+                    read.rack_id = r.compact_nullable_string()?;
+                    read.client_id = r.compact_string()?;
+                    read.client_host = r.compact_string()?;
+                    read.subscribed_topic_names = read_array(r, |r| r.compact_string())?.into_iter().collect();
+                    read.subscribed_topic_regex = match r.compact_nullable_string()? {
+                        Some(pattern) => Some(TopicRegex::new(&pattern).map_err(|e| MalformedRecord(e.message))?),
+                        None => None,
+                    };
+                    read.rebalance_timeout_ms = r.i32()?;
+                    read.server_assignor = r.compact_nullable_string()?;
+                    Ok(())
                 })?;
-                let (instance_id, rack_id, client_id, client_host, names, regex, rebalance_timeout_ms, assignor) = read;
-                let regex = match regex {
-                    Some(pattern) => Some(TopicRegex::new(&pattern).map_err(|e| MalformedRecord(e.message))?),
-                    None => None,
-                };
-                let classic = match tagged.into_iter().find(|(tag, _)| *tag == CLASSIC_MEMBER_METADATA_TAG) {
+                read.classic = match tagged.into_iter().find(|(tag, _)| *tag == CLASSIC_MEMBER_METADATA_TAG) {
                     Some((_, bytes)) => Some(decode_classic_metadata(bytes)?),
                     None => None,
                 };
                 let member = self.member_mut(&id, now);
-                member.classic = classic;
-                member.instance_id = instance_id;
-                member.rack_id = rack_id;
-                member.client_id = client_id;
-                member.client_host = client_host;
-                member.subscribed_topic_names = names;
-                member.subscribed_topic_regex = regex;
-                member.rebalance_timeout_ms = rebalance_timeout_ms;
-                member.server_assignor = assignor;
+                read.current = std::mem::take(&mut member.current);
+                *member = read;
             }
             (ConsumerRecord::MemberSubscription(id), None) => {
                 self.members.remove(&id);
@@ -390,8 +375,8 @@ impl ConsumerGroup {
                 self.static_members.insert(instance.clone(), member.member_id.clone());
             }
             member.session_deadline = now + member.session_timeout(config);
-            member.revocation_deadline = (member.current.state == MemberState::UnrevokedPartitions)
-                .then(|| now + Duration::from_millis(member.rebalance_timeout_ms.max(0) as u64));
+            member.revocation_deadline =
+                (member.current.state == MemberState::UnrevokedPartitions).then(|| now + member.rebalance_timeout());
         }
         if self.members.is_empty() {
             self.state_timestamp_ms = now_ms;
