@@ -320,6 +320,57 @@ def test_a_classic_group_upgrades_online_and_downgrades_when_the_new_member_leav
             m.stop()
 
 
+def test_a_classic_static_member_replacing_the_last_consumer_protocol_member_takes_over_without_a_rebalance(
+        weir_factory, topic):
+    """Kafka's downgrade by replacement: the last consumer-protocol member is
+    static, leaves for a moment (its partitions are kept for it) and comes
+    back as a classic member with the same group.instance.id. The group
+    becomes a classic group at once and stays stable: the newcomer gets the
+    partitions it inherited from its first SyncGroup, and the other member
+    (range, an eager assignor: every rebalance would take its partitions
+    away and hand them back) is not disturbed."""
+    w = weir_factory({"group.initial.rebalance.delay.ms": "0"})
+    create_topic(w.bootstrap, topic, partitions=6)
+    group = f"replace-{uuid.uuid4().hex[:8]}"
+
+    def member(name: str, **conf) -> Member:
+        return Member(name, client_conf(w.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                                         "auto.commit.interval.ms": 100, **conf}), topic)
+
+    classic_conf = {"partition.assignment.strategy": "range", "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+    steady = member("steady", **classic_conf, **{"group.instance.id": "steady"})
+    modern = member("modern", **{"group.protocol": "consumer", "group.instance.id": "swapped"})
+    successor = member("successor", **classic_conf, **{"group.instance.id": "swapped"})
+    members = [steady, modern, successor]
+    try:
+        steady.start()
+        wait_until(lambda: len(steady.assignment) == 6, timeout=60, what="the classic member owning 6 partitions")
+        modern.start()
+        wait_until(lambda: sorted(len(m.assignment) for m in (steady, modern)) == [3, 3], timeout=60,
+                   what="an upgraded group sharing 3 and 3")
+        wait_until(lambda: _describe(w.bootstrap, group).state == ConsumerGroupState.STABLE, timeout=30,
+                   what="a stable consumer group")
+        kept, inherited, assigns = list(steady.assignment), list(modern.assignment), steady.assigns
+        modern.stop()  # a static member's leave: its partitions wait for it
+        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CONSUMER
+        successor.start()
+        wait_until(lambda: successor.assignment == inherited, timeout=30,
+                   what="the successor owning the partitions it inherited")
+        described = _describe(w.bootstrap, group)
+        assert (described.type, described.state) == (ConsumerGroupType.CLASSIC, ConsumerGroupState.STABLE)
+        assert successor.assigns == 1, "the successor's first SyncGroup gave it its partitions"
+        wanted = {b"after-%d" % i for i in range(60)}
+        produce(w.bootstrap, topic, [{"value": b"after-%d" % i, "partition": i % 6} for i in range(60)])
+        wait_until(lambda: wanted <= set(steady.values() + successor.values()), timeout=30, what="every new record")
+        after = [v for v in steady.values() + successor.values() if v in wanted]
+        assert sorted(after) == sorted(wanted), "each new record read once"
+        assert (steady.assignment, steady.assigns) == (kept, assigns), "no rebalance reached the other member"
+        assert all(m.failure is None for m in members), [m.failure for m in members]
+    finally:
+        for m in members:
+            m.stop()
+
+
 def test_a_disabled_migration_policy_keeps_a_live_classic_group_classic(weir_factory, topic):
     w = weir_factory({"group.consumer.migration.policy": "disabled", "group.initial.rebalance.delay.ms": "0"})
     create_topic(w.bootstrap, topic, partitions=2)

@@ -16,13 +16,15 @@ class Member:
     """A subscribed Consumer polling in a thread: every record it reads as
     (partition, offset, value), its current assignment, and the errors poll
     returned (transport errors while a broker restarts are expected; the
-    test decides)."""
+    test decides), and how many times librdkafka handed it an assignment
+    (once per rebalance it took part in, even when nothing changed)."""
 
     def __init__(self, name: str, conf: dict, topic: str):
         self.name, self.conf, self.topic = name, conf, topic
         self.reads: list[tuple[int, int, bytes]] = []
         self.assignment: list[int] = []
         self.errors: list = []
+        self.assigns = 0
         self.failure: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -41,7 +43,7 @@ class Member:
             self.failure = e
             return
         try:
-            c.subscribe([self.topic])
+            c.subscribe([self.topic], on_assign=self._on_assign)
             while not self._stop.is_set():
                 m = c.poll(0.1)
                 if m is not None:
@@ -54,6 +56,9 @@ class Member:
             self.failure = e
         finally:
             c.close()
+
+    def _on_assign(self, consumer: Consumer, partitions) -> None:
+        self.assigns += 1
 
     def alive(self) -> bool:
         return self._thread.is_alive()

@@ -36,6 +36,23 @@ pub struct ConsumerGroupDescription {
     pub members: Vec<(ConsumerMember, Assignment)>,
 }
 
+/// Whether a classic member joined in the step from `before` to `after` with
+/// the instance id of a consumer-protocol static member that is now gone.
+fn replaced_by_classic_static_member(before: &ConsumerGroup, after: &ConsumerGroup) -> bool {
+    let departed_instance = |instance: &String| {
+        before.members.values().any(|old| {
+            old.classic.is_none()
+                && old.instance_id.as_ref() == Some(instance)
+                && !after.members.contains_key(&old.member_id)
+        })
+    };
+    after.members.values().any(|m| {
+        m.classic.is_some()
+            && !before.members.contains_key(&m.member_id)
+            && m.instance_id.as_ref().is_some_and(departed_instance)
+    })
+}
+
 /// The topics a group can use, from the broker's metadata image.
 fn catalog(broker: &Broker) -> TopicCatalog {
     broker.image().topics.values().map(|t| (t.name.clone(), (t.id, t.partitions.len() as i32))).collect()
@@ -124,7 +141,10 @@ impl GroupCoordinator {
     /// `changes`, records that must come first), then keeps `group` in
     /// `entry`. A group left with only classic-protocol members after the
     /// last consumer-protocol member went becomes a classic group again
-    /// (online downgrade), rebalancing at once.
+    /// (online downgrade). It rebalances at once, unless a classic static
+    /// member took the departed member's place in a settled group: then, as
+    /// in Kafka, it stays stable and the newcomer's SyncGroup at its member
+    /// epoch gets the partitions it inherited.
     fn keep(
         &self,
         broker: &Broker,
@@ -140,18 +160,26 @@ impl GroupCoordinator {
             && group.members.len() <= self.config.max_size;
         // The topic catalog (for the members' assignments) only when a downgrade is possible.
         if let Some(mut value) = downgrade.then(|| group.classic_group_value(&catalog(broker), now_ms)).flatten() {
-            // As in Kafka, the departure is not a new epoch: the generation is
-            // the epoch the classic members are at, so they rejoin
-            // cooperatively instead of losing their partitions.
-            value.generation = before.group_epoch;
+            // Every member already owns its target at the group epoch, which is the generation.
+            let settled = replaced_by_classic_static_member(before, &group)
+                && group.state() == consumer::ConsumerGroupState::Stable;
+            if !settled {
+                // As in Kafka, the departure is not a new epoch: the generation
+                // is the epoch the classic members are at, so they rejoin
+                // cooperatively instead of losing their partitions.
+                value.generation = before.group_epoch;
+            }
             let mut classic = ClassicGroup::restore(&group_id, value, now);
             changes.extend(before.tombstones());
             changes.push(Self::group_record(&classic));
             self.write(broker, &group_id, changes)?;
-            classic.prepare_rebalance(&self.config, now, now_ms);
+            if !settled {
+                classic.prepare_rebalance(&self.config, now, now_ms);
+            }
             entry.consumer = None;
             entry.group = classic;
-            info!(group = %group_id, "downgraded a consumer group to a classic group: only classic members are left");
+            info!(group = %group_id, rebalancing = !settled,
+                "downgraded a consumer group to a classic group: only classic members are left");
             return Ok(());
         }
         changes.extend(group.changes_since(before));
