@@ -18,9 +18,9 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, KafkaError, TopicPartition
 
-from lib.clients import (JAVA_ENV, admin, client_conf, create_topic, java_available, java_tool, poll_messages,
+from lib.clients import (JAVA_ENV, client_conf, create_topic, java_available, java_tool, poll_messages,
                          produce, run, wait_until)
-from lib.members import FAST_SESSIONS, Member
+from lib.members import FAST_SESSIONS, Member, describe_group, member_partitions, stop_process_groups
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.timeout(180)
 def _consumer(bootstrap: str, group: str, **extra) -> Consumer:
     return Consumer(client_conf(bootstrap, **{"group.id": group, "group.protocol": "consumer",
                                               "auto.offset.reset": "earliest", **extra}))
-
-
-def _describe(bootstrap: str, group: str):
-    client = admin(bootstrap)  # must outlive the future
-    [future] = client.describe_consumer_groups([group], request_timeout=20).values()
-    return future.result()
 
 
 @pytest.mark.parametrize("assignor", ["uniform", "range"])
@@ -65,7 +59,7 @@ def test_three_members_share_six_partitions_and_read_every_record_once(weir, top
     try:
         wait_until(lambda: len(seen) >= 600 and sorted(p for a in assignments.values() for p in a) == list(range(6))
                    and all(len(a) == 2 for a in assignments.values()), timeout=60, what="600 records, 2 partitions each")
-        description = _describe(weir.bootstrap, group)
+        description = describe_group(weir.bootstrap, group)
         assert description.type == ConsumerGroupType.CONSUMER
         assert description.state == ConsumerGroupState.STABLE
         assert description.partition_assignor == assignor
@@ -141,15 +135,6 @@ def test_a_member_survives_a_broker_kill9_and_resumes_at_its_commit(weir_factory
         c.close()
 
 
-def _member_partitions(bootstrap: str, group: str) -> dict[str, list[int]]:
-    """Member id -> the partitions the broker says it owns ({} until the group exists)."""
-    try:
-        members = _describe(bootstrap, group).members
-    except Exception:  # noqa: BLE001 - not there yet
-        return {}
-    return {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions) for m in members}
-
-
 def _java_member(bootstrap: str, topic: str, group: str, out) -> subprocess.Popen:
     env = {**os.environ, **JAVA_ENV}
     return subprocess.Popen([str(java_tool("kafka-console-consumer")), "--bootstrap-server", bootstrap,
@@ -172,7 +157,7 @@ def test_java_members_split_partitions_and_a_killed_one_hands_them_over(weir_fac
                    timeout=90, env=JAVA_ENV, check=False).stdout
 
     def assigned_counts() -> list[int]:
-        return sorted(len(p) for p in _member_partitions(w.bootstrap, group).values())
+        return sorted(len(p) for p in member_partitions(w.bootstrap, group).values())
 
     try:
         try:
@@ -206,19 +191,9 @@ def test_java_members_split_partitions_and_a_killed_one_hands_them_over(weir_fac
             f"first-{i}" for i in range(60)}), "the survivor read no record twice"
         assert sorted(x for x in lines(0) if x.startswith("second-")) == sorted(f"second-{i}" for i in range(60))
     finally:
-        _stop_java(members)
+        stop_process_groups(members)
         for out in outs:
             out.close()
-
-
-def _stop_java(members: list[subprocess.Popen]) -> None:
-    for m in members:
-        if m.poll() is None:
-            os.killpg(m.pid, signal.SIGTERM)
-            try:
-                m.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(m.pid, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not java_available(), reason="java is not installed")
@@ -239,28 +214,38 @@ def test_java_members_keep_their_ids_and_partitions_across_a_broker_kill9(weir_f
         return [x for i in range(2) for x in (tmp_path / f"member{i}.txt").read_text().split()]
 
     try:
-        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [3, 3], timeout=90,
+        wait_until(lambda: sorted(map(len, member_partitions(w.bootstrap, group).values())) == [3, 3], timeout=90,
                    what="two Java members with 3 partitions each")
         produce(w.bootstrap, topic, [{"value": b"first-%d" % i, "partition": i % 6} for i in range(60)])
         wait_until(lambda: len(lines()) >= 60, timeout=30, what="the first 60 records")
-        before = _member_partitions(w.bootstrap, group)
+        before = member_partitions(w.bootstrap, group)
         w.kill9()
         w.restart()
         # Straight after loading, before any heartbeat: the same members.
-        assert _member_partitions(w.bootstrap, group) == before
+        assert member_partitions(w.bootstrap, group) == before
         produce(w.bootstrap, topic, [{"value": b"second-%d" % i, "partition": i % 6} for i in range(60)])
         wait_until(lambda: sum(x.startswith("second-") for x in lines()) >= 60, timeout=60,
                    what="both members reading on after the restart")
         # Well past a 6 s session: still the same two members, never fenced nor rejoined.
         time.sleep(8)
-        assert _member_partitions(w.bootstrap, group) == before
+        assert member_partitions(w.bootstrap, group) == before
         assert all(m.poll() is None for m in members)
         everything = lines()
         assert sorted(x for x in everything if x.startswith("second-")) == sorted(f"second-{i}" for i in range(60))
     finally:
-        _stop_java(members)
+        stop_process_groups(members)
         for out in outs:
             out.close()
+
+
+# Classic members with sessions short enough for a test to wait out.
+_CLASSIC = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def _group_member(w, group: str, topic: str, name: str, **conf) -> Member:
+    """A member of `group` reading `topic` from the beginning, committing every 100 ms."""
+    return Member(name, client_conf(w.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                                     "auto.commit.interval.ms": 100, **conf}), topic)
 
 
 @pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
@@ -273,14 +258,9 @@ def test_a_classic_group_upgrades_online_and_downgrades_when_the_new_member_leav
     w = weir_factory({"group.initial.rebalance.delay.ms": "0"})
     create_topic(w.bootstrap, topic, partitions=6)
     group = f"migrate-{uuid.uuid4().hex[:8]}"
-    def member(name: str, **conf) -> Member:
-        return Member(name, client_conf(w.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
-                                                         "auto.commit.interval.ms": 100, **conf}), topic)
-
-    classic_conf = {"partition.assignment.strategy": strategy, "session.timeout.ms": 6000,
-                    "heartbeat.interval.ms": 500}
-    classic = [member(f"classic-{i}", **classic_conf) for i in range(2)]
-    modern = member("modern", **{"group.protocol": "consumer"})
+    classic_conf = {**_CLASSIC, "partition.assignment.strategy": strategy}
+    classic = [_group_member(w, group, topic, f"classic-{i}", **classic_conf) for i in range(2)]
+    modern = _group_member(w, group, topic, "modern", **{"group.protocol": "consumer"})
     members = [*classic, modern]
 
     def seen() -> list[bytes]:
@@ -297,18 +277,18 @@ def test_a_classic_group_upgrades_online_and_downgrades_when_the_new_member_leav
         for m in classic:
             m.start()
         wait_until(lambda: owned(classic) == [3, 3], timeout=60, what="two classic members with 3 partitions each")
-        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC
+        assert describe_group(w.bootstrap, group).type == ConsumerGroupType.CLASSIC
         wanted = produce_batch("classic")
         modern.start()
         wait_until(lambda: owned(members) == [2, 2, 2], timeout=60, what="three members with 2 partitions each")
-        described = _describe(w.bootstrap, group)
+        described = describe_group(w.bootstrap, group)
         assert (described.type, described.state) == (ConsumerGroupType.CONSUMER, ConsumerGroupState.STABLE)
         assert sorted(len(m.assignment.topic_partitions) for m in described.members) == [2, 2, 2]
         wanted |= produce_batch("mixed")
         wait_until(lambda: wanted <= set(seen()), timeout=30, what="every record so far")
         modern.stop()
         wait_until(lambda: owned(classic) == [3, 3], timeout=60, what="the classic members taking it all back")
-        wait_until(lambda: _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC, timeout=20,
+        wait_until(lambda: describe_group(w.bootstrap, group).type == ConsumerGroupType.CLASSIC, timeout=20,
                    what="a classic group again")
         wanted |= (after := produce_batch("downgraded"))
         wait_until(lambda: wanted <= set(seen()), timeout=30, what="every record, none lost")
@@ -332,15 +312,10 @@ def test_a_classic_static_member_replacing_the_last_consumer_protocol_member_tak
     w = weir_factory({"group.initial.rebalance.delay.ms": "0"})
     create_topic(w.bootstrap, topic, partitions=6)
     group = f"replace-{uuid.uuid4().hex[:8]}"
-
-    def member(name: str, **conf) -> Member:
-        return Member(name, client_conf(w.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
-                                                         "auto.commit.interval.ms": 100, **conf}), topic)
-
-    classic_conf = {"partition.assignment.strategy": "range", "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-    steady = member("steady", **classic_conf, **{"group.instance.id": "steady"})
-    modern = member("modern", **{"group.protocol": "consumer", "group.instance.id": "swapped"})
-    successor = member("successor", **classic_conf, **{"group.instance.id": "swapped"})
+    range_conf = {**_CLASSIC, "partition.assignment.strategy": "range"}
+    steady = _group_member(w, group, topic, "steady", **range_conf, **{"group.instance.id": "steady"})
+    modern = _group_member(w, group, topic, "modern", **{"group.protocol": "consumer", "group.instance.id": "swapped"})
+    successor = _group_member(w, group, topic, "successor", **range_conf, **{"group.instance.id": "swapped"})
     members = [steady, modern, successor]
     try:
         steady.start()
@@ -348,15 +323,15 @@ def test_a_classic_static_member_replacing_the_last_consumer_protocol_member_tak
         modern.start()
         wait_until(lambda: sorted(len(m.assignment) for m in (steady, modern)) == [3, 3], timeout=60,
                    what="an upgraded group sharing 3 and 3")
-        wait_until(lambda: _describe(w.bootstrap, group).state == ConsumerGroupState.STABLE, timeout=30,
+        wait_until(lambda: describe_group(w.bootstrap, group).state == ConsumerGroupState.STABLE, timeout=30,
                    what="a stable consumer group")
         kept, inherited, assigns = list(steady.assignment), list(modern.assignment), steady.assigns
         modern.stop()  # a static member's leave: its partitions wait for it
-        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CONSUMER
+        assert describe_group(w.bootstrap, group).type == ConsumerGroupType.CONSUMER
         successor.start()
         wait_until(lambda: successor.assignment == inherited, timeout=30,
                    what="the successor owning the partitions it inherited")
-        described = _describe(w.bootstrap, group)
+        described = describe_group(w.bootstrap, group)
         assert (described.type, described.state) == (ConsumerGroupType.CLASSIC, ConsumerGroupState.STABLE)
         assert successor.assigns == 1, "the successor's first SyncGroup gave it its partitions"
         wanted = {b"after-%d" % i for i in range(60)}
@@ -386,7 +361,7 @@ def test_a_disabled_migration_policy_keeps_a_live_classic_group_classic(weir_fac
         wait_until(lambda: any(e.code() == KafkaError.GROUP_ID_NOT_FOUND or "group id does not exist" in e.str()
                                for e in modern.errors), timeout=30,
                    what="GROUP_ID_NOT_FOUND for the consumer-protocol member")
-        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC
+        assert describe_group(w.bootstrap, group).type == ConsumerGroupType.CLASSIC
         assert len(classic.assignment) == 2 and modern.assignment == []
     finally:
         for m in (classic, modern):
@@ -424,34 +399,34 @@ def test_java_classic_member_stays_through_an_upgrade_a_broker_kill9_and_a_downg
     classic = java(outs[0], "--consumer-property", "session.timeout.ms=6000")
     members = [classic]
     try:
-        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [4], timeout=90,
+        wait_until(lambda: sorted(map(len, member_partitions(w.bootstrap, group).values())) == [4], timeout=90,
                    what="the classic Java member owning 4 partitions")
         first = produce_batch("first")
         wait_until(lambda: set(first) <= set(lines()), timeout=30, what="the classic member reading")
         modern = java(outs[1], "--consumer-property", "group.protocol=consumer")
         members.append(modern)
-        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [2, 2], timeout=90,
+        wait_until(lambda: sorted(map(len, member_partitions(w.bootstrap, group).values())) == [2, 2], timeout=90,
                    what="an upgraded group sharing 2 and 2")
-        assert _describe(w.bootstrap, group).type == ConsumerGroupType.CONSUMER
-        before = _member_partitions(w.bootstrap, group)
+        assert describe_group(w.bootstrap, group).type == ConsumerGroupType.CONSUMER
+        before = member_partitions(w.bootstrap, group)
         w.kill9()
         w.restart()
-        assert _member_partitions(w.bootstrap, group) == before, "both members, the classic one too, were restored"
+        assert member_partitions(w.bootstrap, group) == before, "both members, the classic one too, were restored"
         second = produce_batch("second")
         wait_until(lambda: set(second) <= set(lines()), timeout=60, what="both members reading after the restart")
         time.sleep(8)  # past both session timeouts: nobody was fenced
-        assert _member_partitions(w.bootstrap, group) == before
+        assert member_partitions(w.bootstrap, group) == before
         os.killpg(modern.pid, signal.SIGTERM)  # a clean leave
         modern.wait(30)
-        wait_until(lambda: _describe(w.bootstrap, group).type == ConsumerGroupType.CLASSIC, timeout=30,
+        wait_until(lambda: describe_group(w.bootstrap, group).type == ConsumerGroupType.CLASSIC, timeout=30,
                    what="a classic group again")
-        wait_until(lambda: sorted(map(len, _member_partitions(w.bootstrap, group).values())) == [4], timeout=60,
+        wait_until(lambda: sorted(map(len, member_partitions(w.bootstrap, group).values())) == [4], timeout=60,
                    what="the classic member owning all 4 partitions again")
         third = produce_batch("third")
         wait_until(lambda: set(third) <= set(lines()), timeout=30, what="the classic member reading everything")
         assert classic.poll() is None
         assert sorted(x for x in lines() if x.startswith("third-")) == sorted(third), "read once"
     finally:
-        _stop_java(members)
+        stop_process_groups(members)
         for out in outs:
             out.close()

@@ -4,9 +4,14 @@ KIP-848 sessions short enough for a test to wait them out."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 
 from confluent_kafka import Consumer
+
+from lib.clients import admin
 
 # Short KIP-848 sessions and heartbeats, so a silent member is fenced within seconds.
 FAST_SESSIONS = {"group.consumer.session.timeout.ms": "6000", "group.consumer.heartbeat.interval.ms": "1000"}
@@ -67,3 +72,32 @@ class Member:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(30)
+
+
+def describe_group(bootstrap: str, group: str):
+    """The group as the admin client describes it (ConsumerGroupDescribe, else DescribeGroups)."""
+    client = admin(bootstrap)  # must outlive the future
+    [future] = client.describe_consumer_groups([group], request_timeout=20).values()
+    return future.result()
+
+
+def member_partitions(bootstrap: str, group: str) -> dict[str, list[int]]:
+    """Member id -> the partitions the broker says it owns ({} until the group exists)."""
+    try:
+        members = describe_group(bootstrap, group).members
+    except Exception:  # noqa: BLE001 - not there yet
+        return {}
+    return {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions) for m in members}
+
+
+def stop_process_groups(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to each still running process's group (each was started with
+    start_new_session=True, so a client's children go too), SIGKILL after 15 s."""
+    for p in processes:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
