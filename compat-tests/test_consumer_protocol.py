@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, KafkaError, TopicPartition
@@ -136,11 +137,20 @@ def test_a_member_survives_a_broker_kill9_and_resumes_at_its_commit(weir_factory
 
 
 def _java_member(bootstrap: str, topic: str, group: str, out) -> subprocess.Popen:
+    """A KIP-848 console consumer printing to `out`; its log (warnings and up) goes beside it, `<out>.log`."""
     env = {**os.environ, **JAVA_ENV}
-    return subprocess.Popen([str(java_tool("kafka-console-consumer")), "--bootstrap-server", bootstrap,
-                             "--topic", topic, "--group", group, "--from-beginning",
-                             "--consumer-property", "group.protocol=consumer"],
-                            stdout=out, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    with open(f"{out.name}.log", "wb") as log:
+        return subprocess.Popen([str(java_tool("kafka-console-consumer")), "--bootstrap-server", bootstrap,
+                                 "--topic", topic, "--group", group, "--from-beginning",
+                                 "--consumer-property", "group.protocol=consumer"],
+                                stdout=out, stderr=log, env=env, start_new_session=True)
+
+
+def _java_logs(outs) -> str:
+    """The last lines each Java member logged, for a failure message."""
+    tails = [f"--- {Path(out.name).name}.log ---\n" + "\n".join(Path(f"{out.name}.log").read_text().splitlines()[-30:])
+             for out in outs]
+    return "\n".join(tails)
 
 
 @pytest.mark.skipif(not java_available(), reason="java is not installed")
@@ -164,7 +174,7 @@ def test_java_members_split_partitions_and_a_killed_one_hands_them_over(weir_fac
             wait_until(lambda: assigned_counts() == [3, 3], timeout=90, what="two Java members with 3 partitions each")
         except AssertionError as e:
             raise AssertionError(f"{e}\n{groups_tool('--describe', '--group', group, '--members', '--verbose')}"
-                                 f"\nmember exit codes: {[m.poll() for m in members]}") from e
+                                 f"\nmember exit codes: {[m.poll() for m in members]}\n{_java_logs(outs)}") from e
         produce(w.bootstrap, topic, [{"value": b"first-%d" % i, "partition": i % 6} for i in range(60)])
         described = groups_tool("--describe", "--group", group)
         rows = [line.split() for line in described.splitlines() if line.startswith(group)]
@@ -214,8 +224,11 @@ def test_java_members_keep_their_ids_and_partitions_across_a_broker_kill9(weir_f
         return [x for i in range(2) for x in (tmp_path / f"member{i}.txt").read_text().split()]
 
     try:
-        wait_until(lambda: sorted(map(len, member_partitions(w.bootstrap, group).values())) == [3, 3], timeout=90,
-                   what="two Java members with 3 partitions each")
+        try:
+            wait_until(lambda: sorted(map(len, member_partitions(w.bootstrap, group).values())) == [3, 3],
+                       timeout=90, what="two Java members with 3 partitions each")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nmember exit codes: {[m.poll() for m in members]}\n{_java_logs(outs)}") from e
         produce(w.bootstrap, topic, [{"value": b"first-%d" % i, "partition": i % 6} for i in range(60)])
         wait_until(lambda: len(lines()) >= 60, timeout=30, what="the first 60 records")
         before = member_partitions(w.bootstrap, group)
