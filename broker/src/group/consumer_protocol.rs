@@ -155,10 +155,13 @@ impl GroupCoordinator {
     ) -> Result<(), ErrorCode> {
         let group_id = group.group_id.clone();
         let (now, now_ms) = (Instant::now(), now_ms());
+        // The last consumer-protocol member just went, and classic members are left.
         let downgrade = self.consumer_config.downgrade
             && before.members.values().any(|m| m.classic.is_none())
+            && !group.members.is_empty()
+            && group.members.values().all(|m| m.classic.is_some())
             && group.members.len() <= self.config.max_size;
-        // The topic catalog (for the members' assignments) only when a downgrade is possible.
+        // Only then the topic catalog (for the members' assignments): not on every heartbeat.
         if let Some(mut value) = downgrade.then(|| group.classic_group_value(&catalog(broker), now_ms)).flatten() {
             // Every member already owns its target at the group epoch, which is the generation.
             let settled = replaced_by_classic_static_member(before, &group)
