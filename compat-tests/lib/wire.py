@@ -26,6 +26,7 @@ CORRUPT_MESSAGE = 2
 UNSUPPORTED_VERSION = 35
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
+INVALID_TOPIC_EXCEPTION = 17
 INVALID_RECORD = 87
 
 # Frames larger than this are never read by the tests (the broker's limit is 100 MiB).
@@ -357,19 +358,28 @@ def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestam
                  producer_id: int = -1, producer_epoch: int = -1, base_sequence: int = -1,
                  corrupt_crc: bool = False) -> bytes:
     """An uncompressed v2 record batch with base offset 0 (the broker assigns offsets)."""
+    recs = b"".join(encode_record(i, 0, k, v) for i, (k, v) in enumerate(records))
+    return raw_batch(recs, len(records), base_timestamp=base_timestamp, producer_id=producer_id,
+                     producer_epoch=producer_epoch, base_sequence=base_sequence, corrupt_crc=corrupt_crc)
+
+
+def raw_batch(section: bytes, count: int, attributes: int = 0, base_timestamp: int | None = None,
+              producer_id: int = -1, producer_epoch: int = -1, base_sequence: int = -1,
+              corrupt_crc: bool = False) -> bytes:
+    """A v2 batch header (base offset 0, a correct CRC unless `corrupt_crc`) around any
+    records section: for batches whose records a producer could get wrong."""
     if base_timestamp is None:
         base_timestamp = int(time.time() * 1000)
-    recs = b"".join(encode_record(i, 0, k, v) for i, (k, v) in enumerate(records))
     after_crc = (
-        i16(0)  # attributes: no compression, CreateTime, not transactional, not control
-        + i32(len(records) - 1)  # lastOffsetDelta
+        i16(attributes)  # bits 0-2 codec, 3 LogAppendTime, 4 transactional, 5 control
+        + i32(count - 1)  # lastOffsetDelta
         + i64(base_timestamp)  # baseTimestamp
         + i64(base_timestamp)  # maxTimestamp
         + i64(producer_id)
         + i16(producer_epoch)
         + i32(base_sequence)
-        + i32(len(records))
-        + recs
+        + i32(count)
+        + section
     )
     crc = crc32c(after_crc)
     if corrupt_crc:

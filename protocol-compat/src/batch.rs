@@ -164,6 +164,11 @@ impl Iterator for Batches<'_> {
 pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
     let attributes = i16::from_be_bytes([batch[21], batch[22]]) | ATTRIBUTE_TIMESTAMP_TYPE;
     batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    set_max_timestamp(batch, timestamp);
+}
+
+/// Sets the header's max timestamp and recomputes the CRC (which covers it).
+pub fn set_max_timestamp(batch: &mut [u8], timestamp: i64) {
     batch[35..43].copy_from_slice(&timestamp.to_be_bytes());
     let crc = compute_crc(batch);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());

@@ -8,6 +8,8 @@
 //!   ApiVersions and for which requests are served at all.
 //! - [`batch`]: a zero-copy view over a v2 record batch: header fields, CRC
 //!   check, and the in-place rewrites the leader makes on append.
+//! - [`records`]: a streaming walk over the records inside a batch (any
+//!   codec, bounded memory) that checks their framing as Kafka's validator does.
 //! - [`legacy_produce`]: Produce v0-v2, advertised only so that old clients
 //!   keep compressing, and answered with UNSUPPORTED_VERSION.
 //! - [`ErrorCode`]: Kafka's error codes.
@@ -19,6 +21,7 @@ pub mod batch;
 pub mod frame;
 pub mod header;
 pub mod legacy_produce;
+pub mod records;
 
 /// Kafka's error codes, with their numeric values and retriability.
 pub use kafka_protocol::ResponseError as ErrorCode;

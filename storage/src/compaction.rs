@@ -235,7 +235,8 @@ fn read_bytes(buf: &[u8], pos: &mut usize, what: &str) -> std::result::Result<Op
 /// Parses `count` records from an uncompressed records section of the batch described by `h`.
 pub fn decode_records(h: &BatchHeader, section: &[u8]) -> std::result::Result<Vec<CleanerRecord>, String> {
     let mut pos = 0;
-    let mut out = Vec::with_capacity(h.records_count.max(0) as usize);
+    // A record takes at least 7 bytes: the count never sizes more than the bytes can hold.
+    let mut out = Vec::with_capacity((h.records_count.max(0) as usize).min(section.len() / 7));
     for _ in 0..h.records_count.max(0) {
         let len = read_varint(section, &mut pos)?;
         let end = usize::try_from(len)

@@ -1,8 +1,11 @@
 //! Produce: v0-11 advertised; v3-11 served.
 //!
-//! Behaviour: per partition, the leader validates the single v2 batch
-//! (CRC, size against `max.message.bytes`, counts, keys on compacted
-//! topics, timestamp bounds), checks the idempotent producer's sequence
+//! Behaviour: per partition, writes to internal topics (`__consumer_offsets`,
+//! `__transaction_state`) are refused with INVALID_TOPIC_EXCEPTION, as Kafka
+//! refuses them to clients; the leader validates the single v2 batch
+//! (CRC, size against `max.message.bytes`, counts, every record's framing
+//! through its codec, keys on compacted topics, timestamp bounds: see
+//! `replica::validate`), checks the idempotent producer's sequence
 //! (a duplicate is answered with its original offset), rewrites the base
 //! offset and leader epoch in place and appends the batch as sent, without
 //! decompressing it. acks=0 gets no response; acks=1 and acks=-1 are answered
@@ -23,6 +26,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
+use weir_controller::topic_name::is_internal_topic;
 use weir_protocol::{batch, ErrorCode};
 
 use super::RequestContext;
@@ -57,6 +61,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
         for data in topic.partition_data {
             if invalid_acks {
                 partitions.push(partition_error(data.index, ErrorCode::InvalidRequiredAcks, None));
+                continue;
+            }
+            if is_internal_topic(&name) {
+                // Only the coordinators write there, with records they replay at startup.
+                let message = format!("Cannot append to internal topic {name}");
+                partitions.push(partition_error(data.index, ErrorCode::InvalidTopicException, Some(message)));
                 continue;
             }
             let Some(partition) = broker.replicas.get(&name, data.index) else {

@@ -1,13 +1,21 @@
 //! Validation of a producer's records before the leader appends them, as
 //! Kafka's LogValidator does it: one v2 batch per partition, intact CRC,
 //! within `max.message.bytes`, consistent counts, no control batches from
-//! clients, keys on compacted topics, timestamps within the configured
-//! bounds. Only the batch header is read, except on compacted topics where
-//! every key must be seen.
+//! clients, a sequence with every producer id, then every record walked
+//! (through its codec, in bounded memory) for its framing, a key on
+//! compacted topics and a timestamp within the configured bounds. The header's
+//! max timestamp is set to the records' own, as Kafka does; nothing else of
+//! the producer's bytes changes.
+//!
+//! Everything the walk refuses (unknown codec, records that do not
+//! decompress, broken framing, counts that do not match) is INVALID_RECORD,
+//! which clients do not retry; Kafka answers some of these with
+//! UNKNOWN_SERVER_ERROR or stores them.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::RecordBatchDecoder;
 use weir_protocol::batch::{self, BatchError, BatchHeader};
+use weir_protocol::records::{walk_records, RecordInfo};
+use weir_storage::batch::NO_TIMESTAMP;
 
 use weir_protocol::ErrorCode;
 
@@ -93,67 +101,144 @@ pub fn validate_records(
     if header.is_control() {
         return Err(RecordsRejected::new(ErrorCode::InvalidRecord, "Clients are not allowed to write control records"));
     }
-    if !header.is_log_append_time()
-        && header.max_timestamp >= 0
-        && (now_ms.saturating_sub(header.base_timestamp.min(header.max_timestamp)) > settings.timestamp_before_max_ms
-            || header.max_timestamp.saturating_sub(now_ms) > settings.timestamp_after_max_ms)
-    {
+    if header.producer_id >= 0 && header.base_sequence < 0 {
         return Err(RecordsRejected::new(
-            ErrorCode::InvalidTimestamp,
+            ErrorCode::InvalidRecord,
             format!(
-                "Timestamp {} of a record in {topic_partition} is out of the range allowed by message.timestamp.before/after.max.ms",
-                header.max_timestamp
+                "Invalid sequence number {} in record batch with producerId {} in topic partition {topic_partition}",
+                header.base_sequence, header.producer_id
             ),
         ));
     }
-    if settings.compact {
-        check_keys(bytes, topic_partition)?;
+    let mut checks = RecordChecks::new(&header, settings, topic_partition, now_ms);
+    walk_records(bytes, &header, |record| checks.check(record)).map_err(|e| {
+        RecordsRejected::new(ErrorCode::InvalidRecord, format!("{e} in topic partition {topic_partition}"))
+    })?;
+    let max_timestamp = checks.finish()?;
+    let mut bytes = BytesMut::from(bytes);
+    if !header.is_log_append_time() && max_timestamp != header.max_timestamp {
+        // As Kafka: the header carries the records' real max timestamp.
+        batch::set_max_timestamp(&mut bytes, max_timestamp);
     }
-    Ok(ValidBatch { bytes: BytesMut::from(bytes), header })
+    Ok(ValidBatch { bytes, header })
 }
 
-/// A compacted topic keeps the latest record per key, so every record needs one.
-fn check_keys(batch_bytes: &[u8], topic_partition: &str) -> Result<(), RecordsRejected> {
-    let mut buf = Bytes::copy_from_slice(batch_bytes);
-    let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| RecordsRejected::new(ErrorCode::CorruptMessage, format!("records do not decode: {e}")))?;
-    let message = format!("Compacted topic cannot accept message without key in topic partition {topic_partition}.");
-    let record_errors: Vec<(i32, String)> = set
-        .records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.key.is_none())
-        .map(|(i, _)| (i as i32, message.clone()))
-        .collect();
-    if record_errors.is_empty() {
-        return Ok(());
+/// Per-record errors kept for the response; the count goes on past it. A
+/// bound, because a compressed batch can hold millions of records.
+const MAX_RECORD_ERRORS: usize = 1000;
+
+/// Kafka's per-record checks (keys on compacted topics, timestamps), with
+/// the max timestamp of the records.
+struct RecordChecks<'a> {
+    header: &'a BatchHeader,
+    settings: &'a TopicSettings,
+    topic_partition: &'a str,
+    now_ms: i64,
+    max_timestamp: i64,
+    errors: Vec<(i32, String)>,
+    error_count: usize,
+    any_timestamp_error: bool,
+}
+
+impl<'a> RecordChecks<'a> {
+    fn new(header: &'a BatchHeader, settings: &'a TopicSettings, topic_partition: &'a str, now_ms: i64) -> Self {
+        RecordChecks {
+            header,
+            settings,
+            topic_partition,
+            now_ms,
+            max_timestamp: NO_TIMESTAMP,
+            errors: Vec::new(),
+            error_count: 0,
+            any_timestamp_error: false,
+        }
     }
-    Err(RecordsRejected {
-        code: ErrorCode::InvalidRecord,
-        message: format!(
-            "One or more records have been rejected due to {} record errors in total, and only showing the first error: {message}",
-            record_errors.len()
-        ),
-        record_errors,
-    })
+
+    fn check(&mut self, record: &RecordInfo) {
+        self.max_timestamp = self.max_timestamp.max(record.timestamp);
+        if self.settings.compact && !record.has_key {
+            let message = format!(
+                "Compacted topic cannot accept message without key in topic partition {}.",
+                self.topic_partition
+            );
+            self.reject(record.index, message, false);
+        } else if let Some(message) = self.timestamp_error(record) {
+            self.reject(record.index, message, true);
+        }
+    }
+
+    fn timestamp_error(&self, record: &RecordInfo) -> Option<String> {
+        if !self.settings.log_append_time && record.timestamp != NO_TIMESTAMP {
+            let (earliest, latest) = (
+                self.now_ms.saturating_sub(self.settings.timestamp_before_max_ms),
+                self.now_ms.saturating_add(self.settings.timestamp_after_max_ms),
+            );
+            (record.timestamp < earliest || record.timestamp > latest).then(|| {
+                format!(
+                    "Timestamp {} of message with offset {} is out of range. The timestamp should be within [{earliest}, {latest}]",
+                    record.timestamp, record.offset_delta
+                )
+            })
+        } else if self.header.is_log_append_time() {
+            Some(format!(
+                "Invalid timestamp type in message {} of {}. Producer should not set timestamp type to LogAppendTime.",
+                record.index, self.topic_partition
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn reject(&mut self, index: i32, message: String, timestamp: bool) {
+        self.error_count += 1;
+        self.any_timestamp_error |= timestamp;
+        if self.errors.len() < MAX_RECORD_ERRORS {
+            self.errors.push((index, message));
+        }
+    }
+
+    /// The records' max timestamp, or the rejection of the batch, as
+    /// Kafka's `processRecordErrors` words it.
+    fn finish(self) -> Result<i64, RecordsRejected> {
+        if self.errors.is_empty() {
+            return Ok(self.max_timestamp);
+        }
+        let message = if self.any_timestamp_error {
+            "One or more records have been rejected due to invalid timestamp".to_string()
+        } else {
+            let shown: Vec<String> = self
+                .errors
+                .iter()
+                .take(3)
+                .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+                .collect();
+            format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                self.error_count,
+                shown.join(", ")
+            )
+        };
+        let code = if self.any_timestamp_error { ErrorCode::InvalidTimestamp } else { ErrorCode::InvalidRecord };
+        Err(RecordsRejected { code, message, record_errors: self.errors })
+    }
 }
 
 /// The offset and timestamp of the first record in `batch_bytes` whose
 /// timestamp is at least `target` (ListOffsets by timestamp), or of the
-/// record carrying the batch's max timestamp when `target` is `None`.
+/// first record carrying the batch's max timestamp when `target` is `None`.
 pub fn find_record_by_timestamp(batch_bytes: &Bytes, target: Option<i64>) -> Option<(i64, i64)> {
     let header = batch::parse_header(batch_bytes).ok()?;
-    if header.is_log_append_time() {
-        // Every record carries the batch's append time.
-        return Some((header.base_offset, header.max_timestamp));
-    }
-    let mut buf = batch_bytes.clone();
-    let set = RecordBatchDecoder::decode(&mut buf).ok()?;
-    match target {
-        Some(ts) => set.records.iter().find(|r| r.timestamp >= ts).map(|r| (r.offset, r.timestamp)),
-        None => set.records.iter().fold(None::<(i64, i64)>, |best, r| match best {
-            Some((_, t)) if t >= r.timestamp => best,
-            _ => Some((r.offset, r.timestamp)),
-        }),
-    }
+    let mut found: Option<(i32, i64)> = None;
+    walk_records(batch_bytes, &header, |record| match (target, found) {
+        (Some(ts), None) if record.timestamp >= ts => found = Some((record.offset_delta, record.timestamp)),
+        (None, Some((_, best))) if best >= record.timestamp => {}
+        (None, _) => found = Some((record.offset_delta, record.timestamp)),
+        _ => {}
+    })
+    .ok()?;
+    found.map(|(delta, timestamp)| (header.base_offset + i64::from(delta), timestamp))
 }
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
