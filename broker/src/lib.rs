@@ -10,7 +10,6 @@
 //! - [`broker`]: the shared state tying them together; [`config`]: its configuration.
 
 pub mod admin;
-pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod fetch_session;

@@ -7,9 +7,6 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use weir_broker::config::BrokerConfig;
 
-#[global_allocator]
-static ALLOCATOR: weir_broker::alloc::WeirAllocator = weir_broker::alloc::WeirAllocator;
-
 /// A Kafka-compatible broker.
 #[derive(Parser, Debug)]
 #[command(name = "weir", version, about)]
