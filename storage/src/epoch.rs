@@ -3,6 +3,10 @@
 //! File format (Kafka's checkpoint text format): a version line `0`, a line with the entry count,
 //! then one `epoch startOffset` line per entry, in increasing epoch and start-offset order.
 //! The file is replaced atomically (temp file + fsync + rename + directory fsync) on every change.
+//!
+//! A file that cannot be parsed (garbled, truncated, another version, non-numeric, out of order)
+//! is reported as [`StorageError::Corruption`]; the log then rebuilds the cache from its batches
+//! ([`LeaderEpochCache::rebuilt`]) instead of refusing to open.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,12 +29,13 @@ impl LeaderEpochCache {
     pub(crate) fn load(dir: &Path) -> Result<LeaderEpochCache> {
         let path = dir.join(FILE_NAME);
         let mut cache = LeaderEpochCache { dir: dir.to_path_buf(), entries: Vec::new() };
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
             Err(e) => return Err(e).ctx(|| format!("read {}", path.display())),
         };
         let bad = |what: &str| StorageError::Corruption(format!("{}: {what}", path.display()));
+        let text = String::from_utf8(bytes).map_err(|_| bad("not text"))?;
         let mut lines = text.lines();
         if lines.next().map(str::trim) != Some("0") {
             return Err(bad("unsupported version"));
@@ -48,6 +53,21 @@ impl LeaderEpochCache {
             }
             cache.entries.push((epoch, start));
         }
+        Ok(cache)
+    }
+
+    /// A cache rebuilt from the log's batches, `(partition leader epoch, base offset)` in offset
+    /// order, written to the checkpoint file at once. As on append, a batch starts an entry only
+    /// when its epoch is above the latest one (batches without an epoch, -1, start none).
+    pub(crate) fn rebuilt(dir: &Path, batches: impl IntoIterator<Item = (i32, i64)>) -> Result<LeaderEpochCache> {
+        let mut cache = LeaderEpochCache { dir: dir.to_path_buf(), entries: Vec::new() };
+        for (epoch, start) in batches {
+            let after_latest = cache.entries.last().is_none_or(|&(e, s)| epoch > e && start > s);
+            if epoch >= 0 && start >= 0 && after_latest {
+                cache.entries.push((epoch, start));
+            }
+        }
+        cache.persist()?;
         Ok(cache)
     }
 

@@ -72,7 +72,8 @@ impl Log {
     /// scanned segments' indexes are rebuilt. Indexes of other segments are sanity-checked and rebuilt
     /// if broken. Producer state is rebuilt from the newest snapshot plus the batches after it.
     /// The marker is removed after opening, so a later crash means recovery next time.
-    /// Files left by a cleaning interrupted by a crash are deleted first.
+    /// Files left by a cleaning interrupted by a crash are deleted first. A `leader-epoch-checkpoint`
+    /// that cannot be parsed is rebuilt from the batches' leader epochs (logged once with `warn`).
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
         crate::compaction::remove_leftovers(dir)?;
         crate::recovery::open(dir, config, now_ms)

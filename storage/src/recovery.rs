@@ -6,6 +6,8 @@
 //!   named in the `recovery-point` file (at least the active segment). The first invalid byte ends
 //!   the log: the segment is truncated there and every later segment is deleted.
 //! * Stale `*.tmp` files and index files without a `.log` are deleted.
+//! * A `leader-epoch-checkpoint` that cannot be parsed does not stop the log from opening: it is
+//!   rebuilt from the batches' partition leader epochs and base offsets and rewritten (warn log).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Result, StorageError};
 use crate::fsutil::{fsync_dir, parse_offset_file_name, read_i64_file, remove_if_exists, TMP_SUFFIX};
 use crate::log::{Log, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::producer_state::ProducerStateManager;
@@ -53,7 +55,14 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
         log_start = first_base;
     }
 
-    let mut epochs = LeaderEpochCache::load(dir)?;
+    let mut epochs = match LeaderEpochCache::load(dir) {
+        Ok(epochs) => epochs,
+        Err(StorageError::Corruption(reason)) => {
+            warn!(dir = %dir.display(), %reason, "unreadable leader-epoch-checkpoint; rebuilding it from the log's batches");
+            rebuild_epochs(dir, &segments)?
+        }
+        Err(e) => return Err(e),
+    };
     epochs.truncate_from_end(leo)?;
     epochs.truncate_from_start(log_start)?;
 
@@ -84,6 +93,22 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
         fsync_dir(dir)?;
     }
     Ok(log)
+}
+
+/// The leader epoch cache rebuilt from every batch's partition leader epoch and base offset,
+/// and written out.
+fn rebuild_epochs(dir: &Path, segments: &BTreeMap<i64, Segment>) -> Result<LeaderEpochCache> {
+    let mut changes: Vec<(i32, i64)> = Vec::new();
+    for seg in segments.values() {
+        let mut pos = 0;
+        while let Some(h) = seg.header_at(pos)? {
+            if changes.last().is_none_or(|&(e, _)| e != h.partition_leader_epoch) {
+                changes.push((h.partition_leader_epoch, h.base_offset));
+            }
+            pos += h.total_size() as u64;
+        }
+    }
+    LeaderEpochCache::rebuilt(dir, changes)
 }
 
 /// Discovers, opens and (if needed) recovers the segments of `dir`.

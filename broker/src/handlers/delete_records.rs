@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -34,7 +33,7 @@ pub async fn handle(
                     let outcome = broker
                         .replicas
                         .get(&name, p.partition_index)
-                        .ok_or(ErrorCode::UnknownTopicOrPartition)
+                        .ok_or_else(|| broker.replicas.absent_error(&name, p.partition_index))
                         .and_then(|partition| partition.delete_records_before(p.offset));
                     match outcome {
                         Ok(low_watermark) => result.with_low_watermark(low_watermark),

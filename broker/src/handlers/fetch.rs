@@ -11,7 +11,8 @@
 //! by id (UNKNOWN_TOPIC_ID when unknown). `current_leader_epoch` is checked
 //! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH). Offsets outside the log get
 //! OFFSET_OUT_OF_RANGE with the partition's offsets. v7+ incremental fetch
-//! sessions (KIP-227) are served by [`crate::fetch_session`].
+//! sessions (KIP-227) are served by [`crate::fetch_session`]. A partition
+//! whose log this broker could not open (offline) gets KAFKA_STORAGE_ERROR.
 //!
 //! Deviation: follower fetches (replica id >= 0) are served like consumer
 //! fetches until replication exists.
@@ -92,8 +93,9 @@ fn read_partition(broker: &Broker, target: &FetchTarget, remaining: usize, first
     if target.topic.is_empty() {
         return partition_error(target.partition, ErrorCode::UnknownTopicId, None);
     }
-    let Some(partition) = broker.replicas.get(&target.topic, target.partition) else {
-        return partition_error(target.partition, ErrorCode::UnknownTopicOrPartition, None);
+    let partition = match broker.replicas.lookup(&target.topic, target.partition) {
+        Ok(partition) => partition,
+        Err(code) => return partition_error(target.partition, code, None),
     };
     if let Err(code) = partition.check_leader_epoch(target.current_leader_epoch) {
         return partition_error(target.partition, code, None);

@@ -6,7 +6,8 @@
 //! the largest timestamp), -4 (v8+, earliest local: the log start offset, as
 //! there is no tiered storage), -5 (v9+, latest tiered: -1, none), or a
 //! timestamp (the first record whose timestamp is at least it; -1/-1 when
-//! there is none). `current_leader_epoch` is checked like Fetch does.
+//! there is none). `current_leader_epoch` is checked like Fetch does. A
+//! partition offline on this broker gets KAFKA_STORAGE_ERROR.
 
 use std::sync::Arc;
 
@@ -52,17 +53,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListOff
                 .into_iter()
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let result = broker
-                        .replicas
-                        .get(&name, p.partition_index)
-                        .ok_or(ErrorCode::UnknownTopicOrPartition)
-                        .and_then(|partition| {
-                            partition.check_leader_epoch(p.current_leader_epoch)?;
-                            let (timestamp, offset) = lookup(&partition, p.timestamp, ctx.version)?;
-                            // The epoch field exists from v4; older versions must leave it unset.
-                            let epoch = if offset >= 0 && ctx.version >= 4 { partition.leader_epoch() } else { -1 };
-                            Ok((timestamp, offset, epoch))
-                        });
+                    let result = broker.replicas.lookup(&name, p.partition_index).and_then(|partition| {
+                        partition.check_leader_epoch(p.current_leader_epoch)?;
+                        let (timestamp, offset) = lookup(&partition, p.timestamp, ctx.version)?;
+                        // The epoch field exists from v4; older versions must leave it unset.
+                        let epoch = if offset >= 0 && ctx.version >= 4 { partition.leader_epoch() } else { -1 };
+                        Ok((timestamp, offset, epoch))
+                    });
                     match result {
                         Ok((timestamp, offset, epoch)) => {
                             response.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(epoch)

@@ -10,6 +10,12 @@
 //! INVALID_TOPIC_EXCEPTION. v10+ lookups by topic id get UNKNOWN_TOPIC_ID
 //! when the id is unknown. With no authorizer yet, authorized operations
 //! (when requested) are every operation of the resource type.
+//!
+//! A replica whose log this broker could not open is listed in
+//! `offline_replicas`; when it is the leader, the partition is answered as
+//! Kafka answers a partition whose leader is offline: LEADER_NOT_AVAILABLE,
+//! leader -1, replicas and ISR as in the image. (Kafka's controller would
+//! also elect another leader; this broker does not tell the controller.)
 
 use std::sync::Arc;
 
@@ -24,6 +30,7 @@ use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
+use crate::replica::ReplicaManager;
 
 /// Kafka's value for "authorized operations were not requested".
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -61,20 +68,24 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-/// The response entry of a known topic.
-pub fn describe_topic(topic: &TopicImage, topic_operations: i32) -> MetadataResponseTopic {
+/// The response entry of a known topic; `replicas` tells which of this
+/// broker's replicas are offline.
+pub fn describe_topic(topic: &TopicImage, topic_operations: i32, replicas: &ReplicaManager) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            let offline: Vec<i32> = replicas.offline_replica(&topic.name, index as i32).into_iter().collect();
+            let leader = if offline.contains(&p.leader) { -1 } else { p.leader };
             MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().copied().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.iter().copied().map(BrokerId).collect())
-                .with_error_code(if p.leader < 0 { ErrorCode::LeaderNotAvailable.code() } else { 0 })
+                .with_offline_replicas(offline.into_iter().map(BrokerId).collect())
+                .with_error_code(if leader < 0 { ErrorCode::LeaderNotAvailable.code() } else { 0 })
         })
         .collect();
     MetadataResponseTopic::default()
@@ -138,7 +149,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
     let mut image = broker.image();
     let mut topics = Vec::new();
     if list_all {
-        topics.extend(image.topics.values().map(|t| describe_topic(t, topic_operations)));
+        topics.extend(image.topics.values().map(|t| describe_topic(t, topic_operations, &broker.replicas)));
     } else {
         let requested = request.topics.unwrap_or_default();
         // Create the unknown, legal names first, in one controller call.
@@ -172,7 +183,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
         for wanted in requested {
             match wanted.name.as_ref().map(|n| n.0.to_string()) {
                 Some(name) => match image.topic(&name) {
-                    Some(t) => topics.push(describe_topic(t, topic_operations)),
+                    Some(t) => topics.push(describe_topic(t, topic_operations, &broker.replicas)),
                     None if validate_topic_name(&name).is_err() => {
                         topics.push(topic_error(Some(&name), uuid::Uuid::nil(), ErrorCode::InvalidTopicException))
                     }
@@ -181,7 +192,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
                     }
                 },
                 None => match image.topic_by_id(wanted.topic_id) {
-                    Some(t) => topics.push(describe_topic(t, topic_operations)),
+                    Some(t) => topics.push(describe_topic(t, topic_operations, &broker.replicas)),
                     None => topics.push(topic_error(None, wanted.topic_id, ErrorCode::UnknownTopicId)),
                 },
             }

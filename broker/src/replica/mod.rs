@@ -5,6 +5,14 @@
 //! the logs of partitions the image no longer has (including a topic that was
 //! deleted and re-created under the same name: its id differs). Every
 //! append wakes parked fetches through [`ReplicaManager::data_arrived`].
+//!
+//! Only what the image says is not placed here is ever deleted. A partition
+//! the image places here whose log cannot be opened (an I/O error, a
+//! `partition.metadata` that cannot be read) is *offline*, as a Kafka replica
+//! in a failed log dir: its files stay untouched, the error is logged once,
+//! Metadata shows the replica offline and the data APIs answer
+//! KAFKA_STORAGE_ERROR ([`ReplicaManager::lookup`], [`ReplicaManager::absent_error`]).
+//! Every later reconcile tries to open it again.
 
 pub mod cleaner_codec;
 pub mod partition;
@@ -15,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use weir_controller::{ids, MetadataImage};
+use weir_protocol::ErrorCode;
 
 use crate::admin::configs::TopicSettings;
 use crate::config::BrokerConfig;
@@ -32,6 +41,11 @@ pub struct ReplicaManager {
     config: Arc<BrokerConfig>,
     log_dir: PathBuf,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// Partitions the image places here whose log could not be opened, with the error.
+    offline: RwLock<HashMap<(String, i32), String>>,
+    /// The partitions the last reconcile found placed here by the image, with
+    /// their topic ids (`None` before the first reconcile).
+    placed: RwLock<Option<HashMap<(String, i32), Uuid>>>,
     reconcile_lock: Mutex<()>,
     /// Notified after every append, so parked fetches re-check.
     pub data_arrived: Notify,
@@ -51,6 +65,8 @@ impl ReplicaManager {
             config,
             log_dir,
             partitions: RwLock::new(HashMap::new()),
+            offline: RwLock::new(HashMap::new()),
+            placed: RwLock::new(None),
             reconcile_lock: Mutex::new(()),
             data_arrived: Notify::new(),
         })
@@ -64,6 +80,34 @@ impl ReplicaManager {
     /// A hosted partition.
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// A hosted partition, or the error a request for it gets: KAFKA_STORAGE_ERROR
+    /// when it is offline here, UNKNOWN_TOPIC_OR_PARTITION when it is not hosted.
+    pub fn lookup(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ErrorCode> {
+        self.get(topic, partition).ok_or_else(|| self.absent_error(topic, partition))
+    }
+
+    /// The error for a partition that [`ReplicaManager::get`] did not find:
+    /// KAFKA_STORAGE_ERROR when it is offline here, else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn absent_error(&self, topic: &str, partition: i32) -> ErrorCode {
+        if self.offline_error(topic, partition).is_some() {
+            ErrorCode::KafkaStorageError
+        } else {
+            ErrorCode::UnknownTopicOrPartition
+        }
+    }
+
+    /// Why the log of a partition the image places here could not be opened,
+    /// if it could not (the partition is offline on this broker).
+    pub fn offline_error(&self, topic: &str, partition: i32) -> Option<String> {
+        self.offline.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// This broker's id when its replica of the partition is offline, for
+    /// Metadata's `offline_replicas`.
+    pub fn offline_replica(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.offline_error(topic, partition).map(|_| self.config.node_id)
     }
 
     /// Every hosted partition.
@@ -96,7 +140,7 @@ impl ReplicaManager {
                             self.remove_and_delete(&key, stale.topic_id);
                         }
                         let dir = self.log_dir.join(format!("{}-{}", topic.name, index));
-                        let opened = prepare_partition_dir(&dir, topic.id).map_err(|e| e.to_string()).and_then(|()| {
+                        let opened = prepare_partition_dir(&dir, topic.id).and_then(|()| {
                             Partition::open(
                                 &dir,
                                 &topic.name,
@@ -110,14 +154,17 @@ impl ReplicaManager {
                         });
                         match opened {
                             Ok(partition) => {
+                                let was_offline =
+                                    self.offline.write().unwrap_or_else(|p| p.into_inner()).remove(&key).is_some();
+                                if was_offline {
+                                    info!(partition = %partition.name(), "partition log opened; the partition is online again");
+                                }
                                 self.partitions
                                     .write()
                                     .unwrap_or_else(|p| p.into_inner())
                                     .insert(key, Arc::new(partition));
                             }
-                            Err(e) => {
-                                warn!(topic = %topic.name, partition = index, error = %e, "could not open partition log")
-                            }
+                            Err(e) => self.mark_offline(key, e),
                         }
                     }
                 }
@@ -134,6 +181,23 @@ impl ReplicaManager {
         for (key, topic_id) in stale {
             self.remove_and_delete(&key, topic_id);
         }
+        // An offline partition the image no longer places here is forgotten;
+        // its directory goes with the orphan sweep at the next start.
+        self.offline.write().unwrap_or_else(|p| p.into_inner()).retain(|key, _| wanted.contains_key(key));
+        *self.placed.write().unwrap_or_else(|p| p.into_inner()) = Some(wanted);
+    }
+
+    /// Records that a partition placed here could not be opened; logs the
+    /// error once (again only if it changes).
+    fn mark_offline(&self, key: (String, i32), reason: String) {
+        let mut offline = self.offline.write().unwrap_or_else(|p| p.into_inner());
+        let name = format!("{}-{}", key.0, key.1);
+        if offline.get(&key) == Some(&reason) {
+            debug!(partition = %name, error = %reason, "partition log still cannot be opened");
+        } else {
+            error!(partition = %name, error = %reason, "could not open the partition log; the partition is offline and its files are left untouched");
+        }
+        offline.insert(key, reason);
     }
 
     fn remove_and_delete(&self, key: &(String, i32), topic_id: Uuid) {
@@ -151,12 +215,15 @@ impl ReplicaManager {
         }
     }
 
-    /// Removes partition directories that the image no longer places here
-    /// (a topic deleted while this broker was down, or a crash in the middle
-    /// of a deletion). Called once at start, after the first reconcile.
+    /// Removes partition directories that the image (as of the last
+    /// reconcile) does not place here: a topic deleted while this broker was
+    /// down, a crash in the middle of a deletion, a replica moved away. A
+    /// directory the image places here stays, whether or not its log opened
+    /// (an earlier topic of the same name was already replaced by reconcile).
+    /// Does nothing before the first reconcile. Called once at start, after
+    /// the first reconcile.
     pub fn delete_orphan_dirs(&self) {
-        let wanted: HashMap<(String, i32), Uuid> =
-            self.all().iter().map(|p| ((p.topic.clone(), p.index), p.topic_id)).collect();
+        let Some(wanted) = self.placed.read().unwrap_or_else(|p| p.into_inner()).clone() else { return };
         let Ok(entries) = std::fs::read_dir(&self.log_dir) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
@@ -214,18 +281,54 @@ impl ReplicaManager {
 /// Prepares a partition directory and writes Kafka's `partition.metadata`
 /// (`version: 0`, `topic_id: <id>`), so the directory can be matched to its
 /// topic id after a restart. A directory left by an earlier topic of the same
-/// name (another id) is removed first: its data is not this topic's.
-fn prepare_partition_dir(dir: &Path, topic_id: Uuid) -> std::io::Result<()> {
+/// name (its file names another id) is removed first: its data is not this
+/// topic's. A file that cannot be read or parsed is an error and nothing is
+/// touched: whose data the directory holds is unknown.
+fn prepare_partition_dir(dir: &Path, topic_id: Uuid) -> Result<(), String> {
     let path = dir.join(PARTITION_METADATA_FILE);
-    let content = format!("version: 0\ntopic_id: {}\n", ids::kafka_uuid_string(topic_id));
-    match std::fs::read_to_string(&path) {
-        Ok(existing) if existing == content => return Ok(()),
-        Ok(_) => {
-            info!(dir = %dir.display(), "removing the log of an earlier topic with the same name");
-            std::fs::remove_dir_all(dir)?;
-        }
-        Err(_) => {}
+    match std::fs::read(&path) {
+        Ok(bytes) => match parse_partition_metadata(&bytes) {
+            Some(id) if id == topic_id => return Ok(()),
+            Some(earlier) => {
+                info!(dir = %dir.display(), earlier_topic_id = %ids::kafka_uuid_string(earlier), "removing the log of an earlier topic with the same name");
+                std::fs::remove_dir_all(dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
+            }
+            None => return Err(format!("{}: not a version 0 partition.metadata with a topic id", path.display())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("read {}: {e}", path.display())),
     }
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(&path, content)
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let content = format!("version: 0\ntopic_id: {}\n", ids::kafka_uuid_string(topic_id));
+    write_atomically(dir, PARTITION_METADATA_FILE, content.as_bytes())
+        .map_err(|e| format!("write {}: {e}", path.display()))
 }
+
+/// The topic id in a `partition.metadata` file (Kafka's format: `version: 0`,
+/// then `topic_id: <base64 id>`), if the file is one.
+fn parse_partition_metadata(bytes: &[u8]) -> Option<Uuid> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    let version = lines.next()?.strip_prefix("version:")?.trim();
+    if version != "0" {
+        return None;
+    }
+    let id = lines.next()?.strip_prefix("topic_id:")?.trim();
+    ids::parse_kafka_uuid(id)
+}
+
+/// Replaces `dir/name` with `contents` so that a crash leaves the old or the
+/// new file, never a torn one: temporary file, fsync, rename, directory fsync.
+fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+#[path = "startup_tests.rs"]
+mod startup_tests;
