@@ -20,7 +20,6 @@ from lib.weir import HOST
 
 N = 500
 KAFKA_STORAGE_ERROR = 56
-UNKNOWN_TOPIC_OR_PARTITION = 3
 FIRST_SEGMENT = "00000000000000000000"
 OFFLINE_LOG_LINE = "could not open the partition log"
 
@@ -110,9 +109,7 @@ def test_unopenable_partition_stays_on_disk_and_offline(weir_factory, topic):
     # A produce sent to this broker anyway is refused; ListOffsets gets KAFKA_STORAGE_ERROR.
     with wire.Conn(HOST, w.port) as c:
         result = wire.produce_v7(c, topic, 0, wire.record_batch([(None, b"must-not-be-acked")]))
-        # KAFKA_STORAGE_ERROR once the produce handler asks the replica manager for the error
-        # (ReplicaManager::absent_error); UNKNOWN_TOPIC_OR_PARTITION before.
-        assert result.error_code in (KAFKA_STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION), result
+        assert result.error_code == KAFKA_STORAGE_ERROR, result
         assert wire.list_offsets_v1(c, topic, 0, wire.LATEST) == (KAFKA_STORAGE_ERROR, -1)
     assert log_file.read_bytes() == log_bytes
 

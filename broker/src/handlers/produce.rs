@@ -1,6 +1,8 @@
 //! Produce: v0-11 advertised; v3-11 served.
 //!
-//! Behaviour: per partition, writes to internal topics (`__consumer_offsets`,
+//! Behaviour: per partition, a partition this broker does not host is
+//! UNKNOWN_TOPIC_OR_PARTITION, one whose log failed to open KAFKA_STORAGE_ERROR;
+//! writes to internal topics (`__consumer_offsets`,
 //! `__transaction_state`) are refused with INVALID_TOPIC_EXCEPTION, as Kafka
 //! refuses them to clients; the leader validates the single v2 batch
 //! (CRC, size against `max.message.bytes`, counts, every record's framing
@@ -70,7 +72,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
                 continue;
             }
             let Some(partition) = broker.replicas.get(&name, data.index) else {
-                partitions.push(partition_error(data.index, ErrorCode::UnknownTopicOrPartition, None));
+                partitions.push(partition_error(data.index, broker.replicas.absent_error(&name, data.index), None));
                 continue;
             };
             let Some(records) = data.records else {
