@@ -62,6 +62,9 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
+    /// `fetch.max.bytes`: the most a Fetch response carries, whatever the
+    /// client asks (at least one batch is always returned).
+    pub fetch_max_bytes: i32,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: u64,
     /// `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked.
@@ -163,6 +166,7 @@ impl BrokerConfig {
                 "socket.request.max.bytes",
                 weir_protocol::frame::DEFAULT_MAX_REQUEST_BYTES,
             )?,
+            fetch_max_bytes: fetch_max_bytes(&raw)?,
             log_retention_check_interval_ms: parse(&raw, "log.retention.check.interval.ms", 300_000)?,
             log_flush_scheduler_interval_ms: parse(&raw, "log.flush.scheduler.interval.ms", 1_000)?,
             offsets_topic_num_partitions: parse(&raw, "offsets.topic.num.partitions", 50)?,
@@ -205,6 +209,13 @@ impl BrokerConfig {
             _ => direct,
         }
     }
+}
+
+/// `fetch.max.bytes`: Kafka's default is 55 MiB, and it must be at least 1024.
+fn fetch_max_bytes(raw: &BTreeMap<String, String>) -> anyhow::Result<i32> {
+    let value: i32 = parse(raw, "fetch.max.bytes", 57_671_680)?;
+    anyhow::ensure!(value >= 1024, "config fetch.max.bytes={value}: must be at least 1024");
+    Ok(value)
 }
 
 fn parse<T: std::str::FromStr>(raw: &BTreeMap<String, String>, key: &str, default: T) -> anyhow::Result<T>

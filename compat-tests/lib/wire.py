@@ -449,3 +449,41 @@ def list_offsets_v1(conn: Conn, topic: str, partition: int, timestamp: int) -> t
     if result is None:
         raise AssertionError(f"ListOffsets response has no {topic}-{partition}")
     return result
+
+
+# ---------------------------------------------------------------- Fetch v4 (key 1)
+
+@dataclass
+class PartitionFetchResult:
+    error_code: int
+    high_watermark: int
+    records: bytes
+
+
+def fetch_v4(conn: Conn, topic: str, partition: int, offset: int, max_bytes: int,
+             partition_max_bytes: int, max_wait_ms: int = 0, min_bytes: int = 0) -> PartitionFetchResult:
+    body = (
+        i32(-1)  # replica_id: a consumer
+        + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes)
+        + i8(0)  # isolation_level: read_uncommitted
+        + i32(1) + string(topic)
+        + i32(1) + i32(partition) + i64(offset) + i32(partition_max_bytes)
+    )
+    r = conn.request(FETCH, 4, body)
+    r.i32()  # throttle_time_ms
+    result = None
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            index, error, high_watermark = r.i32(), r.i16(), r.i64()
+            r.i64()  # last_stable_offset
+            for _ in range(max(r.i32(), 0)):  # aborted_transactions
+                r.i64()
+                r.i64()
+            size = r.i32()
+            records = r._take(size) if size > 0 else b""
+            if name == topic and index == partition:
+                result = PartitionFetchResult(error, high_watermark, records)
+    if result is None:
+        raise AssertionError(f"Fetch response has no {topic}-{partition}")
+    return result

@@ -8,6 +8,8 @@
 //!   ApiVersions and for which requests are served at all.
 //! - [`batch`]: a zero-copy view over a v2 record batch: header fields, CRC
 //!   check, and the in-place rewrites the leader makes on append.
+//! - [`chunked`]: an encoding buffer that references the record batches of a
+//!   Fetch response instead of copying them.
 //! - [`records`]: a streaming walk over the records inside a batch (any
 //!   codec, bounded memory) that checks their framing as Kafka's validator does.
 //! - [`legacy_produce`]: Produce v0-v2, advertised only so that old clients
@@ -18,6 +20,7 @@
 
 pub mod api_table;
 pub mod batch;
+pub mod chunked;
 pub mod frame;
 pub mod header;
 pub mod legacy_produce;

@@ -5,7 +5,8 @@
 //! offset while there are no transactions, so `read_committed` reads the
 //! same and gets an empty aborted-transactions list). The first partition
 //! that has data may exceed `partition_max_bytes`/`max_bytes` by one whole
-//! batch, as Kafka does; after it the response stops at `max_bytes`. When
+//! batch, as Kafka does; after it the response stops at `max_bytes`, itself
+//! capped by the broker's `fetch.max.bytes` (55 MiB by default). When
 //! fewer than `min_bytes` are ready and no partition failed, the request
 //! parks until an append wakes it or `max_wait_ms` passes. v13+ names topics
 //! by id (UNKNOWN_TOPIC_ID when unknown). `current_leader_epoch` is checked
@@ -170,13 +171,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     let read_committed = request.isolation_level == 1;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
+    // As Kafka: the broker's `fetch.max.bytes` caps what any client asks for.
+    let max_bytes = request.max_bytes.min(broker.config.fetch_max_bytes);
     let results = loop {
         // Register for the wake-up before reading, so an append between the
         // read and the wait is not missed.
         let notified = broker.replicas.data_arrived.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (results, bytes) = read_once(broker, &targets, request.max_bytes);
+        let (results, bytes) = read_once(broker, &targets, max_bytes);
         let failed = results.iter().any(|(d, _, _)| d.error_code != 0);
         let now = Instant::now();
         if bytes >= min_bytes || failed || now >= deadline || targets.is_empty() {

@@ -41,11 +41,12 @@ mod tests;
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tracing::debug;
 use weir_protocol::api_table::{advertised_range, PRODUCE_MIN_SERVED_VERSION};
+use weir_protocol::chunked::ChunkedBuf;
 use weir_protocol::header::{parse_request, write_response_header, HeaderError};
 use weir_protocol::legacy_produce;
 
@@ -110,12 +111,67 @@ fn decode<T: Decodable>(ctx: &RequestContext, body: &mut Bytes) -> Result<T, Han
     })
 }
 
+/// An encoded response (response header and message) as chunks written in
+/// order: a Fetch response references the record batches it read instead of
+/// copying them.
+#[derive(Debug)]
+pub struct Response {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Response {
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty (never, for a Kafka response).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Its bytes, in order.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// Its bytes in one buffer (tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
+}
+
+impl From<BytesMut> for Response {
+    fn from(buf: BytesMut) -> Response {
+        Response { len: buf.len(), chunks: vec![buf.freeze()] }
+    }
+}
+
+impl From<ChunkedBuf> for Response {
+    fn from(buf: ChunkedBuf) -> Response {
+        Response { len: buf.len(), chunks: buf.into_chunks() }
+    }
+}
+
 /// Encodes a response with its header.
-fn encode<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Result<BytesMut, HandleError> {
+fn encode<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Result<Response, HandleError> {
     let mut buf = BytesMut::with_capacity(response.compute_size(ctx.version).unwrap_or(64) + 8);
     write_response_header(&mut buf, ctx.correlation_id, T::header_version(ctx.version));
     response.encode(&mut buf, ctx.version).map_err(|e| HandleError::Encode(ctx.api_key, e.to_string()))?;
-    Ok(buf)
+    Ok(buf.into())
+}
+
+/// Encodes a Fetch response with its header, referencing its records.
+fn encode_fetch(ctx: &RequestContext, response: &FetchResponse) -> Result<Response, HandleError> {
+    let records: Vec<Bytes> =
+        response.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.clone()).collect();
+    let mut header = BytesMut::with_capacity(16);
+    write_response_header(&mut header, ctx.correlation_id, FetchResponse::header_version(ctx.version));
+    let mut buf = ChunkedBuf::new(records);
+    buf.put_slice(&header);
+    response.encode(&mut buf, ctx.version).map_err(|e| HandleError::Encode(ctx.api_key, e.to_string()))?;
+    Ok(buf.into())
 }
 
 /// Decodes, dispatches and encodes one request frame. `Ok(None)` means the
@@ -124,7 +180,7 @@ pub async fn handle_frame(
     broker: &Arc<Broker>,
     frame: BytesMut,
     client_host: &str,
-) -> Result<Option<BytesMut>, HandleError> {
+) -> Result<Option<Response>, HandleError> {
     let request = parse_request(frame)?;
     let version = request.header.request_api_version;
     let ctx = RequestContext {
@@ -138,7 +194,7 @@ pub async fn handle_frame(
     if !range.contains(version) {
         if ctx.api_key == ApiKey::ApiVersions {
             // KIP-511: answer in the v0 layout so the client can pick a version.
-            return Ok(Some(api_versions::unsupported_version_response(ctx.correlation_id)));
+            return Ok(Some(api_versions::unsupported_version_response(ctx.correlation_id).into()));
         }
         return Err(HandleError::UnsupportedVersion { api_key: ctx.api_key, version });
     }
@@ -158,7 +214,7 @@ pub async fn handle_frame(
                 let mut buf = BytesMut::with_capacity(b.len() + 4);
                 write_response_header(&mut buf, ctx.correlation_id, 0);
                 buf.extend_from_slice(&b);
-                buf
+                buf.into()
             }));
         }
         ApiKey::Produce => {
@@ -168,7 +224,7 @@ pub async fn handle_frame(
                 None => Ok(None),
             };
         }
-        ApiKey::Fetch => route!(fetch),
+        ApiKey::Fetch => encode_fetch(&ctx, &fetch::handle(broker, &ctx, decode(&ctx, &mut body)?).await),
         ApiKey::ListOffsets => route!(list_offsets),
         ApiKey::Metadata => route!(metadata),
         ApiKey::OffsetCommit => route!(offset_commit),

@@ -95,7 +95,9 @@ async fn every_advertised_version_is_dispatched_and_encodes() {
         for version in first..=range.max_version {
             let request = frame(range.api_key, version, &default_request_body(range.api_key, version));
             match handle_frame(&broker, request, "/127.0.0.1").await {
-                Ok(Some(response)) => assert_eq!(&response[..4], &7i32.to_be_bytes(), "{:?} v{version}", range.api_key),
+                Ok(Some(response)) => {
+                    assert_eq!(&response.to_vec()[..4], &7i32.to_be_bytes(), "{:?} v{version}", range.api_key)
+                }
                 Ok(None) => assert_eq!(range.api_key, ApiKey::Produce, "only acks=0 Produce goes unanswered"),
                 Err(e) => panic!("{:?} v{version}: {e}", range.api_key),
             }
@@ -113,7 +115,7 @@ async fn unadvertised_apis_and_versions_are_refused() {
     assert!(matches!(err, HandleError::UnsupportedVersion { version: 13, .. }));
     // KIP-511: an unknown ApiVersions version is answered in the v0 layout with UNSUPPORTED_VERSION.
     let response = handle_frame(&broker, frame(ApiKey::ApiVersions, 9, &[]), "/127.0.0.1").await.unwrap().unwrap();
-    assert_eq!(&response[4..6], &35i16.to_be_bytes());
+    assert_eq!(&response.to_vec()[4..6], &35i16.to_be_bytes());
     // Produce v0-2 is advertised and refused per partition.
     let mut legacy = BytesMut::new();
     legacy.extend_from_slice(&1i16.to_be_bytes());

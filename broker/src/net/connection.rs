@@ -1,6 +1,6 @@
 //! Frame I/O over one client socket.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 
@@ -49,10 +49,14 @@ impl Connection {
         }
     }
 
-    /// Writes one response frame (header and body already encoded) and flushes it.
-    pub async fn write_frame(&mut self, body: &[u8]) -> Result<(), ConnectionError> {
-        self.stream.write_all(&frame_length_prefix(body.len())).await?;
-        self.stream.write_all(body).await?;
+    /// Writes one response frame (header and body already encoded, in
+    /// chunks whose total is `len`) and flushes it. Small chunks are
+    /// coalesced by the write buffer; large ones go to the socket as they are.
+    pub async fn write_frame(&mut self, chunks: &[Bytes], len: usize) -> Result<(), ConnectionError> {
+        self.stream.write_all(&frame_length_prefix(len)).await?;
+        for chunk in chunks {
+            self.stream.write_all(chunk).await?;
+        }
         self.stream.flush().await?;
         Ok(())
     }

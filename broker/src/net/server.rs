@@ -88,7 +88,7 @@ async fn serve_connection(mut conn: Connection, peer: SocketAddr, broker: Arc<Br
         };
         match handlers::handle_frame(&broker, frame, &client_host).await {
             Ok(Some(response)) => {
-                if let Err(e) = conn.write_frame(&response).await {
+                if let Err(e) = conn.write_frame(response.chunks(), response.len()).await {
                     debug!(%peer, error = %e, "could not write response");
                     break;
                 }
