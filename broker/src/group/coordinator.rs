@@ -405,9 +405,17 @@ impl GroupCoordinator {
         }
         let image = broker.image();
         let mut groups = self.lock();
+        // As Kafka's `OffsetMetadataManager.validateOffsetCommit`: a negative
+        // generation (or member epoch) creates a missing group as a "simple"
+        // group whatever the member id; otherwise a missing group is
+        // GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before.
         let entry = match groups.get_mut(group_id) {
             Some(entry) => entry,
-            None if generation_id < 0 && member_id.is_empty() => Self::entry(&mut groups, group_id),
+            None if generation_id < 0 => {
+                info!(group = group_id, "creating a simple group via a manual offset commit");
+                Self::entry(&mut groups, group_id)
+            }
+            None if api_version >= 9 => return fail_all(ErrorCode::GroupIdNotFound, commits.len()),
             None => return fail_all(ErrorCode::IllegalGeneration, commits.len()),
         };
         let checked = match &entry.consumer {
