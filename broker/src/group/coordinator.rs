@@ -5,8 +5,15 @@
 //! topic. Every change is written there first (commits are answered only
 //! after the append, with the durability of any acks=-1 produce) and applied
 //! to memory after, so loading the topic at start rebuilds the same state:
-//! state changes through replay only. This broker leads every partition of a
-//! single-node cluster, so it coordinates every group.
+//! state changes through replay only. A failed write is answered to the
+//! caller (its error code), with one exception taken from Kafka
+//! (`GroupCoordinator.onCompleteJoin`, `GroupMetadataManager` "Failed to
+//! write empty metadata"): a classic group that became Empty because its
+//! last members left or expired keeps that state in memory and the failure
+//! is logged at warn, since no member is left to answer and a reload of the
+//! previous generation only lets its departed members time out. This broker
+//! leads every partition of a single-node cluster, so it coordinates every
+//! group.
 //!
 //! Locking: one mutex over all groups. Appends happen under it; they are
 //! page-cache writes, and holding it keeps a group's records in the order
@@ -260,8 +267,20 @@ impl GroupCoordinator {
             let result = self.write(broker, &entry.group.group_id.clone(), vec![record]).err();
             entry.group.complete_sync(result, &self.config, now, now_ms());
         } else if effects.persist_state {
+            // The group became Empty (its last members left or expired); the
+            // state machine has already let them go and answered their
+            // waiters, so there is nothing to undo. As Kafka does, a failed
+            // write is only logged: until the next rebalance writes again, a
+            // reload brings back the previous generation, whose members have
+            // gone and simply time out.
             let record = Self::group_record(&entry.group);
-            let _ = self.write(broker, &entry.group.group_id.clone(), vec![record]);
+            if let Err(e) = self.write(broker, &entry.group.group_id.clone(), vec![record]) {
+                warn!(
+                    group = %entry.group.group_id,
+                    error = ?e,
+                    "failed to write the empty group's metadata to {OFFSETS_TOPIC}; the group stays empty in memory"
+                );
+            }
         }
     }
 
@@ -405,9 +424,17 @@ impl GroupCoordinator {
         }
         let image = broker.image();
         let mut groups = self.lock();
+        // As Kafka's `OffsetMetadataManager.validateOffsetCommit`: a negative
+        // generation (or member epoch) creates a missing group as a "simple"
+        // group whatever the member id; otherwise a missing group is
+        // GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before.
         let entry = match groups.get_mut(group_id) {
             Some(entry) => entry,
-            None if generation_id < 0 && member_id.is_empty() => Self::entry(&mut groups, group_id),
+            None if generation_id < 0 => {
+                info!(group = group_id, "creating a simple group via a manual offset commit");
+                Self::entry(&mut groups, group_id)
+            }
+            None if api_version >= 9 => return fail_all(ErrorCode::GroupIdNotFound, commits.len()),
             None => return fail_all(ErrorCode::IllegalGeneration, commits.len()),
         };
         let checked = match &entry.consumer {
@@ -578,4 +605,105 @@ impl GroupCoordinator {
 /// A client id or member id for responses.
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use weir_controller::TopicRef;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    /// Collects what the `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
+        let mut raw = std::collections::BTreeMap::new();
+        raw.insert("log.dirs".to_string(), dir.display().to_string());
+        raw.insert("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string());
+        raw.insert("group.initial.rebalance.delay.ms".to_string(), "0".to_string());
+        Broker::start(BrokerConfig::from_raw(raw).expect("config")).expect("broker starts")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_failed_write_of_an_emptied_group_is_logged_and_the_group_stays_empty() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let broker = test_broker(dir.path());
+        let coordinator = &broker.groups;
+
+        // One member joins and syncs: the group is Stable, written to __consumer_offsets.
+        let joined = coordinator
+            .join(
+                &broker,
+                "g",
+                JoinRequest {
+                    member_id: String::new(),
+                    group_instance_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout: Duration::from_secs(10),
+                    rebalance_timeout: Duration::from_secs(10),
+                    protocol_type: "consumer".into(),
+                    protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+                    require_known_member_id: false,
+                },
+            )
+            .await;
+        assert_eq!(joined.error, None);
+        let member = joined.member_id.clone();
+        let synced = coordinator
+            .sync(
+                &broker,
+                "g",
+                SyncRequest {
+                    member_id: member.clone(),
+                    generation_id: joined.generation_id,
+                    assignments: vec![(member.clone(), Bytes::from_static(b"a"))],
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_eq!(synced.error, None);
+        assert_eq!(coordinator.describe("g").state, "Stable");
+
+        // Every write fails from now on: the partition is gone.
+        let deleted = broker.controller.delete_topics(vec![TopicRef::Name(OFFSETS_TOPIC.to_string())]);
+        assert!(deleted.iter().all(Result::is_ok));
+        broker.metadata_changed();
+        assert_eq!(
+            coordinator.write(&broker, "g", vec![GroupCoordinator::group_record(&coordinator.lock()["g"].group)]),
+            Err(ErrorCode::CoordinatorNotAvailable)
+        );
+
+        // The last member leaves: the group is Empty in memory and the failed write is logged.
+        let left = coordinator.leave(&broker, "g", &[(member, None)]);
+        assert_eq!(left, Ok(vec![None]));
+        assert_eq!(coordinator.describe("g").state, "Empty");
+        let logs = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).to_string();
+        assert!(logs.contains("WARN") && logs.contains("failed to write the empty group's metadata"), "{logs}");
+    }
 }

@@ -4,15 +4,27 @@
 //! offset (-1 means the high watermark) and deletes the segments wholly
 //! below it; answers with the new low watermark. An offset above the high
 //! watermark gets OFFSET_OUT_OF_RANGE; an unknown partition
-//! UNKNOWN_TOPIC_OR_PARTITION.
+//! UNKNOWN_TOPIC_OR_PARTITION. A partition of an internal topic
+//! (`__consumer_offsets`, `__transaction_state`) gets
+//! INVALID_TOPIC_EXCEPTION, as in Kafka's `ReplicaManager.deleteRecords`
+//! ("Cannot delete records of internal topic"; the response carries no
+//! message).
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use tracing::debug;
+use weir_controller::is_internal_topic;
+use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
+
+/// True if the metadata has this partition.
+fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
+    broker.image().topic(topic).is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
+}
 
 /// Serves DeleteRecords.
 pub async fn handle(
@@ -30,6 +42,11 @@ pub async fn handle(
                 .into_iter()
                 .map(|p| {
                     let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                    // Internal topics are closed to clients (after the unknown-partition check, as in Kafka).
+                    if is_internal_topic(&name) && partition_exists(broker, &name, p.partition_index) {
+                        debug!(topic = %name, partition = p.partition_index, "refused DeleteRecords on an internal topic");
+                        return result.with_low_watermark(-1).with_error_code(ErrorCode::InvalidTopicException.code());
+                    }
                     let outcome = broker
                         .replicas
                         .get(&name, p.partition_index)

@@ -3,9 +3,19 @@
 //! Behaviour: for a group (key type 0) the coordinator is the leader of the
 //! group's `__consumer_offsets` partition: in a single-node cluster, this
 //! broker. The topic is created on the first such request, as Kafka does.
-//! v4+ batches keys, each with its own answer. Transactional ids (key
-//! type 1) get COORDINATOR_NOT_AVAILABLE until the transaction coordinator
-//! exists; another key type gets INVALID_REQUEST.
+//! v4+ batches keys, each with its own answer. Another key type gets
+//! INVALID_REQUEST.
+//!
+//! Deviation: there is no transaction coordinator yet, so a transactional id
+//! (key type 1) is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED and the
+//! message "Transactions are not supported by this broker yet". Kafka sends
+//! that code when the principal may not use the transactional id; it is the
+//! one code every client treats as fatal at this step: librdkafka
+//! (`rd_kafka_txn_handle_FindCoordinator` fails the transactional producer,
+//! so `init_transactions()` returns at once instead of retrying until its
+//! timeout), Java's producer (`TransactionManager.FindCoordinatorHandler`)
+//! and Admin (`CoordinatorStrategy`, so `kafka-transactions.sh` exits).
+//! The retriable COORDINATOR_NOT_AVAILABLE made clients retry without end.
 
 use std::sync::Arc;
 
@@ -20,6 +30,9 @@ use crate::broker::Broker;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// The error message refusing a transactional id.
+pub(crate) const TRANSACTIONS_UNSUPPORTED: &str = "Transactions are not supported by this broker yet";
+
 /// (node, host, port) of the coordinator, or the error.
 fn coordinator_for(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
     match key_type {
@@ -30,7 +43,7 @@ fn coordinator_for(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), 
             let endpoint = me.listeners.first().ok_or(ErrorCode::CoordinatorNotAvailable)?;
             Ok((me.id, endpoint.host.clone(), endpoint.port as i32))
         }
-        KEY_TYPE_TRANSACTION => Err(ErrorCode::CoordinatorNotAvailable),
+        KEY_TYPE_TRANSACTION => Err(ErrorCode::TransactionalIdAuthorizationFailed),
         _ => Err(ErrorCode::InvalidRequest),
     }
 }
@@ -38,6 +51,7 @@ fn coordinator_for(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), 
 fn message(code: ErrorCode) -> StrBytes {
     StrBytes::from_static_str(match code {
         ErrorCode::InvalidRequest => "Unknown coordinator key type.",
+        ErrorCode::TransactionalIdAuthorizationFailed => TRANSACTIONS_UNSUPPORTED,
         _ => "The coordinator is not available.",
     })
 }

@@ -5,13 +5,18 @@
 //! ("blindly accept"), from blocks the controller allocates so ids are never
 //! reused, even across restarts.
 //!
-//! Deviation: a transactional id is answered with
-//! COORDINATOR_NOT_AVAILABLE until the transaction coordinator exists.
+//! Deviation: there is no transaction coordinator yet, so a request with a
+//! transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+//! which clients treat as fatal (librdkafka `rd_kafka_idemp_check_error`,
+//! Java `TransactionManager.InitProducerIdHandler`), rather than the
+//! retriable COORDINATOR_NOT_AVAILABLE they would retry until their timeout.
+//! The response has no message field; FindCoordinator, which clients send
+//! first, carries "Transactions are not supported by this broker yet".
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use tracing::warn;
+use tracing::{debug, warn};
 use weir_protocol::ErrorCode;
 
 use super::RequestContext;
@@ -29,8 +34,9 @@ pub async fn handle(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request.transactional_id.is_some() {
-        return failed(ErrorCode::CoordinatorNotAvailable);
+    if let Some(id) = &request.transactional_id {
+        debug!(transactional_id = %id.as_str(), "refused a transactional InitProducerId: transactions are not supported yet");
+        return failed(ErrorCode::TransactionalIdAuthorizationFailed);
     }
     match broker.producer_ids.next_id(&broker.controller, broker.config.node_id) {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),

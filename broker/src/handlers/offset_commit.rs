@@ -1,12 +1,14 @@
 //! OffsetCommit: v2-9.
 //!
-//! Behaviour: a member of the current generation (or, with generation -1
-//! and no member id, anyone while the group has no members: a standalone
-//! commit, which creates the group) commits offsets; they are written to
+//! Behaviour: a member of the current generation (or, with a negative
+//! generation / member epoch, anyone while the group is empty or missing,
+//! whatever member id it sends: a "simple" group, which the commit creates,
+//! as in Kafka's `validateOffsetCommit`) commits offsets; they are written to
 //! `__consumer_offsets` and the response is sent once the append is done.
 //! Per partition: UNKNOWN_TOPIC_OR_PARTITION for a partition that does not
 //! exist, OFFSET_METADATA_TOO_LARGE past `offset.metadata.max.bytes`. For the
-//! whole request: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
+//! whole request: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION (a missing group
+//! with a generation before v9), GROUP_ID_NOT_FOUND (the same from v9),
 //! REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID, INVALID_GROUP_ID. A KIP-848
 //! consumer group member commits at its current member epoch with v9+
 //! (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID, UNSUPPORTED_VERSION). The v2-v4

@@ -528,14 +528,22 @@ impl ClassicGroup {
         effects
     }
 
-    /// Validates an OffsetCommit's member fields (generation -1 with no member
-    /// is a standalone commit, allowed while the group has no members).
+    /// Validates an OffsetCommit's member fields, as Kafka's
+    /// `ClassicGroup.validateOffsetCommit`: a negative generation commits to
+    /// an Empty group whatever the member id (a "simple" group: the admin
+    /// client, or a consumer that assigns its partitions itself; a KIP-848
+    /// client sends its own member id with epoch -1); otherwise the member
+    /// and generation must match.
     pub fn check_commit(&self, member_id: &str, instance: Option<&str>, generation_id: i32) -> Result<(), ErrorCode> {
         if self.state == GroupState::Dead {
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
         if generation_id < 0 && member_id.is_empty() && instance.is_none() {
-            return if self.members.is_empty() { Ok(()) } else { Err(ErrorCode::UnknownMemberId) };
+            // A standalone commit while the group has members.
+            return Err(ErrorCode::UnknownMemberId);
         }
         self.check_member(member_id, instance)?;
         if generation_id != self.generation_id {

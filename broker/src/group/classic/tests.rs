@@ -177,3 +177,16 @@ fn standalone_commits_only_while_the_group_has_no_members() {
     let _ = join_new(&mut g, &["range"], now);
     assert_eq!(g.check_commit("", None, -1), Err(ErrorCode::UnknownMemberId));
 }
+
+#[test]
+fn a_negative_generation_commits_to_an_empty_group_whatever_the_member_id() {
+    let now = Instant::now();
+    let mut g = ClassicGroup::new("g", 0);
+    // A KIP-848 client that assigns its partitions itself sends its own member id with epoch -1.
+    assert_eq!(g.check_commit("client-made-id", None, -1), Ok(()));
+    assert_eq!(g.check_commit("client-made-id", Some("i-1"), -1), Ok(()));
+    assert_eq!(g.check_commit("client-made-id", None, 0), Err(ErrorCode::UnknownMemberId));
+    let (a, _rx) = join_new(&mut g, &["range"], now);
+    assert_eq!(g.check_commit("client-made-id", None, -1), Err(ErrorCode::UnknownMemberId));
+    assert_eq!(g.check_commit(&a, None, -1), Err(ErrorCode::IllegalGeneration));
+}
