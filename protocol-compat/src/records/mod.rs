@@ -73,18 +73,27 @@ pub enum RecordsError {
 /// parsed and whose CRC matched), calling `visit` for each in order, and
 /// checks that exactly `header.records_count` records fill the records
 /// section.
-pub fn walk_records(
-    batch: &[u8],
-    header: &BatchHeader,
-    mut visit: impl FnMut(&RecordInfo),
-) -> Result<(), RecordsError> {
+pub fn walk_records(batch: &[u8], header: &BatchHeader, visit: impl FnMut(&RecordInfo)) -> Result<(), RecordsError> {
     let section = &batch[crate::batch::HEADER_SIZE.min(batch.len())..header.total_size().min(batch.len())];
     let codec = match Compression::of(header) {
         Compression::Unknown(id) => return Err(RecordsError::UnknownCompression(id)),
         _ => header.compression(),
     };
-    let mut source = decompress::reader(codec, section)?;
-    let mut cursor = Cursor { source: &mut *source, left: 0 };
+    if codec == 0 {
+        // Uncompressed, the common case: the walk reads the slice directly.
+        walk(&mut &section[..], codec, header, visit)
+    } else {
+        walk(&mut decompress::reader(codec, section)?, codec, header, visit)
+    }
+}
+
+fn walk<R: BufRead + ?Sized>(
+    source: &mut R,
+    codec: u8,
+    header: &BatchHeader,
+    mut visit: impl FnMut(&RecordInfo),
+) -> Result<(), RecordsError> {
+    let mut cursor = Cursor { source, left: 0 };
     let count = header.records_count.max(0);
     for index in 0..count {
         let info = cursor.record(index, header).map_err(|reason| match reason {
@@ -117,12 +126,12 @@ enum Failure {
 
 /// Reads fields off the records section; `left` is what remains of the
 /// current record's declared length, and no read may go past it.
-struct Cursor<'a> {
-    source: &'a mut dyn BufRead,
+struct Cursor<'a, R: BufRead + ?Sized> {
+    source: &'a mut R,
     left: u64,
 }
 
-impl Cursor<'_> {
+impl<R: BufRead + ?Sized> Cursor<'_, R> {
     fn record(&mut self, index: i32, header: &BatchHeader) -> Result<RecordInfo, Failure> {
         // The length prefix is not part of the record, so no limit applies to it.
         self.left = u64::MAX;
