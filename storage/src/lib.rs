@@ -14,10 +14,14 @@
 //! * `leader-epoch-checkpoint` — Kafka's text checkpoint: `0`, entry count, then `epoch startOffset` lines;
 //! * `<offset>.snapshot` — producer-state snapshots (own binary format with a CRC32C);
 //! * `log-start-offset` — text, present only when the log start offset is above the first segment's base;
-//! * `recovery-point` — text, base offset of the first segment that may hold unflushed data;
 //! * `clean-shutdown` — empty marker written by [`Log::close`] and removed by [`Log::open`];
 //! * `cleaner-offset-checkpoint` — text, the offset below which a compacted log was cleaned
 //!   (`<base>.log.cleaned` files are cleanings in progress; see [`Log::clean`]).
+//!
+//! The recovery point (offsets below it are fsynced) is not stored in the partition directory: the
+//! caller keeps every log's in Kafka's per-log-dir `recovery-point-offset-checkpoint` (see
+//! [`checkpoint`]), reads it with [`Log::recovery_point`] and hands it back at
+//! [`Log::open_with_recovery_point`].
 //!
 //! All integers in binary files are big-endian. Small metadata files are replaced atomically
 //! (temporary file, fsync, rename, directory fsync).
@@ -35,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod checkpoint;
 mod compaction;
 mod config;
 mod epoch;
@@ -47,13 +52,14 @@ mod recovery;
 mod retention;
 mod segment;
 
+pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint, OffsetMap, RECOVERY_POINT_CHECKPOINT_FILE};
 pub use compaction::{
     remove_leftovers, CleanOptions, CleanStats, NoCompression, RecordCodec, CLEANER_CHECKPOINT_FILE,
     DELETE_HORIZON_FLAG,
 };
 pub use config::LogConfig;
 pub use error::{Result, StorageError};
-pub use log::{AppendInfo, Log, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+pub use log::{AppendInfo, Log, PendingFlush, RecoveryStats, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE};
 pub use producer_state::SequenceCheck;
 
 #[cfg(test)]

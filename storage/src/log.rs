@@ -4,11 +4,13 @@
 //! * segments are keyed by base offset; each segment's offsets lie in `[base, next segment's base)`;
 //! * the last segment is the only one appended to (the *active* segment);
 //! * `log_start_offset` is in `[first segment base, log_end_offset]`;
-//! * every offset below `recovery_point` has been fsynced; the `recovery-point` file holds the base
-//!   offset of a segment such that all segments below it were fully fsynced when it was written.
+//! * every offset below `recovery_point` has been fsynced (log, indexes and directory entries). The
+//!   caller persists it (Kafka's `recovery-point-offset-checkpoint`, see [`crate::checkpoint`]) and
+//!   hands it back to [`Log::open_with_recovery_point`]; recovery after a crash then rescans only the
+//!   segments from the one holding it.
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -25,8 +27,55 @@ use crate::segment::Segment;
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// Text file holding the log start offset when it is above the first segment's base offset.
 pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
-/// Text file holding the base offset of the first segment that may hold unflushed data.
-pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Per-partition recovery-point file written by earlier versions; deleted on open (the recovery
+/// point now lives in the log dir's `recovery-point-offset-checkpoint`).
+pub(crate) const LEGACY_RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// What the recovery scan of an unclean open did (see [`Log::recovery_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// The recovery point handed to the open (`None`: unknown, everything was rescanned).
+    pub recovery_point: Option<i64>,
+    /// Segments in the log after the open.
+    pub segments_total: usize,
+    /// Segments rescanned (from the one holding the recovery point on, plus any whose indexes were
+    /// found broken).
+    pub segments_scanned: usize,
+    /// Bytes of those segments read and CRC-validated.
+    pub bytes_scanned: u64,
+    /// Batches validated.
+    pub batches_validated: u64,
+    /// Bytes cut off at the first invalid byte (0 for an intact log).
+    pub bytes_truncated: u64,
+}
+
+/// Sealed segments waiting to be fsynced after a roll, taken by [`Log::take_pending_flush`]: the
+/// caller fsyncs them with [`PendingFlush::sync`] without holding the log, then hands them back to
+/// [`Log::complete_flush`] to advance the recovery point (Kafka flushes rolled segments
+/// asynchronously in the same way).
+#[derive(Debug)]
+pub struct PendingFlush {
+    files: Vec<File>,
+    bases: Vec<i64>,
+    dir: PathBuf,
+    up_to: i64,
+    truncations: u64,
+}
+
+impl PendingFlush {
+    /// The recovery point once this flush completes.
+    pub fn up_to(&self) -> i64 {
+        self.up_to
+    }
+
+    /// fsyncs the sealed segments' log and index files and the partition directory.
+    pub fn sync(&self) -> Result<()> {
+        for f in &self.files {
+            f.sync_data().ctx(|| format!("fsync a sealed segment of {}", self.dir.display()))?;
+        }
+        fsync_dir(&self.dir)
+    }
+}
 
 /// Result of a successful [`Log::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +101,13 @@ pub struct Log {
     pub(crate) persisted_log_start: Option<i64>,
     /// Offsets below this are fsynced.
     pub(crate) recovery_point: i64,
-    /// Value last written to the recovery-point file.
-    pub(crate) recovery_checkpoint: Option<i64>,
+    /// Base offset of the newest segment rolled since the last flush: everything below it awaits
+    /// an fsync ([`Log::take_pending_flush`]).
+    pub(crate) roll_flush_pending: Option<i64>,
+    /// Truncations so far; a [`PendingFlush`] taken before one is stale.
+    pub(crate) truncations: u64,
+    /// What the last open's recovery scan did (`None` after a clean open).
+    pub(crate) recovery_stats: Option<RecoveryStats>,
     pub(crate) last_flush_ms: i64,
     /// Latest wall-clock time seen from the caller (for operations that take no `now_ms`).
     pub(crate) now_hint_ms: i64,
@@ -65,8 +119,15 @@ pub struct Log {
 }
 
 impl Log {
+    /// [`Log::open_with_recovery_point`] without a known recovery point: after an unclean shutdown
+    /// every segment is rescanned.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
+        Self::open_with_recovery_point(dir, config, now_ms, None)
+    }
+
     /// Opens or creates the partition directory. Without the clean-shutdown marker, recovers:
-    /// segments from the persisted recovery point on (at least the last one) are scanned and every
+    /// segments from the one holding `recovery_point` on (at least the last one; all of them when it
+    /// is `None`) are scanned and every
     /// batch validated (size bounds, magic 2, CRC32C, increasing offsets); the log is truncated at the
     /// first invalid byte (logged once with `tracing::warn`) and later segments are deleted; the
     /// scanned segments' indexes are rebuilt. Indexes of other segments are sanity-checked and rebuilt
@@ -74,9 +135,20 @@ impl Log {
     /// The marker is removed after opening, so a later crash means recovery next time.
     /// Files left by a cleaning interrupted by a crash are deleted first. A `leader-epoch-checkpoint`
     /// that cannot be parsed is rebuilt from the batches' leader epochs (logged once with `warn`).
-    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
+    /// A recovery logs one `info` line with what it scanned ([`Log::recovery_stats`]).
+    pub fn open_with_recovery_point(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        recovery_point: Option<i64>,
+    ) -> Result<Log> {
         crate::compaction::remove_leftovers(dir)?;
-        crate::recovery::open(dir, config, now_ms)
+        crate::recovery::open(dir, config, now_ms, recovery_point)
+    }
+
+    /// What the recovery scan of the open did; `None` if the log was shut down cleanly.
+    pub fn recovery_stats(&self) -> Option<RecoveryStats> {
+        self.recovery_stats
     }
 
     /// The partition directory.
@@ -117,7 +189,8 @@ impl Log {
         self.segments.keys().copied().collect()
     }
 
-    /// Offsets below this are known to be fsynced.
+    /// Offsets below this are known to be fsynced: the value to persist and hand back to
+    /// [`Log::open_with_recovery_point`].
     pub fn recovery_point(&self) -> i64 {
         self.recovery_point
     }
@@ -213,14 +286,58 @@ impl Log {
         Ok(())
     }
 
-    /// Starts a new active segment at the log end offset and snapshots producer state there.
+    /// Starts a new active segment at the log end offset and snapshots producer state there. The
+    /// sealed segments then await an fsync ([`Log::take_pending_flush`]).
     pub(crate) fn roll(&mut self) -> Result<()> {
         let new_base = self.log_end_offset();
         self.active_mut()?.on_become_inactive()?;
         let seg = Segment::create(&self.dir, new_base, &self.config)?;
         self.segments.insert(new_base, seg);
         self.dir_dirty = true;
+        if new_base > self.recovery_point {
+            self.roll_flush_pending = Some(new_base);
+        }
         self.producers.take_snapshot(new_base)
+    }
+
+    /// After a roll, the segments below the new active segment that are not yet known flushed, as
+    /// duplicated file handles to fsync without holding the log; `None` if nothing awaits.
+    pub fn take_pending_flush(&mut self) -> Result<Option<PendingFlush>> {
+        let Some(up_to) = self.roll_flush_pending.take() else { return Ok(None) };
+        if up_to <= self.recovery_point {
+            return Ok(None);
+        }
+        let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
+        let mut files = Vec::new();
+        let mut bases = Vec::new();
+        for (&base, seg) in self.segments.range(from..up_to) {
+            files.extend(seg.file_handles()?);
+            bases.push(base);
+        }
+        Ok(Some(PendingFlush { files, bases, dir: self.dir.clone(), up_to, truncations: self.truncations }))
+    }
+
+    /// Advances the recovery point to what a successfully synced [`PendingFlush`] covers, unless
+    /// the log was truncated meanwhile.
+    pub fn complete_flush(&mut self, flushed: PendingFlush) {
+        if flushed.truncations == self.truncations && flushed.up_to <= self.log_end_offset() {
+            self.recovery_point = self.recovery_point.max(flushed.up_to);
+            // Sealed segments are not written again (compaction fsyncs what it rewrites).
+            for base in &flushed.bases {
+                if let Some(seg) = self.segments.get_mut(base) {
+                    seg.mark_flushed();
+                }
+            }
+        }
+    }
+
+    /// Takes, syncs and completes the pending flush of rolled segments in one go.
+    pub fn flush_rolled_segments(&mut self) -> Result<()> {
+        if let Some(pending) = self.take_pending_flush()? {
+            pending.sync()?;
+            self.complete_flush(pending);
+        }
+        Ok(())
     }
 
     /// Whole batches starting with the one containing `offset`, concatenated (possibly across
@@ -325,15 +442,8 @@ impl Log {
             fsync_dir(&self.dir)?;
             self.dir_dirty = false;
         }
-        let active_base = self.active().map(Segment::base_offset);
-        if let Some(base) = active_base {
-            if self.recovery_checkpoint != Some(base) {
-                // Everything below `base` is now on disk, so recovery may start at `base`.
-                write_atomic(&self.dir, RECOVERY_POINT_FILE, format!("{base}\n").as_bytes())?;
-                self.recovery_checkpoint = Some(base);
-            }
-        }
         self.recovery_point = self.log_end_offset();
+        self.roll_flush_pending = None;
         self.flush_count += 1;
         Ok(())
     }

@@ -3,8 +3,11 @@
 //! * A clean open (marker present) trusts all segments; their indexes get a cheap sanity check
 //!   (a thorough one for the active segment) and any segment failing it is recovered.
 //! * An unclean open recovers (rescans, validating CRCs, and re-indexes) every segment from the one
-//!   named in the `recovery-point` file (at least the active segment). The first invalid byte ends
-//!   the log: the segment is truncated there and every later segment is deleted.
+//!   holding the recovery point the caller passes (at least the active segment; every segment when
+//!   it is unknown), as Kafka's LogLoader does; segments wholly below it were fsynced and are
+//!   trusted like after a clean shutdown (cheap index check, rebuilt if broken). The first invalid
+//!   byte ends the log: the segment is truncated there and every later segment is deleted. One
+//!   `info` line per recovered partition says what was scanned.
 //! * Stale `*.tmp` files and index files without a `.log` are deleted.
 //! * A `leader-epoch-checkpoint` that cannot be parsed does not stop the log from opening: it is
 //!   rebuilt from the batches' partition leader epochs and base offsets and rewritten (warn log).
@@ -19,19 +22,20 @@ use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, Result, StorageError};
 use crate::fsutil::{fsync_dir, parse_offset_file_name, read_i64_file, remove_if_exists, TMP_SUFFIX};
-use crate::log::{Log, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::log::{Log, RecoveryStats, CLEAN_SHUTDOWN_FILE, LEGACY_RECOVERY_POINT_FILE, LOG_START_OFFSET_FILE};
 use crate::producer_state::ProducerStateManager;
 use crate::segment::{Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 
 /// Implementation of [`Log::open`].
-pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
+pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64, recovery_point: Option<i64>) -> Result<Log> {
     fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean = marker.exists();
-    let recovery_checkpoint = read_i64_file(&dir.join(RECOVERY_POINT_FILE))?;
     let log_start_file = read_i64_file(&dir.join(LOG_START_OFFSET_FILE))?;
+    // Written by earlier versions; the caller's checkpoint replaces it (it is never trusted).
+    remove_if_exists(&dir.join(LEGACY_RECOVERY_POINT_FILE))?;
 
-    let mut segments = load_segments(dir, &config, clean, recovery_checkpoint, now_ms)?;
+    let (mut segments, mut stats) = load_segments(dir, &config, clean, recovery_point, now_ms)?;
     if segments.is_empty() {
         let base = log_start_file.unwrap_or(0).max(0);
         segments.insert(base, Segment::create(dir, base, &config)?);
@@ -73,7 +77,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
         log_start_offset: log_start,
         persisted_log_start: log_start_file,
         recovery_point: if clean { leo } else { 0 },
-        recovery_checkpoint,
+        roll_flush_pending: None,
+        truncations: 0,
+        recovery_stats: None,
         last_flush_ms: now_ms,
         now_hint_ms: now_ms,
         epochs,
@@ -88,6 +94,21 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log> {
         log.flush()?;
         log.flush_count = 0;
     }
+    if let Some(stats) = stats.as_mut() {
+        stats.segments_total = log.segments.len();
+        info!(
+            dir = %dir.display(),
+            recovery_point = stats.recovery_point.unwrap_or(-1),
+            segments_scanned = stats.segments_scanned,
+            segments_total = stats.segments_total,
+            bytes_scanned = stats.bytes_scanned,
+            batches_validated = stats.batches_validated,
+            bytes_truncated = stats.bytes_truncated,
+            log_end_offset = log.log_end_offset(),
+            "recovered log after an unclean shutdown"
+        );
+    }
+    log.recovery_stats = stats;
     if remove_if_exists(&marker)? {
         // The marker's removal must be durable before any new write, or a crash could skip recovery.
         fsync_dir(dir)?;
@@ -111,14 +132,15 @@ fn rebuild_epochs(dir: &Path, segments: &BTreeMap<i64, Segment>) -> Result<Leade
     LeaderEpochCache::rebuilt(dir, changes)
 }
 
-/// Discovers, opens and (if needed) recovers the segments of `dir`.
+/// Discovers, opens and (if needed) recovers the segments of `dir`; with the statistics of the
+/// recovery scan after an unclean shutdown of a log that has segments.
 fn load_segments(
     dir: &Path,
     config: &LogConfig,
     clean: bool,
-    recovery_checkpoint: Option<i64>,
+    recovery_point: Option<i64>,
     now_ms: i64,
-) -> Result<BTreeMap<i64, Segment>> {
+) -> Result<(BTreeMap<i64, Segment>, Option<RecoveryStats>)> {
     let mut log_bases = Vec::new();
     let mut index_files = Vec::new();
     for ent in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
@@ -143,11 +165,18 @@ fn load_segments(
         }
     }
 
-    let last_base = log_bases.last().copied().unwrap_or(0);
-    let recover_from = if clean { i64::MAX } else { recovery_checkpoint.unwrap_or(i64::MIN).min(last_base) };
-    if !clean && !log_bases.is_empty() {
-        info!(dir = %dir.display(), from = recover_from, "no clean-shutdown marker; recovering log");
-    }
+    // Recovery starts at the segment holding the recovery point (the last one whose base is not
+    // above it), and always covers the active segment.
+    let recover_from = match (clean, recovery_point) {
+        (true, _) => i64::MAX,
+        (false, None) => i64::MIN,
+        (false, Some(rp)) => {
+            let last_base = log_bases.last().copied().unwrap_or(0);
+            log_bases.iter().copied().take_while(|&b| b <= rp).last().unwrap_or(i64::MIN).min(last_base)
+        }
+    };
+    let mut stats =
+        (!clean && !log_bases.is_empty()).then(|| RecoveryStats { recovery_point, ..RecoveryStats::default() });
 
     let mut segments = BTreeMap::new();
     let mut iter = log_bases.iter().enumerate();
@@ -165,7 +194,17 @@ fn load_segments(
                 recover = true;
             }
         }
-        let truncated = if recover { seg.recover(config, true, now_ms)? > 0 } else { false };
+        let mut truncated = false;
+        if recover {
+            let scanned = seg.recover(config, true, now_ms)?;
+            truncated = scanned.truncated_bytes > 0;
+            if let Some(stats) = stats.as_mut() {
+                stats.segments_scanned += 1;
+                stats.bytes_scanned += scanned.valid_bytes + scanned.truncated_bytes;
+                stats.batches_validated += scanned.batches;
+                stats.bytes_truncated += scanned.truncated_bytes;
+            }
+        }
         segments.insert(base, seg);
         if truncated {
             for (_, &later) in iter.by_ref() {
@@ -174,5 +213,5 @@ fn load_segments(
             }
         }
     }
-    Ok(segments)
+    Ok((segments, stats))
 }

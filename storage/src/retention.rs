@@ -7,15 +7,16 @@
 use tracing::info;
 
 use crate::error::{Result, StorageError};
-use crate::fsutil::write_atomic;
-use crate::log::{Log, RECOVERY_POINT_FILE};
+use crate::log::Log;
 use crate::segment::Segment;
 
 impl Log {
     /// Removes everything at or above `offset` (follower divergence): later segments are deleted, the
     /// segment holding `offset` is cut before the batch containing it and re-indexed; the epoch cache
     /// is truncated and producer state rebuilt. If `offset` is below the first segment, the log is
-    /// emptied and restarted at `offset`. No-op when `offset >= log_end_offset`.
+    /// emptied and restarted at `offset`. No-op when `offset >= log_end_offset`. The recovery point
+    /// drops to the new log end: the caller must persist it (Kafka checkpoints the log dir's
+    /// recovery points right after a truncation) before appending past a stale persisted value.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset < 0 {
             return Err(StorageError::OffsetOutOfRange {
@@ -62,16 +63,14 @@ impl Log {
         self.after_truncation()
     }
 
-    /// Common tail of truncations: the recovery point and its checkpoint must not claim more than
-    /// what remains, or a crash could skip recovering the rewritten active segment.
+    /// Common tail of truncations: the recovery point must not claim more than what remains, or a
+    /// crash could skip recovering the rewritten active segment; a flush of rolled segments taken
+    /// before the truncation no longer counts.
     fn after_truncation(&mut self) -> Result<()> {
         let leo = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(leo);
-        let active_base = self.active().map_or(leo, Segment::base_offset);
-        if self.recovery_checkpoint.is_none_or(|c| c > active_base) {
-            write_atomic(&self.dir, RECOVERY_POINT_FILE, format!("{active_base}\n").as_bytes())?;
-            self.recovery_checkpoint = Some(active_base);
-        }
+        self.roll_flush_pending = self.roll_flush_pending.filter(|&p| p <= leo);
+        self.truncations += 1;
         self.persist_log_start()
     }
 

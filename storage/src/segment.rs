@@ -28,6 +28,17 @@ pub(crate) const INDEX_EXT: &str = "index";
 /// Extension of time index files.
 pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
 
+/// What [`Segment::recover`] scanned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// Batches validated and indexed.
+    pub(crate) batches: u64,
+    /// Bytes of valid batches (the segment's size after recovery).
+    pub(crate) valid_bytes: u64,
+    /// Bytes cut off at the first invalid byte.
+    pub(crate) truncated_bytes: u64,
+}
+
 /// A segment of the partition log.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -205,8 +216,8 @@ impl Segment {
 
     /// Rebuilds both indexes by scanning the log from the start, validating every batch (size
     /// bounds, magic, increasing offsets and, with `validate_crc`, the CRC32C). The file is truncated
-    /// at the first invalid byte. Returns the number of bytes truncated.
-    pub(crate) fn recover(&mut self, config: &LogConfig, validate_crc: bool, now_ms: i64) -> Result<u64> {
+    /// at the first invalid byte. Returns what the scan saw and truncated.
+    pub(crate) fn recover(&mut self, config: &LogConfig, validate_crc: bool, now_ms: i64) -> Result<Recovered> {
         self.offset_index.reset()?;
         self.time_index.reset()?;
         self.max_timestamp = NO_TIMESTAMP;
@@ -218,11 +229,13 @@ impl Segment {
         let mut pos = 0u64;
         let mut buf = Vec::new();
         let mut problem = None;
+        let mut batches = 0u64;
         while pos < self.size {
             match self.check_batch_at(pos, validate_crc, &mut buf)? {
                 Ok(h) => {
                     self.index_batch(&h, pos, config)?;
                     pos += h.total_size() as u64;
+                    batches += 1;
                 }
                 Err(reason) => {
                     problem = Some(reason);
@@ -241,7 +254,7 @@ impl Segment {
             self.truncate_file(pos)?;
         }
         self.rolling_base_ms = self.initial_rolling_base(now_ms)?;
-        Ok(truncated)
+        Ok(Recovered { batches, valid_bytes: pos, truncated_bytes: truncated })
     }
 
     /// Validates the batch at `pos`. The outer `Result` is an I/O failure, the inner one a reason
@@ -425,6 +438,23 @@ impl Segment {
         }
         self.offset_index.file().sync()?;
         self.time_index.file().sync()
+    }
+
+    /// Duplicated handles of the log and index files, so they can be fsynced without holding the
+    /// log (see [`crate::Log::take_pending_flush`]).
+    pub(crate) fn file_handles(&self) -> Result<Vec<File>> {
+        let mut out = vec![self.log.try_clone().ctx(|| format!("duplicate handle of {}", self.log_path.display()))?];
+        out.push(self.offset_index.file_ref().try_clone_handle()?);
+        out.push(self.time_index.file_ref().try_clone_handle()?);
+        Ok(out)
+    }
+
+    /// Records that the handles from [`Segment::file_handles`] were fsynced (nothing was written
+    /// to the segment since).
+    pub(crate) fn mark_flushed(&mut self) {
+        self.dirty = false;
+        self.offset_index.file().mark_synced();
+        self.time_index.file().mark_synced();
     }
 
     /// Deletes the segment's files.

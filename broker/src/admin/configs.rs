@@ -124,6 +124,12 @@ const BROKER_PROPERTIES: &[(&str, &str, ConfigType, &str)] = &[
     ("socket.request.max.bytes", "104857600", ConfigType::Int, "Largest request frame accepted."),
     ("log.retention.check.interval.ms", "300000", ConfigType::Long, "How often retention is enforced."),
     ("log.flush.scheduler.interval.ms", "9223372036854775807", ConfigType::Long, "How often flush.ms is checked."),
+    (
+        "log.flush.offset.checkpoint.interval.ms",
+        "60000",
+        ConfigType::Int,
+        "How often the last flush point is checkpointed as the log recovery point.",
+    ),
 ];
 
 /// The broker's configuration as DescribeConfigs lists it: the properties

@@ -13,6 +13,16 @@
 //! Metadata shows the replica offline and the data APIs answer
 //! KAFKA_STORAGE_ERROR ([`ReplicaManager::lookup`], [`ReplicaManager::absent_error`]).
 //! Every later reconcile tries to open it again.
+//!
+//! Recovery points: as Kafka's LogManager, the log dir's
+//! `recovery-point-offset-checkpoint` holds every hosted log's recovery point
+//! (offsets below it are fsynced). It is read once at start and handed to each
+//! log's open, so recovery after a crash rescans only the segments from the
+//! one holding it; it is written every
+//! `log.flush.offset.checkpoint.interval.ms`, after a partition is deleted,
+//! and at shutdown after the logs are closed. A missing (with partitions on
+//! disk) or garbled file is logged once at warn and every log then recovers
+//! from offset 0.
 
 pub mod cleaner_codec;
 pub mod partition;
@@ -21,12 +31,14 @@ pub mod validate;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use weir_controller::{ids, MetadataImage};
 use weir_protocol::ErrorCode;
+use weir_storage::{read_offset_checkpoint, write_offset_checkpoint, OffsetMap, RECOVERY_POINT_CHECKPOINT_FILE};
 
 use crate::admin::configs::TopicSettings;
 use crate::config::BrokerConfig;
@@ -47,6 +59,11 @@ pub struct ReplicaManager {
     /// their topic ids (`None` before the first reconcile).
     placed: RwLock<Option<HashMap<(String, i32), Uuid>>>,
     reconcile_lock: Mutex<()>,
+    /// Recovery points read from the log dir's checkpoint at start, for the
+    /// first open of each log.
+    recovery_points_at_start: Mutex<OffsetMap>,
+    /// Serializes checkpoint writes; holds the time of the last one.
+    last_checkpoint: Mutex<Instant>,
     /// Notified after every append, so parked fetches re-check.
     pub data_arrived: Notify,
 }
@@ -61,6 +78,7 @@ impl ReplicaManager {
     pub fn new(config: Arc<BrokerConfig>) -> std::io::Result<ReplicaManager> {
         let log_dir = config.log_dirs[0].clone();
         std::fs::create_dir_all(&log_dir)?;
+        let recovery_points_at_start = read_recovery_points(&log_dir);
         Ok(ReplicaManager {
             config,
             log_dir,
@@ -68,6 +86,8 @@ impl ReplicaManager {
             offline: RwLock::new(HashMap::new()),
             placed: RwLock::new(None),
             reconcile_lock: Mutex::new(()),
+            recovery_points_at_start: Mutex::new(recovery_points_at_start),
+            last_checkpoint: Mutex::new(Instant::now()),
             data_arrived: Notify::new(),
         })
     }
@@ -140,6 +160,8 @@ impl ReplicaManager {
                             self.remove_and_delete(&key, stale.topic_id);
                         }
                         let dir = self.log_dir.join(format!("{}-{}", topic.name, index));
+                        let recovery_point =
+                            self.recovery_points_at_start.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
                         let opened = prepare_partition_dir(&dir, topic.id).and_then(|()| {
                             Partition::open(
                                 &dir,
@@ -149,6 +171,7 @@ impl ReplicaManager {
                                 settings.clone(),
                                 leadership,
                                 now,
+                                recovery_point,
                             )
                             .map_err(|e| e.to_string())
                         });
@@ -209,10 +232,29 @@ impl ReplicaManager {
             }
         };
         let Some(removed) = removed else { return };
+        self.recovery_points_at_start.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         match removed.delete() {
             Ok(()) => info!(partition = %removed.name(), "deleted partition log"),
             Err(e) => warn!(partition = %removed.name(), error = %e, "could not delete partition log"),
         }
+        // As Kafka: the deleted log's recovery point leaves the checkpoint at
+        // once, so a log re-created under the same name never inherits it.
+        self.checkpoint_recovery_points();
+    }
+
+    /// Writes every hosted log's recovery point to the log dir's
+    /// `recovery-point-offset-checkpoint` (atomically); a failure is logged.
+    pub fn checkpoint_recovery_points(&self) {
+        let entries: OffsetMap = self.all().iter().map(|p| ((p.topic.clone(), p.index), p.recovery_point())).collect();
+        self.write_checkpoint(&entries);
+    }
+
+    fn write_checkpoint(&self, entries: &OffsetMap) {
+        let mut last = self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = write_offset_checkpoint(&self.log_dir, RECOVERY_POINT_CHECKPOINT_FILE, entries) {
+            warn!(dir = %self.log_dir.display(), error = %e, "could not write the recovery-point checkpoint");
+        }
+        *last = Instant::now();
     }
 
     /// Removes partition directories that the image (as of the last
@@ -247,24 +289,39 @@ impl ReplicaManager {
         }
     }
 
-    /// Retention, log compaction and time-based flushes for every partition.
+    /// Retention, log compaction, time-based flushes and flushes of rolled
+    /// segments for every partition; then the recovery-point checkpoint, if
+    /// `log.flush.offset.checkpoint.interval.ms` has passed since the last.
     pub fn housekeeping(&self, retention_due: bool, cleaning_due: bool) {
         let now = now_ms();
         for partition in self.all() {
             partition.housekeeping(now, retention_due, cleaning_due);
         }
+        let interval = std::time::Duration::from_millis(self.config.log_flush_offset_checkpoint_interval_ms);
+        let due = self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= interval;
+        if due {
+            self.checkpoint_recovery_points();
+        }
     }
 
-    /// Closes every log cleanly (flush, producer snapshot, clean-shutdown marker).
+    /// Closes every log cleanly (flush, producer snapshot, clean-shutdown
+    /// marker), then writes the recovery-point checkpoint.
     pub fn shutdown(&self) {
         let drained: Vec<Arc<Partition>> =
             self.partitions.write().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
+        let mut recovery_points = OffsetMap::new();
         for partition in drained {
             let name = partition.name();
+            let key = (partition.topic.clone(), partition.index);
             match Arc::try_unwrap(partition) {
                 Ok(p) => {
-                    if let Err(e) = p.close() {
-                        warn!(partition = %name, error = %e, "unclean close");
+                    // A close flushes everything: the recovery point is the log end.
+                    let (_, log_end) = p.offsets();
+                    match p.close() {
+                        Ok(()) => {
+                            recovery_points.insert(key, log_end);
+                        }
+                        Err(e) => warn!(partition = %name, error = %e, "unclean close"),
                     }
                 }
                 Err(still_shared) => {
@@ -272,8 +329,32 @@ impl ReplicaManager {
                     if let Err(e) = still_shared.flush() {
                         warn!(partition = %name, error = %e, "flush at shutdown failed");
                     }
+                    recovery_points.insert(key, still_shared.recovery_point());
                 }
             }
+        }
+        self.write_checkpoint(&recovery_points);
+    }
+}
+
+/// The recovery points in the log dir's checkpoint. A garbled file, or a
+/// missing one while partition directories exist, is logged once at warn and
+/// gives none: every log then recovers from offset 0 after an unclean shutdown.
+fn read_recovery_points(log_dir: &Path) -> OffsetMap {
+    match read_offset_checkpoint(log_dir, RECOVERY_POINT_CHECKPOINT_FILE) {
+        Ok(Some(entries)) => entries,
+        Ok(None) => {
+            let has_partitions = std::fs::read_dir(log_dir)
+                .map(|entries| entries.flatten().any(|e| e.path().join(PARTITION_METADATA_FILE).exists()))
+                .unwrap_or(false);
+            if has_partitions {
+                warn!(dir = %log_dir.display(), "no {RECOVERY_POINT_CHECKPOINT_FILE}; logs shut down uncleanly are recovered from offset 0");
+            }
+            OffsetMap::new()
+        }
+        Err(e) => {
+            warn!(dir = %log_dir.display(), error = %e, "unreadable {RECOVERY_POINT_CHECKPOINT_FILE}; logs shut down uncleanly are recovered from offset 0");
+            OffsetMap::new()
         }
     }
 }

@@ -88,7 +88,11 @@ pub fn storage_error_code(e: &StorageError) -> ErrorCode {
 }
 
 impl Partition {
-    /// Opens (recovering if needed) the partition's log in `dir`.
+    /// Opens (recovering if needed) the partition's log in `dir`. After an
+    /// unclean shutdown only the segments from the one holding
+    /// `recovery_point` (from the log dir's checkpoint; `None`: unknown, all
+    /// of them) are rescanned.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         dir: &Path,
         topic: &str,
@@ -97,8 +101,9 @@ impl Partition {
         settings: TopicSettings,
         leadership: Leadership,
         now_ms: i64,
+        recovery_point: Option<i64>,
     ) -> Result<Partition, StorageError> {
-        let log = Log::open(dir, settings.log.clone(), now_ms)?;
+        let log = Log::open_with_recovery_point(dir, settings.log.clone(), now_ms, recovery_point)?;
         let high_watermark = AtomicI64::new(log.log_end_offset());
         Ok(Partition {
             topic: topic.to_string(),
@@ -168,6 +173,11 @@ impl Partition {
     /// Bytes on disk.
     pub fn size_in_bytes(&self) -> u64 {
         self.state().log.size_in_bytes()
+    }
+
+    /// Offsets below this are fsynced (for the log dir's recovery-point checkpoint).
+    pub fn recovery_point(&self) -> i64 {
+        self.state().log.recovery_point()
     }
 
     /// Validates and appends a producer's records as leader: idempotence
@@ -293,9 +303,31 @@ impl Partition {
     }
 
     /// Background upkeep: retention (`cleanup.policy` with `delete`), log
-    /// compaction (with `compact`; both for `compact,delete`), then the
-    /// time-based flush.
+    /// compaction (with `compact`; both for `compact,delete`), the
+    /// time-based flush, then the fsync of segments sealed by a roll (as
+    /// Kafka flushes them after a roll), made without holding the log so
+    /// appends go on meanwhile; it advances the recovery point.
     pub fn housekeeping(&self, now_ms: i64, retention_due: bool, cleaning_due: bool) {
+        self.housekeeping_locked(now_ms, retention_due, cleaning_due);
+        let pending = match self.live_state() {
+            Ok(mut state) => state.log.take_pending_flush(),
+            Err(_) => return,
+        };
+        match pending {
+            Ok(Some(pending)) => match pending.sync() {
+                Ok(()) => {
+                    if let Ok(mut state) = self.live_state() {
+                        state.log.complete_flush(pending);
+                    }
+                }
+                Err(e) => warn!(partition = %self.name(), error = %e, "flush of rolled segments failed"),
+            },
+            Ok(None) => {}
+            Err(e) => warn!(partition = %self.name(), error = %e, "flush of rolled segments failed"),
+        }
+    }
+
+    fn housekeeping_locked(&self, now_ms: i64, retention_due: bool, cleaning_due: bool) {
         let Ok(mut state) = self.live_state() else { return };
         if retention_due && state.settings.delete {
             if let Err(e) = state.log.enforce_retention_below(now_ms, self.high_watermark()) {

@@ -170,3 +170,41 @@ fn no_orphan_sweep_before_the_first_reconcile() {
     manager(d.path()).delete_orphan_dirs();
     assert!(dir.exists());
 }
+
+/// Kafka's `recovery-point-offset-checkpoint`: written at shutdown with every
+/// log's end, handed back at the next open, and dropped for a deleted topic.
+#[test]
+fn recovery_points_are_checkpointed_in_the_log_dir() {
+    use weir_storage::{read_offset_checkpoint, RECOVERY_POINT_CHECKPOINT_FILE};
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (random_kafka_uuid(), random_kafka_uuid());
+    let first = manager(d.path());
+    first.reconcile(&image(&[("a", a, 2), ("b", b, 1)]));
+    first.lookup("a", 1).unwrap().append(&record_batch(&["x", "y", "z"]), -1, now_ms()).expect("append");
+    first.checkpoint_recovery_points();
+    let cp = read_offset_checkpoint(d.path(), RECOVERY_POINT_CHECKPOINT_FILE).unwrap().unwrap();
+    assert_eq!(cp.len(), 3);
+    assert_eq!(cp[&("a".to_string(), 1)], 0, "nothing flushed yet");
+    first.shutdown();
+    let cp = read_offset_checkpoint(d.path(), RECOVERY_POINT_CHECKPOINT_FILE).unwrap().unwrap();
+    assert_eq!(cp[&("a".to_string(), 1)], 3);
+    assert_eq!(cp[&("b".to_string(), 0)], 0);
+
+    // Deleting a topic rewrites the checkpoint without it.
+    let second = manager(d.path());
+    second.reconcile(&image(&[("a", a, 2), ("b", b, 1)]));
+    second.reconcile(&image(&[("a", a, 2)]));
+    let cp = read_offset_checkpoint(d.path(), RECOVERY_POINT_CHECKPOINT_FILE).unwrap().unwrap();
+    assert_eq!(cp.len(), 2, "{cp:?}");
+    assert_eq!(second.lookup("a", 1).unwrap().recovery_point(), 3);
+    second.shutdown();
+
+    // A garbled checkpoint opens every log anyway (recovering from 0) and is rewritten.
+    std::fs::write(d.path().join(RECOVERY_POINT_CHECKPOINT_FILE), b"0\nnot a count\n").unwrap();
+    let third = manager(d.path());
+    third.reconcile(&image(&[("a", a, 2)]));
+    assert_eq!(third.lookup("a", 1).unwrap().offsets(), (0, 3));
+    third.shutdown();
+    let cp = read_offset_checkpoint(d.path(), RECOVERY_POINT_CHECKPOINT_FILE).unwrap().unwrap();
+    assert_eq!(cp[&("a".to_string(), 1)], 3);
+}

@@ -103,6 +103,16 @@ impl IndexFile {
         Ok(())
     }
 
+    /// A duplicate of the file handle (sharing the open file), for an fsync made elsewhere.
+    pub(crate) fn try_clone_handle(&self) -> Result<File> {
+        self.file.try_clone().ctx(|| format!("duplicate handle of {}", self.path.display()))
+    }
+
+    /// Records that the file was fsynced through a duplicated handle.
+    pub(crate) fn mark_synced(&mut self) {
+        self.dirty = false;
+    }
+
     /// fsyncs the file if anything was written since the last sync.
     pub(crate) fn sync(&mut self) -> Result<()> {
         if self.dirty {

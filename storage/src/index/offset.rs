@@ -44,6 +44,11 @@ impl OffsetIndex {
         &mut self.file
     }
 
+    /// The underlying file, read-only.
+    pub(crate) fn file_ref(&self) -> &IndexFile {
+        &self.file
+    }
+
     /// Number of entries.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

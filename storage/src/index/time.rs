@@ -46,6 +46,11 @@ impl TimeIndex {
         &mut self.file
     }
 
+    /// The underlying file, read-only.
+    pub(crate) fn file_ref(&self) -> &IndexFile {
+        &self.file
+    }
+
     /// True when no more entries fit under `segment.index.bytes`.
     pub(crate) fn is_full(&self) -> bool {
         self.file.is_full()

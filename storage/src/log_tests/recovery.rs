@@ -140,21 +140,137 @@ fn missing_or_corrupt_indexes_rebuilt() {
     assert_eq!(&log.find_batch_by_timestamp(1000).unwrap().unwrap()[..], &batches[0][..]);
 }
 
+/// A log of `n` 2-record batches rolled into several segments by `small()`, whose rolled segments
+/// are flushed (as the broker does after a roll), plus one unflushed batch.
+fn flushed_log(dir: &std::path::Path, n: usize) -> (Log, Vec<Vec<u8>>) {
+    let mut log = Log::open(dir, small(), 0).unwrap();
+    let mut batches = fill(&mut log, n, 2);
+    log.flush_rolled_segments().unwrap();
+    batches.extend(fill(&mut log, 1, 2));
+    (log, batches)
+}
+
 #[test]
 fn recovery_starts_at_recovery_point() {
     let d = tempfile::tempdir().unwrap();
-    let mut log = Log::open(d.path(), small(), 0).unwrap();
-    fill(&mut log, 20, 2);
-    log.flush().unwrap();
+    let (log, batches) = flushed_log(d.path(), 20);
     let bases = log.segment_base_offsets();
-    fill(&mut log, 1, 2);
-    drop(log);
-    // A corrupt byte in a flushed, older segment is not rescanned (its indexes are sane)...
+    let rp = log.recovery_point();
+    assert!(bases.contains(&rp) && rp > bases[1], "the roll flush moves the recovery point to a segment base");
+    let scanned = bases.iter().filter(|&&b| b >= rp).count();
+    drop(log); // crash
+               // A corrupt byte in a flushed, older segment is not rescanned (its indexes are sane)...
     let path = log_file(d.path(), bases[0]);
     let mut data = fs::read(&path).unwrap();
     data[70] ^= 1;
     fs::write(&path, &data).unwrap();
-    let log = Log::open(d.path(), small(), 0).unwrap();
+    let log = Log::open_with_recovery_point(d.path(), small(), 0, Some(rp)).unwrap();
     assert_eq!(log.log_end_offset(), 42);
-    assert_eq!(log.segment_base_offsets()[0], bases[0]);
+    assert_eq!(log.segment_base_offsets(), bases);
+    let stats = log.recovery_stats().unwrap();
+    assert_eq!(stats.recovery_point, Some(rp));
+    assert_eq!(stats.segments_scanned, scanned);
+    assert!(scanned < bases.len());
+    assert_eq!(stats.segments_total, bases.len());
+    let above: Vec<&Vec<u8>> = batches.iter().filter(|b| super::headers(b)[0].base_offset >= rp).collect();
+    assert_eq!(stats.batches_validated, above.len() as u64);
+    assert_eq!(stats.bytes_scanned, above.iter().map(|b| b.len() as u64).sum::<u64>());
+    assert_eq!(stats.bytes_truncated, 0);
+    assert_eq!(log.recovery_point(), 42);
+}
+
+#[test]
+fn recovery_point_inside_a_segment_rescans_that_segment_on() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = Log::open(d.path(), small(), 0).unwrap();
+    fill(&mut log, 30, 2);
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() >= 5, "{bases:?}");
+    drop(log);
+    // An offset in the middle of the third segment: it and every later segment are scanned.
+    let rp = bases[2] + 1;
+    let log = Log::open_with_recovery_point(d.path(), small(), 0, Some(rp)).unwrap();
+    let stats = log.recovery_stats().unwrap();
+    assert_eq!(stats.segments_scanned, bases.len() - 2);
+    assert_eq!(log.log_end_offset(), 60);
+    drop(log);
+    // Beyond the log end (a stale, too high value): the active segment is still scanned.
+    let log = Log::open_with_recovery_point(d.path(), small(), 0, Some(1_000)).unwrap();
+    assert_eq!(log.recovery_stats().unwrap().segments_scanned, 1);
+    drop(log);
+    // Unknown recovery point: everything is scanned.
+    let log = Log::open_with_recovery_point(d.path(), small(), 0, None).unwrap();
+    let stats = log.recovery_stats().unwrap();
+    assert_eq!(stats.segments_scanned, bases.len());
+    assert_eq!(stats.batches_validated, 30);
+    assert_eq!(stats.bytes_scanned, log.size_in_bytes());
+    log.close().unwrap();
+    // A clean open scans nothing.
+    let log = Log::open_with_recovery_point(d.path(), small(), 0, None).unwrap();
+    assert!(log.recovery_stats().is_none());
+}
+
+#[test]
+fn torn_tail_above_recovery_point_truncated() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, batches) = flushed_log(d.path(), 20);
+    let rp = log.recovery_point();
+    // More unflushed data: two more segments above the recovery point.
+    let more = fill(&mut log, 8, 2);
+    let bases = log.segment_base_offsets();
+    assert!(bases.iter().filter(|&&b| b > rp).count() >= 2, "{bases:?} rp {rp}");
+    drop(log);
+    let last = *bases.last().unwrap();
+    let path = log_file(d.path(), last);
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 10).unwrap();
+    let log = Log::open_with_recovery_point(d.path(), small(), 0, Some(rp)).unwrap();
+    let stats = log.recovery_stats().unwrap();
+    assert_eq!(stats.segments_scanned, bases.iter().filter(|&&b| b >= rp).count());
+    assert!(stats.bytes_truncated > 0);
+    let all: Vec<Vec<u8>> = batches.into_iter().chain(more).collect();
+    let kept = &all[..all.len() - 1];
+    assert_eq!(log.log_end_offset(), 2 * kept.len() as i64);
+    assert_eq!(&log.read(0, usize::MAX, i64::MAX, false).unwrap()[..], &kept.concat()[..]);
+}
+
+#[test]
+fn legacy_recovery_point_file_is_ignored_and_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = Log::open(d.path(), small(), 0).unwrap();
+    fill(&mut log, 20, 2);
+    let n = log.segment_base_offsets().len();
+    drop(log);
+    fs::write(d.path().join("recovery-point"), "999\n").unwrap();
+    let log = Log::open(d.path(), small(), 0).unwrap();
+    assert_eq!(log.recovery_stats().unwrap().segments_scanned, n);
+    assert!(!d.path().join("recovery-point").exists());
+}
+
+#[test]
+fn roll_flush_advances_recovery_point_unless_truncated_meanwhile() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = Log::open(d.path(), small(), 0).unwrap();
+    fill(&mut log, 3, 2);
+    assert!(log.take_pending_flush().unwrap().is_none(), "no roll yet");
+    fill(&mut log, 20, 2);
+    let active = *log.segment_base_offsets().last().unwrap();
+    let pending = log.take_pending_flush().unwrap().unwrap();
+    assert_eq!(pending.up_to(), active);
+    assert!(log.take_pending_flush().unwrap().is_none(), "taken once");
+    pending.sync().unwrap();
+    log.complete_flush(pending);
+    assert_eq!(log.recovery_point(), active);
+    assert_eq!(log.flush_count(), 0, "the active segment was not flushed");
+
+    fill(&mut log, 10, 2);
+    let pending = log.take_pending_flush().unwrap().unwrap();
+    let up_to = pending.up_to();
+    assert!(up_to > active);
+    log.truncate_to(active + 2).unwrap();
+    pending.sync().unwrap();
+    log.complete_flush(pending);
+    assert!(log.recovery_point() <= active + 2, "a flush taken before a truncation does not count");
+    log.flush().unwrap();
+    assert_eq!(log.recovery_point(), log.log_end_offset());
 }

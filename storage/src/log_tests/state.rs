@@ -253,3 +253,39 @@ fn rolls_on_segment_ms_and_full_index() {
         assert_eq!(headers(&b)[0].base_offset, o);
     }
 }
+
+#[test]
+fn dedupe_survives_crash_with_recovery_point() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = Log::open(d.path(), small(), 0).unwrap();
+    let mut base = 0;
+    for seq in 0..12 {
+        log.append(&idem(base, 2, 42, 3, seq * 2), 0).unwrap();
+        base += 2;
+    }
+    log.flush_rolled_segments().unwrap();
+    let rp = log.recovery_point();
+    assert!(rp > 0 && rp < base, "rp {rp}");
+    // Two more batches after the recovery point, then a crash; the snapshot files are gone too.
+    log.append(&idem(24, 1, 42, 3, 24), 0).unwrap();
+    log.append(&idem(25, 1, 7, 0, 0), 0).unwrap();
+    drop(log);
+    for snapshots in [true, false] {
+        if !snapshots {
+            for e in fs::read_dir(d.path()).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "snapshot") {
+                    fs::remove_file(p).unwrap();
+                }
+            }
+        }
+        let log = Log::open_with_recovery_point(d.path(), small(), 0, Some(rp)).unwrap();
+        assert!(log.recovery_stats().unwrap().segments_scanned < log.segment_base_offsets().len());
+        let dup = |first, last, ts| SequenceCheck::Duplicate { first_offset: first, last_offset: last, timestamp: ts };
+        assert_eq!(log.check_sequence(42, 3, 24, 24), dup(24, 24, 5024), "snapshots {snapshots}");
+        assert_eq!(log.check_sequence(42, 3, 22, 23), dup(22, 23, 5022));
+        assert_eq!(log.check_sequence(7, 0, 0, 0), dup(25, 25, 5025));
+        assert_eq!(log.check_sequence(42, 3, 25, 25), SequenceCheck::Append);
+        drop(log);
+    }
+}
