@@ -14,7 +14,8 @@
 //!   with the batch's own codec: no panic, allocation within the walker's
 //!   budget.
 //!
-//! `WEIR_FUZZ_CASES` sets the number of cases of each property (`make fuzz`).
+//! `WEIR_FUZZ_CASES` sets the number of cases of each property and
+//! `WEIR_FUZZ_SECONDS` a time limit per property (`make fuzz` sets both).
 
 mod common;
 

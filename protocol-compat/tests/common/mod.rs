@@ -82,26 +82,32 @@ pub fn cases(default: u32) -> u32 {
 }
 
 thread_local! {
+    static STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
     static CASES_RUN: Cell<u64> = const { Cell::new(0) };
     static OUT_OF_TIME: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Called at the start of every property case: false once this test
-/// binary has run for `$WEIR_FUZZ_SECONDS` (unset: no limit), so that the
-/// remaining cases of a long `make fuzz` run return at once and each
-/// property still finishes and reports. Prints, once per test, how many
+/// Called at the start of every property case: false once this property
+/// test (its thread) has run for `$WEIR_FUZZ_SECONDS` (unset: no limit), so
+/// that the remaining cases of a long `make fuzz` run return at once and
+/// each property still finishes and reports. Prints, once per test, how many
 /// cases ran before the limit.
 pub fn in_time() -> bool {
-    static LIMIT: OnceLock<Option<(Instant, Duration)>> = OnceLock::new();
+    static LIMIT: OnceLock<Option<Duration>> = OnceLock::new();
     let limit = LIMIT.get_or_init(|| {
         let seconds: u64 = std::env::var("WEIR_FUZZ_SECONDS").ok()?.parse().ok()?;
-        Some((Instant::now(), Duration::from_secs(seconds)))
+        Some(Duration::from_secs(seconds))
     });
     if OUT_OF_TIME.with(Cell::get) {
         return false;
     }
-    if let Some((start, limit)) = limit {
-        if start.elapsed() > *limit {
+    if let Some(limit) = limit {
+        let started = STARTED.with(|s| {
+            let started = s.get().unwrap_or_else(Instant::now);
+            s.set(Some(started));
+            started
+        });
+        if started.elapsed() > *limit {
             OUT_OF_TIME.with(|o| o.set(true));
             let name = std::thread::current().name().unwrap_or("?").to_string();
             eprintln!("{name}: {} cases in {}s (WEIR_FUZZ_SECONDS)", CASES_RUN.with(Cell::get), limit.as_secs());
