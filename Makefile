@@ -14,7 +14,7 @@ PYTEST := $(VENV)/bin/pytest
 PYTEST_TIMEOUT ?= 180
 PYTEST_ARGS ?=
 
-.PHONY: help run build release deps test compat cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
+.PHONY: help run build release deps test compat fuzz cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
 
 help:
 	@echo "make run        release build, then weir --config weir.yaml (foreground, data in ./data)"
@@ -23,6 +23,7 @@ help:
 	@echo "make fmt-check  cargo fmt --check"
 	@echo "make lint       cargo clippy -D warnings"
 	@echo "make bench      rdkafka_performance against a release build; writes BENCHMARKS.md"
+	@echo "make fuzz       the decoder fuzz/property tests, optimized, FUZZ_SECONDS (90) each (~10 min)"
 
 release:
 	$(CARGO) build --release -p weir-broker
@@ -73,6 +74,22 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf compat-tests/.build
+
+# Fuzzing on stable (proptest): the targets seeded from real clients' requests and batches
+# (protocol-compat/tests/fuzz_corpus.rs, corpus from scripts/record-corpus.py) and the decoder
+# property tests, optimized but with overflow checks and debug assertions (profile `fuzz`, built
+# in $(TARGET_DIR)/fuzz). Each of the 10 properties runs FUZZ_CASES cases or FUZZ_SECONDS
+# seconds, whichever ends first, two at a time on two cores: at most about 10 minutes in all.
+# `make test` runs the same tests briefly, in debug.
+FUZZ_CASES ?= 5000000
+FUZZ_SECONDS ?= 90
+FUZZ_TESTS := --test fuzz_corpus --test decoders_bounded_memory --test decoders_never_panic
+FUZZ_PROFILE := --config 'profile.fuzz.inherits="release"' --config profile.fuzz.overflow-checks=true \
+	--config profile.fuzz.debug-assertions=true --profile fuzz
+fuzz:
+	$(CARGO) test $(FUZZ_PROFILE) -p weir-protocol $(FUZZ_TESTS) --no-run
+	WEIR_FUZZ_CASES=$(FUZZ_CASES) WEIR_FUZZ_SECONDS=$(FUZZ_SECONDS) timeout $$(( 10 * $(FUZZ_SECONDS) + 600 )) \
+		$(CARGO) test $(FUZZ_PROFILE) -p weir-protocol $(FUZZ_TESTS) -- --nocapture
 
 # Throughput/latency benchmark against a release build; writes BENCHMARKS.md.
 # Not part of `make test`. Installs iperf3 and librdkafka-dev, builds rdkafka_performance into bench/.build/.
