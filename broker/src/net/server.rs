@@ -86,7 +86,10 @@ async fn serve_connection(mut conn: Connection, peer: SocketAddr, broker: Arc<Br
                 break;
             }
         };
-        match handlers::handle_frame(&broker, frame, &client_host).await {
+        // Boxed: the request's state machine (as large as the largest
+        // handler's) is allocated while a request is served, not kept in
+        // every idle connection's task.
+        match Box::pin(handlers::handle_frame(&broker, frame, &client_host)).await {
             Ok(Some(response)) => {
                 if let Err(e) = conn.write_frame(&response).await {
                     debug!(%peer, error = %e, "could not write response");
