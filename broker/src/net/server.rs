@@ -59,13 +59,19 @@ pub async fn run_listener(
                 "max.connections reached; not accepting connections until one closes"
             );
         }
+        // Subscribed before accepting: a stop sent from here on reaches the
+        // connection; one sent earlier is seen by the biased selects below,
+        // which look at the stop signal first.
+        let conn_shutdown = Shutdown::new(notify_shutdown.subscribe());
         tokio::select! {
-            _ = quotas.wait_for_slot() => {}
+            biased;
             _ = shutdown.recv() => return,
+            _ = quotas.wait_for_slot() => {}
         }
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            biased;
             _ = shutdown.recv() => return,
+            accepted = listener.accept() => accepted,
         };
         let (socket, peer) = match accepted {
             Ok(pair) => pair,
@@ -77,8 +83,9 @@ pub async fn run_listener(
         };
         // Another listener may have taken the last slot since: wait for one, holding the socket.
         let guard = tokio::select! {
-            guard = quotas.acquire(peer.ip()) => guard,
+            biased;
             _ = shutdown.recv() => return,
+            guard = quotas.acquire(peer.ip()) => guard,
         };
         let guard = match guard {
             Ok(guard) => guard,
@@ -102,11 +109,10 @@ pub async fn run_listener(
             }
         };
         let broker = broker.clone();
-        let shutdown = Shutdown::new(notify_shutdown.subscribe());
         let done = done.clone();
         tokio::spawn(async move {
             let conn = Connection::new(socket, broker.config.socket_request_max_bytes);
-            serve_connection(conn, peer, broker, shutdown, guard).await;
+            serve_connection(conn, peer, broker, conn_shutdown, guard).await;
             drop(done);
         });
     }
