@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::net::quotas::ConnectionLimits;
+
 /// One `NAME://host:port` listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -103,6 +105,9 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: i64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: u64,
+    /// `max.connections`, `max.connections.per.ip` and
+    /// `max.connections.per.ip.overrides`.
+    pub connection_limits: ConnectionLimits,
 }
 
 const DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
@@ -188,6 +193,7 @@ impl BrokerConfig {
             group_consumer_migration: migration_policy(&raw)?,
             offsets_retention_minutes: parse(&raw, "offsets.retention.minutes", 10_080)?,
             offsets_retention_check_interval_ms: parse(&raw, "offsets.retention.check.interval.ms", 600_000)?,
+            connection_limits: connection_limits(&raw)?,
             raw,
         })
     }
@@ -307,6 +313,43 @@ fn migration_policy(raw: &BTreeMap<String, String>) -> anyhow::Result<(bool, boo
     })
 }
 
+/// `max.connections` and `max.connections.per.ip` (Kafka's ints, at least 0,
+/// default `Int.MaxValue`) and `max.connections.per.ip.overrides`
+/// (`host:count,host:count`; a host name stands for every address it
+/// resolves to). As in Kafka, a per-IP maximum of 0 needs overrides.
+fn connection_limits(raw: &BTreeMap<String, String>) -> anyhow::Result<ConnectionLimits> {
+    let non_negative = |key: &str| -> anyhow::Result<usize> {
+        let v: i32 = parse(raw, key, i32::MAX)?;
+        usize::try_from(v).map_err(|_| anyhow::anyhow!("config {key}={v}: must be at least 0"))
+    };
+    let max_connections = non_negative("max.connections")?;
+    let max_per_ip = non_negative("max.connections.per.ip")?;
+    let mut per_ip_overrides = std::collections::HashMap::new();
+    let key = "max.connections.per.ip.overrides";
+    for item in raw.get(key).map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, count) =
+            item.rsplit_once(':').with_context(|| format!("config {key}: {item:?} is not host:count"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let count: i32 = count.trim().parse().map_err(|e| anyhow::anyhow!("config {key}: {item:?}: {e}"))?;
+        let count =
+            usize::try_from(count).map_err(|_| anyhow::anyhow!("config {key}: {item:?}: must be at least 0"))?;
+        let addresses: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+                .with_context(|| format!("config {key}: cannot resolve {host:?}"))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in addresses {
+            per_ip_overrides.insert(crate::net::quotas::canonical(ip), count);
+        }
+    }
+    if max_per_ip == 0 && per_ip_overrides.is_empty() {
+        bail!("config max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides is set");
+    }
+    Ok(ConnectionLimits { max_connections, max_per_ip, per_ip_overrides })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +394,27 @@ mod tests {
         assert_eq!(policy("downgrade").unwrap(), (false, true));
         assert_eq!(policy("Disabled").unwrap(), (false, false));
         assert!(policy("sideways").is_err());
+    }
+
+    #[test]
+    fn connection_limits_with_kafkas_names_and_defaults() {
+        let limits = |pairs: &[(&str, &str)]| {
+            connection_limits(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        assert_eq!(limits(&[]).unwrap(), ConnectionLimits::unlimited());
+        let l = limits(&[
+            ("max.connections", "100"),
+            ("max.connections.per.ip", "5"),
+            ("max.connections.per.ip.overrides", "127.0.0.1:10, [::1]:7,"),
+        ])
+        .unwrap();
+        assert_eq!((l.max_connections, l.max_per_ip), (100, 5));
+        assert_eq!(l.per_ip_overrides.get(&"127.0.0.1".parse().unwrap()), Some(&10));
+        assert_eq!(l.per_ip_overrides.get(&"::1".parse().unwrap()), Some(&7));
+        assert!(limits(&[("max.connections", "-1")]).is_err());
+        assert!(limits(&[("max.connections.per.ip", "0")]).is_err());
+        assert!(limits(&[("max.connections.per.ip", "0"), ("max.connections.per.ip.overrides", "10.0.0.1:2")]).is_ok());
+        assert!(limits(&[("max.connections.per.ip.overrides", "10.0.0.1")]).is_err());
+        assert!(limits(&[("max.connections.per.ip.overrides", "10.0.0.1:x")]).is_err());
     }
 }

@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::net::quotas::ConnectionQuotas;
 use crate::net::server::{bind, run_listener};
 
 /// A running broker.
@@ -43,12 +44,13 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let broker = tokio::task::block_in_place(|| Broker::start(config))?;
     let (notify_shutdown, _) = broadcast::channel(1);
     let (done_tx, done_rx) = mpsc::channel(1);
+    let quotas = ConnectionQuotas::new(broker.config.connection_limits.clone());
     let mut bound = Vec::new();
     for (name, tcp) in listeners {
         let addr = tcp.local_addr()?;
         info!(listener = %name, %addr, "listening");
         bound.push(addr);
-        tokio::spawn(run_listener(tcp, broker.clone(), notify_shutdown.clone(), done_tx.clone()));
+        tokio::spawn(run_listener(tcp, broker.clone(), quotas.clone(), notify_shutdown.clone(), done_tx.clone()));
     }
     spawn_housekeeping(broker.clone(), notify_shutdown.subscribe());
     spawn_group_timers(broker.clone(), notify_shutdown.subscribe());

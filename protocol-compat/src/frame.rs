@@ -27,13 +27,15 @@ pub enum FrameError {
     },
 }
 
-/// Takes one whole frame (without its length prefix) off the front of `buf`,
-/// or returns `Ok(None)` when `buf` does not hold a whole frame yet.
-pub fn parse_frame(buf: &mut BytesMut, max_size: usize) -> Result<Option<BytesMut>, FrameError> {
-    if buf.len() < 4 {
+/// The size of the frame at the front of `buf` (without its 4-byte length
+/// prefix), or `Ok(None)` while fewer than 4 bytes are there. Checks the
+/// size only; reserves nothing, so a length read off the wire costs no memory
+/// until its bytes arrive.
+pub fn parse_frame_size(buf: &[u8], max_size: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.get(..4) else {
         return Ok(None);
-    }
-    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    };
+    let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
     if size < 0 {
         return Err(FrameError::InvalidSize(size));
     }
@@ -41,9 +43,19 @@ pub fn parse_frame(buf: &mut BytesMut, max_size: usize) -> Result<Option<BytesMu
     if size > max_size {
         return Err(FrameError::TooLarge { size, max: max_size });
     }
+    Ok(Some(size))
+}
+
+/// Takes one whole frame (without its length prefix) off the front of `buf`,
+/// or returns `Ok(None)` when `buf` does not hold a whole frame yet.
+///
+/// The frame shares `buf`'s allocation; a reader that must not let a kept
+/// frame pin its buffer copies frames out instead (the broker's connections do).
+pub fn parse_frame(buf: &mut BytesMut, max_size: usize) -> Result<Option<BytesMut>, FrameError> {
+    let Some(size) = parse_frame_size(buf, max_size)? else {
+        return Ok(None);
+    };
     if buf.len() < 4 + size {
-        // Reserve now so the socket read that completes the frame need not grow the buffer twice.
-        buf.reserve(4 + size - buf.len());
         return Ok(None);
     }
     buf.advance(4);
@@ -75,5 +87,15 @@ mod tests {
         assert!(matches!(parse_frame(&mut buf, 255), Err(FrameError::TooLarge { size: 256, .. })));
         let mut buf = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff][..]);
         assert_eq!(parse_frame(&mut buf, 255), Err(FrameError::InvalidSize(-1)));
+    }
+
+    #[test]
+    fn size_is_read_without_reserving() {
+        assert_eq!(parse_frame_size(&[0, 0, 1], 100), Ok(None));
+        assert_eq!(parse_frame_size(&[0, 0, 0, 100], 100), Ok(Some(100)));
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 100, 7][..]);
+        let capacity = buf.capacity();
+        assert_eq!(parse_frame(&mut buf, 100), Ok(None));
+        assert_eq!(buf.capacity(), capacity);
     }
 }

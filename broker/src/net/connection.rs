@@ -1,10 +1,31 @@
 //! Frame I/O over one client socket.
+//!
+//! Memory per connection is kept small, and nothing of it outlives the
+//! connection:
+//! - No buffer is held while the connection is idle: the socket is awaited
+//!   for readability first, and the read buffer is allocated only to read
+//!   what has arrived, then released once every whole frame in it is taken.
+//! - Every request frame gets an allocation of its own, of its exact size:
+//!   small frames are copied out of the read buffer, larger ones are read
+//!   straight into theirs. A handler that keeps a piece of a request (a
+//!   client id, a group member id, decoded zero-copy) pins only that
+//!   request's bytes, never the connection's read buffer.
+//! - Responses are written from the handler's chunks (a Fetch response's
+//!   record batches as they were read from the log) with vectored writes;
+//!   there is no write buffer.
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use weir_protocol::frame::{frame_length_prefix, parse_frame, FrameError};
+use weir_protocol::frame::{frame_length_prefix, parse_frame_size, FrameError};
+
+/// How much the read buffer takes from the socket at a time. Frames that fit
+/// (with their length prefix) are read through it, so a client pipelining
+/// small requests costs one read for several of them.
+pub const READ_CHUNK: usize = 8 * 1024;
 
 /// Why a connection stopped reading.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +43,8 @@ pub enum ConnectionError {
 
 /// A client connection: reads whole request frames, writes response frames.
 pub struct Connection {
-    stream: BufWriter<TcpStream>,
+    stream: TcpStream,
+    /// Bytes read but not yet taken as frames; no allocation while empty.
     buffer: BytesMut,
     max_frame: usize,
 }
@@ -31,33 +53,187 @@ impl Connection {
     /// Wraps an accepted socket.
     pub fn new(socket: TcpStream, max_frame: usize) -> Connection {
         let _ = socket.set_nodelay(true);
-        Connection { stream: BufWriter::new(socket), buffer: BytesMut::with_capacity(64 * 1024), max_frame }
+        Connection { stream: socket, buffer: BytesMut::new(), max_frame }
+    }
+
+    /// Bytes of the read buffer's allocation (0 while idle).
+    pub fn read_buffer_capacity(&self) -> usize {
+        self.buffer.capacity()
     }
 
     /// The next request frame, or `None` when the peer closed cleanly.
+    ///
+    /// Cancelling it (the server does so only to close the connection) may
+    /// lose a partly read frame.
     pub async fn read_frame(&mut self) -> Result<Option<BytesMut>, ConnectionError> {
         loop {
-            if let Some(frame) = parse_frame(&mut self.buffer, self.max_frame)? {
-                return Ok(Some(frame));
+            if let Some(size) = parse_frame_size(&self.buffer, self.max_frame)? {
+                if self.buffer.len() >= 4 + size {
+                    self.buffer.advance(4);
+                    let frame = BytesMut::from(&self.buffer[..size]);
+                    self.buffer.advance(size);
+                    self.release_if_empty();
+                    return Ok(Some(frame));
+                }
+                if 4 + size > READ_CHUNK {
+                    return self.read_large_frame(size).await.map(Some);
+                }
             }
-            if self.buffer.capacity() - self.buffer.len() < 4096 {
-                self.buffer.reserve(64 * 1024);
-            }
-            if self.stream.read_buf(&mut self.buffer).await? == 0 {
+            if self.fill().await? == 0 {
                 return if self.buffer.is_empty() { Ok(None) } else { Err(ConnectionError::ResetMidFrame) };
             }
         }
     }
 
-    /// Writes one response frame (header and body already encoded, in
-    /// chunks whose total is `len`) and flushes it. Small chunks are
-    /// coalesced by the write buffer; large ones go to the socket as they are.
-    pub async fn write_frame(&mut self, chunks: &[Bytes], len: usize) -> Result<(), ConnectionError> {
-        self.stream.write_all(&frame_length_prefix(len)).await?;
-        for chunk in chunks {
-            self.stream.write_all(chunk).await?;
+    /// Reads once from the socket into the read buffer, allocating it only
+    /// once there is something to read. 0 means the peer closed.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        loop {
+            self.stream.readable().await?;
+            if self.buffer.capacity() - self.buffer.len() < READ_CHUNK / 2 {
+                self.buffer.reserve(READ_CHUNK);
+            }
+            match self.stream.try_read_buf(&mut self.buffer) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.release_if_empty(),
+                Err(e) => return Err(e),
+            }
         }
-        self.stream.flush().await?;
+    }
+
+    /// A frame larger than [`READ_CHUNK`]: read into an allocation of its
+    /// own, exactly its size, starting with what the read buffer holds of it.
+    async fn read_large_frame(&mut self, size: usize) -> Result<BytesMut, ConnectionError> {
+        self.buffer.advance(4);
+        let mut frame = BytesMut::with_capacity(size);
+        // The buffer holds less than the whole frame, so all of it is this frame's.
+        frame.extend_from_slice(&self.buffer);
+        self.buffer = BytesMut::new();
+        while frame.len() < size {
+            let left = (size - frame.len()) as u64;
+            if (&mut self.stream).take(left).read_buf(&mut frame).await? == 0 {
+                return Err(ConnectionError::ResetMidFrame);
+            }
+        }
+        Ok(frame)
+    }
+
+    fn release_if_empty(&mut self) {
+        if self.buffer.is_empty() && self.buffer.capacity() > 0 {
+            self.buffer = BytesMut::new();
+        }
+    }
+
+    /// Writes one response frame (header and body already encoded, in
+    /// chunks whose total is `len`) with vectored writes: a Fetch response's
+    /// record batches go to the socket from where they were read.
+    pub async fn write_frame(&mut self, chunks: &[Bytes], len: usize) -> Result<(), ConnectionError> {
+        let mut frame = FrameBuf::new(frame_length_prefix(len), chunks);
+        self.stream.write_all_buf(&mut frame).await?;
         Ok(())
+    }
+}
+
+/// A response frame as one [`Buf`]: its length prefix, then its chunks.
+struct FrameBuf<'a> {
+    prefix: [u8; 4],
+    prefix_sent: usize,
+    chunks: &'a [Bytes],
+    /// The chunk being sent and how much of it is sent.
+    index: usize,
+    offset: usize,
+    remaining: usize,
+}
+
+impl<'a> FrameBuf<'a> {
+    fn new(prefix: [u8; 4], chunks: &'a [Bytes]) -> FrameBuf<'a> {
+        let remaining = prefix.len() + chunks.iter().map(Bytes::len).sum::<usize>();
+        let mut buf = FrameBuf { prefix, prefix_sent: 0, chunks, index: 0, offset: 0, remaining };
+        buf.skip_empty_chunks();
+        buf
+    }
+
+    fn skip_empty_chunks(&mut self) {
+        while self.index < self.chunks.len() && self.offset == self.chunks[self.index].len() {
+            self.index += 1;
+            self.offset = 0;
+        }
+    }
+}
+
+impl Buf for FrameBuf<'_> {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        if self.prefix_sent < self.prefix.len() {
+            &self.prefix[self.prefix_sent..]
+        } else if let Some(chunk) = self.chunks.get(self.index) {
+            &chunk[self.offset..]
+        } else {
+            &[]
+        }
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        cnt = cnt.min(self.remaining);
+        self.remaining -= cnt;
+        let from_prefix = cnt.min(self.prefix.len() - self.prefix_sent);
+        self.prefix_sent += from_prefix;
+        cnt -= from_prefix;
+        while cnt > 0 && self.index < self.chunks.len() {
+            let step = cnt.min(self.chunks[self.index].len() - self.offset);
+            self.offset += step;
+            cnt -= step;
+            self.skip_empty_chunks();
+        }
+    }
+
+    fn chunks_vectored<'b>(&'b self, dst: &mut [IoSlice<'b>]) -> usize {
+        let mut n = 0;
+        if self.prefix_sent < self.prefix.len() && n < dst.len() {
+            dst[n] = IoSlice::new(&self.prefix[self.prefix_sent..]);
+            n += 1;
+        }
+        let mut offset = self.offset;
+        for chunk in self.chunks.iter().skip(self.index) {
+            if n == dst.len() {
+                break;
+            }
+            if offset < chunk.len() {
+                dst[n] = IoSlice::new(&chunk[offset..]);
+                n += 1;
+            }
+            offset = 0;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod frame_buf_tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_buf_yields_the_prefix_then_every_chunk_whatever_the_steps() {
+        let chunks =
+            vec![Bytes::from_static(b"ab"), Bytes::new(), Bytes::from_static(b"cde"), Bytes::from_static(b"f")];
+        for step in 1..8 {
+            let mut buf = FrameBuf::new([0, 0, 0, 6], &chunks);
+            let mut out = Vec::new();
+            while buf.has_remaining() {
+                let take = step.min(buf.chunk().len());
+                out.extend_from_slice(&buf.chunk()[..take]);
+                buf.advance(take);
+            }
+            assert_eq!(out, b"\0\0\0\x06abcdef", "step {step}");
+        }
+        let mut buf = FrameBuf::new([0, 0, 0, 6], &chunks);
+        buf.advance(5);
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = buf.chunks_vectored(&mut slices);
+        let joined: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(joined, b"bcdef");
     }
 }

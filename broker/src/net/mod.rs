@@ -2,8 +2,10 @@
 //!
 //! One task per connection. Requests on a connection are handled one at a
 //! time and answered in order, as Kafka does (a parked Fetch or Produce holds
-//! the connection until it completes).
+//! the connection until it completes). [`quotas`] bounds how many
+//! connections are open, broker-wide and per client address, as Kafka does.
 
 pub mod connection;
+pub mod quotas;
 pub mod server;
 pub mod shutdown;

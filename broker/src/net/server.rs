@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{broadcast, mpsc};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::connection::{Connection, ConnectionError};
+use super::quotas::{ConnectionGuard, ConnectionQuotas};
 use super::shutdown::Shutdown;
 use crate::broker::Broker;
 use crate::handlers;
@@ -35,40 +37,134 @@ pub fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts connections until shutdown, one task per connection.
+///
+/// At `max.connections` (counted over every listener) it stops accepting
+/// until a connection closes, as Kafka's acceptor blocks: new clients wait in
+/// the kernel's backlog. A connection from an address at its
+/// `max.connections.per.ip` is accepted and closed at once.
 pub async fn run_listener(
     listener: TcpListener,
     broker: Arc<Broker>,
+    quotas: Arc<ConnectionQuotas>,
     notify_shutdown: broadcast::Sender<()>,
     done: mpsc::Sender<()>,
 ) {
     let mut shutdown = Shutdown::new(notify_shutdown.subscribe());
+    let mut rejected_log = RateLimitedLog::new();
+    let mut blocked_log = RateLimitedLog::new();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        if quotas.total() >= broker.config.connection_limits.max_connections && blocked_log.admit().is_some() {
+            info!(
+                max_connections = broker.config.connection_limits.max_connections,
+                "max.connections reached; not accepting connections until one closes"
+            );
+        }
+        // Subscribed before accepting: a stop sent from here on reaches the
+        // connection; one sent earlier is seen by the biased selects below,
+        // which look at the stop signal first.
+        let conn_shutdown = Shutdown::new(notify_shutdown.subscribe());
+        tokio::select! {
+            biased;
             _ = shutdown.recv() => return,
+            _ = quotas.wait_for_slot() => {}
+        }
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.recv() => return,
+            accepted = listener.accept() => accepted,
         };
         let (socket, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Another listener may have taken the last slot since: wait for one, holding the socket.
+        let guard = tokio::select! {
+            biased;
+            _ = shutdown.recv() => return,
+            guard = quotas.acquire(peer.ip()) => guard,
+        };
+        let guard = match guard {
+            Ok(guard) => guard,
+            Err(e) => {
+                drop(socket);
+                if let Some(suppressed) = rejected_log.admit() {
+                    if suppressed > 0 {
+                        info!(
+                            "Rejected connection from /{}, address already has the configured maximum of {} connections \
+                             ({suppressed} more rejections not logged)",
+                            e.ip, e.max
+                        );
+                    } else {
+                        info!(
+                            "Rejected connection from /{}, address already has the configured maximum of {} connections",
+                            e.ip, e.max
+                        );
+                    }
+                }
                 continue;
             }
         };
         let broker = broker.clone();
-        let shutdown = Shutdown::new(notify_shutdown.subscribe());
         let done = done.clone();
         tokio::spawn(async move {
-            serve_connection(Connection::new(socket, broker.config.socket_request_max_bytes), peer, broker, shutdown)
-                .await;
+            let conn = Connection::new(socket, broker.config.socket_request_max_bytes);
+            serve_connection(conn, peer, broker, conn_shutdown, guard).await;
             drop(done);
         });
     }
 }
 
-async fn serve_connection(mut conn: Connection, peer: SocketAddr, broker: Arc<Broker>, mut shutdown: Shutdown) {
+/// At most [`RateLimitedLog::BURST`] lines per [`RateLimitedLog::WINDOW`],
+/// so a flood of events cannot flood the log; the next line logged says how
+/// many were left out.
+struct RateLimitedLog {
+    window_start: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    const BURST: u32 = 10;
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    fn new() -> RateLimitedLog {
+        RateLimitedLog { window_start: Instant::now(), logged: 0, suppressed: 0 }
+    }
+
+    /// `Some(events left out since the last line)` when this event may be logged.
+    fn admit(&mut self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&mut self, now: Instant) -> Option<u64> {
+        if now.saturating_duration_since(self.window_start) >= Self::WINDOW {
+            self.window_start = now;
+            self.logged = 0;
+        }
+        if self.logged >= Self::BURST {
+            self.suppressed += 1;
+            return None;
+        }
+        self.logged += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Serves one connection until the client closes it, it fails, or shutdown.
+/// `_slot` is its place in the connection quotas, freed when this returns.
+async fn serve_connection(
+    mut conn: Connection,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut shutdown: Shutdown,
+    _slot: ConnectionGuard,
+) {
     debug!(%peer, "connection opened");
-    let client_host = format!("/{}", peer.ip());
+    let client_host = format!("/{}", super::quotas::canonical(peer.ip()));
     while !shutdown.is_stopped() {
         let frame = tokio::select! {
             frame = conn.read_frame() => frame,
@@ -86,7 +182,10 @@ async fn serve_connection(mut conn: Connection, peer: SocketAddr, broker: Arc<Br
                 break;
             }
         };
-        match handlers::handle_frame(&broker, frame, &client_host).await {
+        // Boxed: the request's state machine (as large as the largest
+        // handler's) is allocated while a request is served, not kept in
+        // every idle connection's task.
+        match Box::pin(handlers::handle_frame(&broker, frame, &client_host)).await {
             Ok(Some(response)) => {
                 if let Err(e) = conn.write_frame(response.chunks(), response.len()).await {
                     debug!(%peer, error = %e, "could not write response");
@@ -101,4 +200,24 @@ async fn serve_connection(mut conn: Connection, peer: SocketAddr, broker: Arc<Br
         }
     }
     debug!(%peer, "connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limited_log_lets_a_burst_through_then_counts() {
+        let mut log = RateLimitedLog::new();
+        let start = log.window_start;
+        for _ in 0..RateLimitedLog::BURST {
+            assert_eq!(log.admit_at(start), Some(0));
+        }
+        for _ in 0..5 {
+            assert_eq!(log.admit_at(start + Duration::from_secs(1)), None);
+        }
+        let next_window = start + RateLimitedLog::WINDOW;
+        assert_eq!(log.admit_at(next_window), Some(5));
+        assert_eq!(log.admit_at(next_window), Some(0));
+    }
 }
