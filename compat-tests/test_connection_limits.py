@@ -128,14 +128,6 @@ def test_max_connections_stops_accepting_until_one_closes(weir_factory):
         c.close()
 
 
-def _rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def _churn(port: int, n: int) -> None:
     """n connections open at once, an ApiVersions on each, then all closed."""
     socks = [wire.connect(HOST, port, timeout=30) for _ in range(n)]
@@ -162,14 +154,14 @@ def test_connection_churn_returns_memory(weir_factory):
     w = weir_factory()
     _churn(w.port, per_cycle)
     time.sleep(0.3)
-    first = _rss_kb(w.pid)
+    first = w.status_kib("VmRSS")
     rss = [first]
     for _ in range(cycles - 1):
         _churn(w.port, per_cycle)
         time.sleep(0.05)
-        rss.append(_rss_kb(w.pid))
+        rss.append(w.status_kib("VmRSS"))
     time.sleep(0.3)
-    last = _rss_kb(w.pid)
+    last = w.status_kib("VmRSS")
     assert last < first + 30 * 1024, (
         f"RSS grew from {first // 1024} MB after the first cycle to {last // 1024} MB after {cycles} cycles "
         f"of {per_cycle} connections (per cycle, MB: {[r // 1024 for r in rss]})")

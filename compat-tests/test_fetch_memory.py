@@ -13,14 +13,6 @@ from lib.weir import HOST
 RECORD = 100 * 1024
 
 
-def _status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
 def _fill(bootstrap: str, topic: str, count: int) -> None:
     create_topic(bootstrap, topic, partitions=1)
     produce(bootstrap, topic, [{"value": bytes([i % 251]) * RECORD} for i in range(count)],
@@ -46,7 +38,7 @@ def test_concurrent_large_fetches_cost_about_their_size(weir_factory):
     topic = "big"
     count = 480  # 48 MiB in one partition
     _fill(w.bootstrap, topic, count)
-    before = _status_kib(w.pid, "VmRSS")
+    before = w.status_kib("VmRSS")
     sizes: list[int] = []
     errors: list[str] = []
 
@@ -65,7 +57,7 @@ def test_concurrent_large_fetches_cost_about_their_size(weir_factory):
         t.join(120)
     assert not errors, errors
     assert len(sizes) == 4 and min(sizes) >= count * RECORD, sizes
-    grown_kib = _status_kib(w.pid, "VmHWM") - before
+    grown_kib = w.status_kib("VmHWM") - before
     total_kib = sum(sizes) // 1024
     # Each response is held once (its batches as read from the log); before the
     # chunked encoder it was held twice (the batches, then their copy in the response).

@@ -206,6 +206,15 @@ def recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
+
+def _shutdown_both(*socks: socket.socket) -> None:
+    """Ends both directions of a proxied connection; either may be gone already."""
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
 class Proxy:
     """Listens on 127.0.0.1:port and forwards every connection to upstream_port."""
 
@@ -255,11 +264,7 @@ class Proxy:
         except OSError:
             pass
         finally:
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shutdown_both(client, upstream)
 
     def _responses(self, upstream: socket.socket, client: socket.socket) -> None:
         try:
@@ -271,11 +276,7 @@ class Proxy:
         except OSError:
             pass
         finally:
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shutdown_both(client, upstream)
 
 
 # ------------------------------------------------------------------ clients

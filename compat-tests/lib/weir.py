@@ -87,6 +87,15 @@ class Weir:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def status_kib(self, field: str) -> int:
+        """A memory figure of the running broker from /proc/PID/status, in KiB
+        (VmRSS: resident now; VmHWM: peak resident)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+
     # ------------------------------------------------------------ lifecycle
 
     def command(self) -> list[str]:
