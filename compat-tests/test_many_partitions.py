@@ -10,18 +10,24 @@ produced before the restart are still there, and no partition was recovered
 as after a crash).
 
 Timings, descriptor count and RSS are printed (run with -s to see them).
+
+A broker started with a low RLIMIT_NOFILE refuses CreateTopics and
+CreatePartitions that would not fit with POLICY_VIOLATION, and creates
+nothing of them (a Weir deviation: Kafka has no such check).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewPartitions, NewTopic
 
-from lib.clients import client_conf, unique_topic, wait_until
+from lib.clients import admin, client_conf, unique_topic, wait_until
 from lib.weir import Weir
 
 TOPICS = 100
@@ -166,3 +172,49 @@ def test_ten_thousand_partitions_fit_and_survive_a_restart():
     finally:
         w.cleanup()
 
+
+def test_partitions_beyond_the_descriptor_limit_are_refused():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 2000
+    if hard != resource.RLIM_INFINITY and hard < low:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard} below {low}")
+    w = Weir(name="weir-lowfd")
+    # The broker inherits this process's limit.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        w.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert soft_nofile(w.pid) == low
+        a = admin(w.bootstrap)
+        ok, too_big = unique_topic("fits"), unique_topic("too-big")
+        fs = a.create_topics([NewTopic(ok, num_partitions=100, replication_factor=1),
+                              NewTopic(too_big, num_partitions=1500, replication_factor=1)],
+                             operation_timeout=60, request_timeout=60)
+        fs[ok].result(timeout=60)
+        with pytest.raises(KafkaException) as refused:
+            fs[too_big].result(timeout=60)
+        err = refused.value.args[0]
+        assert err.name() == "POLICY_VIOLATION" and not err.retriable(), err
+        assert "file descriptors" in err.str(), err
+
+        fs = a.create_partitions([NewPartitions(ok, 1600)], operation_timeout=60, request_timeout=60)
+        with pytest.raises(KafkaException) as refused:
+            fs[ok].result(timeout=60)
+        assert refused.value.args[0].name() == "POLICY_VIOLATION", refused.value.args[0]
+        fs = a.create_partitions([NewPartitions(ok, 110)], operation_timeout=60, request_timeout=60)
+        fs[ok].result(timeout=60)
+
+        # Nothing half-created: the refused topic does not exist, the other has exactly its partitions.
+        def settled():
+            md = a.list_topics(timeout=10)
+            t = md.topics.get(ok)
+            return (too_big not in md.topics and t is not None and len(t.partitions) == 110
+                    and all(p.leader >= 0 for p in t.partitions.values()))
+
+        wait_until(settled, timeout=30, what="110 led partitions and no refused topic")
+        assert fd_count(w.pid) < low - 500
+        assert "Too many open files" not in w.log_path.read_text(errors="replace"), w.tail()
+    finally:
+        w.cleanup()
