@@ -7,6 +7,7 @@
 //! * index entries point at batch starts within the file (see [`crate::index`]).
 //!
 //! All reads are positioned reads (`read_at`) so `&self` methods never move a file cursor.
+//! The segment keeps one file descriptor, its `.log`; the indexes are memory-mapped without one.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -254,6 +255,9 @@ impl Segment {
             self.truncate_file(pos)?;
         }
         self.rolling_base_ms = self.initial_rolling_base(now_ms)?;
+        // As Kafka's LogSegment.recover: rebuilt indexes are trimmed; the next append regrows them.
+        self.offset_index.trim_to_valid_size()?;
+        self.time_index.trim_to_valid_size()?;
         Ok(Recovered { batches, valid_bytes: pos, truncated_bytes: truncated })
     }
 
@@ -423,9 +427,12 @@ impl Segment {
     }
 
     /// Called when the segment stops being the active one (roll or close): writes the final
-    /// time-index entry so the last entry holds the segment's max timestamp.
+    /// time-index entry so the last entry holds the segment's max timestamp, and trims both
+    /// indexes to their valid entries (their length then gives their entry count on open).
     pub(crate) fn on_become_inactive(&mut self) -> Result<()> {
-        self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)
+        self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+        self.offset_index.trim_to_valid_size()?;
+        self.time_index.trim_to_valid_size()
     }
 
     /// fsyncs the log file and both indexes if they changed.

@@ -4,6 +4,11 @@
 //! or by the given assignments; a count not above the current one gets
 //! INVALID_PARTITIONS, an unknown topic UNKNOWN_TOPIC_OR_PARTITION, a topic
 //! named twice INVALID_REQUEST. `validate_only` changes nothing.
+//!
+//! Deviation (Kafka has no such check), as in CreateTopics: new partitions
+//! that would not fit in this broker's file descriptors are refused with
+//! POLICY_VIOLATION before the controller records anything (see
+//! `create_topics::DescriptorCheck`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 use weir_protocol::ErrorCode;
 
+use super::create_topics::DescriptorCheck;
 use super::RequestContext;
 use crate::broker::Broker;
 
@@ -26,13 +32,19 @@ pub async fn handle(
     for t in &request.topics {
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
+    let image = broker.image();
+    let mut fds = DescriptorCheck::new();
     let results = request
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let current = image.topic(&name).map_or(0, |topic| topic.partitions.len() as u64);
+            let additional = (t.count.max(0) as u64).saturating_sub(current);
             let outcome = if seen.get(&name).copied().unwrap_or(0) > 1 {
                 Err((ErrorCode::InvalidRequest.code(), format!("Duplicate topic {name} in the request.")))
+            } else if let Err(message) = fds.reserve(additional) {
+                Err((ErrorCode::PolicyViolation.code(), message))
             } else {
                 let assignments = t
                     .assignments

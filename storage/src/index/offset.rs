@@ -26,11 +26,8 @@ impl OffsetIndex {
     /// Opens or creates the index of the segment starting at `base_offset`.
     pub(crate) fn open(path: &Path, base_offset: i64, max_bytes: u64) -> Result<OffsetIndex> {
         let file = IndexFile::open(path, ENTRY_SIZE, max_bytes)?;
-        let mut idx = OffsetIndex { file, base_offset, last: None };
-        if idx.file.len() > 0 {
-            idx.last = Some(idx.entry(idx.file.len() - 1)?);
-        }
-        Ok(idx)
+        let last = file.last_entry_on_open().filter(|b| b.len() == ENTRY_SIZE).map(|b| decode(base_offset, b));
+        Ok(OffsetIndex { file, base_offset, last })
     }
 
     fn entry(&self, i: usize) -> Result<(i64, u32)> {
@@ -103,6 +100,11 @@ impl OffsetIndex {
         }
     }
 
+    /// Cuts the file to its valid entries (the segment is no longer written).
+    pub(crate) fn trim_to_valid_size(&mut self) -> Result<()> {
+        self.file.trim_to_valid_size()
+    }
+
     /// Removes all entries.
     pub(crate) fn reset(&mut self) -> Result<()> {
         self.file.truncate_entries(0)?;
@@ -118,6 +120,11 @@ impl OffsetIndex {
             return Err(format!("{name}: length is not a multiple of {ENTRY_SIZE}"));
         }
         if let Some((o, p)) = self.last {
+            if p == 0 {
+                // No batch at position 0 is ever indexed: this is the zero tail of an index left
+                // preallocated by a crash (see the module docs of `index`).
+                return Err(format!("{name}: ends with an empty entry (preallocated, not closed cleanly)"));
+            }
             if o < self.base_offset || p as u64 >= log_size {
                 return Err(format!("{name}: last entry ({o}, {p}) is out of bounds"));
             }
@@ -166,6 +173,7 @@ mod tests {
         assert_eq!(idx.lookup(110).unwrap(), (110, 500));
         assert_eq!(idx.lookup(119).unwrap(), (110, 500));
         assert_eq!(idx.lookup(1000).unwrap(), (120, 900));
+        idx.trim_to_valid_size().unwrap(); // sealed, as on roll or close
         drop(idx);
         let idx = OffsetIndex::open(&p, 100, 1024).unwrap();
         assert_eq!(idx.last_entry(), Some((120, 900)));

@@ -28,11 +28,8 @@ impl TimeIndex {
     /// Opens or creates the time index of the segment starting at `base_offset`.
     pub(crate) fn open(path: &Path, base_offset: i64, max_bytes: u64) -> Result<TimeIndex> {
         let file = IndexFile::open(path, ENTRY_SIZE, max_bytes)?;
-        let mut idx = TimeIndex { file, base_offset, last: None };
-        if idx.file.len() > 0 {
-            idx.last = Some(idx.entry(idx.file.len() - 1)?);
-        }
-        Ok(idx)
+        let last = file.last_entry_on_open().filter(|b| b.len() == ENTRY_SIZE).map(|b| decode(base_offset, b));
+        Ok(TimeIndex { file, base_offset, last })
     }
 
     fn entry(&self, i: usize) -> Result<(i64, i64)> {
@@ -51,9 +48,11 @@ impl TimeIndex {
         &self.file
     }
 
-    /// True when no more entries fit under `segment.index.bytes`.
+    /// True when no more entries fit under `segment.index.bytes`. As in Kafka, the last slot is kept
+    /// for the final entry written when the segment stops being active, so that one always fits in
+    /// the preallocated file.
     pub(crate) fn is_full(&self) -> bool {
-        self.file.is_full()
+        self.file.len() + 1 >= self.file.max_entries()
     }
 
     /// Last entry `(timestamp, offset)`, if any.
@@ -64,7 +63,7 @@ impl TimeIndex {
     /// Appends `(timestamp, offset)` if `timestamp` is larger than the last entry's (and, unless
     /// `skip_full_check`, the index is not full).
     pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64, skip_full_check: bool) -> Result<()> {
-        if !skip_full_check && self.file.is_full() {
+        if !skip_full_check && self.is_full() {
             return Ok(());
         }
         let last_ts = self.last.map_or(NO_TIMESTAMP, |(t, _)| t);
@@ -98,6 +97,11 @@ impl TimeIndex {
         }
     }
 
+    /// Cuts the file to its valid entries (the segment is no longer written).
+    pub(crate) fn trim_to_valid_size(&mut self) -> Result<()> {
+        self.file.trim_to_valid_size()
+    }
+
     /// Removes all entries.
     pub(crate) fn reset(&mut self) -> Result<()> {
         self.file.truncate_entries(0)?;
@@ -112,7 +116,12 @@ impl TimeIndex {
         if self.file.is_ragged() {
             return Err(format!("{name}: length is not a multiple of {ENTRY_SIZE}"));
         }
-        if let Some((_, o)) = self.last {
+        if let Some((t, o)) = self.last {
+            if self.file.len() >= 2 && t == 0 && o == self.base_offset {
+                // Timestamps strictly increase from >= 0, so only a first entry can be all zeros:
+                // this is the zero tail of an index left preallocated by a crash.
+                return Err(format!("{name}: ends with an empty entry (preallocated, not closed cleanly)"));
+            }
             if o < self.base_offset {
                 return Err(format!("{name}: last entry offset {o} below base"));
             }
@@ -157,6 +166,7 @@ mod tests {
         assert_eq!(idx.lookup(99).unwrap(), (NO_TIMESTAMP, 10));
         assert_eq!(idx.lookup(150).unwrap(), (100, 12));
         assert_eq!(idx.lookup(500).unwrap(), (200, 15));
+        idx.trim_to_valid_size().unwrap(); // sealed, as on roll or close
         drop(idx);
         let idx = TimeIndex::open(&p, 10, 1200).unwrap();
         assert_eq!(idx.last_entry(), Some((200, 15)));
