@@ -24,9 +24,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use tracing::{info, warn};
 use weir_controller::CreateTopic;
 use weir_protocol::ErrorCode;
@@ -37,7 +36,7 @@ use super::classic::{
 use super::consumer::{ConsumerGroup, ConsumerGroupConfig};
 use super::records::{partition_for, GroupMetadataValue, MemberValue, OffsetValue, RecordKey};
 use crate::broker::Broker;
-use crate::replica::now_ms;
+use crate::replica::{now_ms, plain_record};
 
 /// Name of the internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -188,27 +187,8 @@ impl GroupCoordinator {
             .get(OFFSETS_TOPIC, partition_for(group, partitions))
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let now = now_ms();
-        let records: Vec<Record> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch whenever offset - sequence
-                // changes; this keeps one batch with base sequence -1 (no producer).
-                sequence: i as i32 - 1,
-                timestamp: now,
-                key: Some(key),
-                value,
-                headers: IndexMap::new(),
-            })
-            .collect();
+        let records: Vec<Record> =
+            records.into_iter().enumerate().map(|(i, (key, value))| plain_record(i, now, Some(key), value)).collect();
         let mut batch = BytesMut::new();
         RecordBatchEncoder::encode(
             &mut batch,

@@ -33,6 +33,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use bytes::Bytes;
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{Record, TimestampType};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
@@ -47,6 +50,29 @@ pub use partition::{Leadership, Partition};
 /// Name of the file in each partition directory that records its topic id,
 /// in Kafka's format.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// One record of a batch written without a producer (no id, epoch or
+/// sequence), at position `index`: what the group coordinator writes to
+/// `__consumer_offsets`, and what tests build. The sequence keeps
+/// `kafka-protocol`'s encoder from splitting the records into several batches
+/// (it starts a new one whenever offset minus sequence changes).
+pub fn plain_record(index: usize, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: index as i64,
+        sequence: index as i32 - 1,
+        timestamp,
+        key,
+        value,
+        headers: IndexMap::new(),
+    }
+}
 
 /// All partition replicas hosted by this broker.
 pub struct ReplicaManager {

@@ -7,13 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use uuid::Uuid;
 use weir_controller::{kafka_uuid_string, random_kafka_uuid, MetadataImage, PartitionRegistration, TopicImage};
 use weir_protocol::ErrorCode;
 
-use super::{now_ms, ReplicaManager, PARTITION_METADATA_FILE};
+use super::{now_ms, plain_record, ReplicaManager, PARTITION_METADATA_FILE};
 use crate::config::BrokerConfig;
 
 const NODE: i32 = 1;
@@ -50,20 +49,8 @@ fn record_batch(values: &[&str]) -> Bytes {
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder splits batches when offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: IndexMap::new(),
+            ..plain_record(i, now, None, Some(Bytes::copy_from_slice(v.as_bytes())))
         })
         .collect();
     let mut buf = BytesMut::new();

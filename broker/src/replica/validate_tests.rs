@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::*;
 use crate::admin::configs::resolve_topic_configs;
 use crate::config::BrokerConfig;
+use crate::replica::plain_record;
 
 const NOW: i64 = 1_700_000_000_000;
 
@@ -23,20 +23,13 @@ fn batch(records: &[(Option<&str>, i64)], compression: Compression) -> Bytes {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
-        .map(|(i, (key, timestamp))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: *timestamp,
-            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-            value: Some(Bytes::from_static(b"value")),
-            headers: IndexMap::new(),
-            delete_horizon: false,
+        .map(|(i, (key, timestamp))| {
+            plain_record(
+                i,
+                *timestamp,
+                key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+                Some(Bytes::from_static(b"value")),
+            )
         })
         .collect();
     let mut out = BytesMut::new();
