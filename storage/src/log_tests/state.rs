@@ -156,15 +156,19 @@ fn sequence_checks() {
     assert_eq!(log.check_sequence(2, 0, 7, 7), SequenceCheck::Append);
 }
 
+/// A log over several segments holding 12 batches of two records from producer 42, epoch 3.
+fn idempotent_log(dir: &std::path::Path) -> Log {
+    let mut log = Log::open(dir, small(), 0).unwrap();
+    for seq in 0..12 {
+        log.append(&idem(i64::from(seq) * 2, 2, 42, 3, seq * 2), 0).unwrap();
+    }
+    log
+}
+
 #[test]
 fn dedupe_survives_reopen_clean_and_unclean() {
     let d = tempfile::tempdir().unwrap();
-    let mut log = Log::open(d.path(), small(), 0).unwrap();
-    let mut base = 0;
-    for seq in 0..12 {
-        log.append(&idem(base, 2, 42, 3, seq * 2), 0).unwrap();
-        base += 2;
-    }
+    let log = idempotent_log(d.path());
     assert!(log.segment_base_offsets().len() > 2);
     let dup = SequenceCheck::Duplicate { first_offset: 22, last_offset: 23, timestamp: 5022 };
     assert_eq!(log.check_sequence(42, 3, 22, 23), dup);
@@ -257,15 +261,10 @@ fn rolls_on_segment_ms_and_full_index() {
 #[test]
 fn dedupe_survives_crash_with_recovery_point() {
     let d = tempfile::tempdir().unwrap();
-    let mut log = Log::open(d.path(), small(), 0).unwrap();
-    let mut base = 0;
-    for seq in 0..12 {
-        log.append(&idem(base, 2, 42, 3, seq * 2), 0).unwrap();
-        base += 2;
-    }
+    let mut log = idempotent_log(d.path());
     log.flush_rolled_segments().unwrap();
     let rp = log.recovery_point();
-    assert!(rp > 0 && rp < base, "rp {rp}");
+    assert!(rp > 0 && rp < log.log_end_offset(), "rp {rp}");
     // Two more batches after the recovery point, then a crash; the snapshot files are gone too.
     log.append(&idem(24, 1, 42, 3, 24), 0).unwrap();
     log.append(&idem(25, 1, 7, 0, 0), 0).unwrap();
