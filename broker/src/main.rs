@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    install_storage_faults()?;
     let mut overrides = Vec::new();
     let dev_dir = if args.dev {
         let dir = dev_data_dir()?;
@@ -62,9 +63,32 @@ async fn main() -> anyhow::Result<()> {
             stdout.flush()?;
         }
     }
-    wait_for_stop_signal().await;
+    let broker = running.broker.clone();
+    tokio::select! {
+        _ = wait_for_stop_signal() => {}
+        _ = broker.replicas.log_dir_failure().failed() => {}
+    }
     running.shutdown().await;
     remove_dev_dir(dev_dir.as_deref());
+    match broker.replicas.log_dir_failure().reason() {
+        // As Kafka halts a broker whose last log dir failed: a non-zero exit.
+        Some(reason) => Err(anyhow::anyhow!("stopped because the log dir failed: {reason}")),
+        None => Ok(()),
+    }
+}
+
+/// Test hook: `WEIR_STORAGE_FAULTS` arms storage faults (see
+/// `weir_storage::file_system::faults::Fault::parse`) before any log opens.
+fn install_storage_faults() -> anyhow::Result<()> {
+    let Ok(spec) = std::env::var("WEIR_STORAGE_FAULTS") else { return Ok(()) };
+    let injector = weir_storage::file_system::faults::install()
+        .ok_or_else(|| anyhow::anyhow!("WEIR_STORAGE_FAULTS: the storage already started"))?;
+    for part in spec.split(';').filter(|p| !p.trim().is_empty()) {
+        let fault = weir_storage::file_system::faults::Fault::parse(part.trim())
+            .map_err(|e| anyhow::anyhow!("WEIR_STORAGE_FAULTS: {e}"))?;
+        tracing::warn!(fault = part.trim(), "storage fault injection armed (WEIR_STORAGE_FAULTS; for tests only)");
+        injector.arm(fault);
+    }
     Ok(())
 }
 

@@ -55,8 +55,11 @@ class Weir:
     The data dir and the port survive kill9()/stop() + restart().
     """
 
-    def __init__(self, overrides: dict[str, object] | None = None, name: str = "weir"):
+    def __init__(self, overrides: dict[str, object] | None = None, name: str = "weir",
+                 env: dict[str, str] | None = None):
         self.name = name
+        # Extra environment of the broker process (test hooks such as WEIR_STORAGE_FAULTS).
+        self.env = dict(env or {})
         self.bin = weir_bin()
         self.port = free_port()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
@@ -119,6 +122,7 @@ class Weir:
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("RUST_LOG", "info")
         env.setdefault("NO_COLOR", "1")
+        env.update(self.env)
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())

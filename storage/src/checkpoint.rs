@@ -6,10 +6,10 @@
 //! new contents, never a mix.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::Path;
 
 use crate::error::{IoContext, Result, StorageError};
+use crate::file_system::fs;
 use crate::fsutil::write_atomic;
 
 /// Name of the file at the root of a log dir holding every log's recovery point.
@@ -24,7 +24,7 @@ pub type OffsetMap = HashMap<(String, i32), i64>;
 /// well-formed version 0 checkpoint (the caller then treats every offset as unknown).
 pub fn read_offset_checkpoint(dir: &Path, name: &str) -> Result<Option<OffsetMap>> {
     let path = dir.join(name);
-    let bytes = match fs::read(&path) {
+    let bytes = match fs().read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).ctx(|| format!("read {}", path.display())),
@@ -81,6 +81,7 @@ pub fn write_offset_checkpoint(dir: &Path, name: &str, entries: &OffsetMap) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn round_trip_and_format() {

@@ -40,7 +40,7 @@
 //! Thread-safety: cleaning runs under `&mut Log`, like every other mutation of the log.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -49,6 +49,7 @@ use tracing::{info, warn};
 
 use crate::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use crate::error::{IoContext, Result, StorageError};
+use crate::file_system::{create_truncate, fs, FileWriter};
 use crate::fsutil::{fsync_dir, offset_path, read_i64_file, remove_if_exists, write_atomic};
 use crate::log::Log;
 use crate::segment::{Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
@@ -169,7 +170,7 @@ pub struct CleanerRecord {
 
 /// Deletes files a cleaning interrupted by a crash left behind in a partition directory.
 pub fn remove_leftovers(dir: &Path) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
+    let entries = match fs().read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).ctx(|| format!("list {}", dir.display())),
@@ -442,8 +443,7 @@ fn mtime(path: &Path) -> Option<std::time::SystemTime> {
 }
 
 impl Log {
-    /// The offset below which the log was compacted, from the checkpoint file (if any).
-    pub fn cleaner_checkpoint(&self) -> Result<Option<i64>> {
+    pub(crate) fn cleaner_checkpoint_unguarded(&self) -> Result<Option<i64>> {
         read_i64_file(&self.dir.join(CLEANER_CHECKPOINT_FILE))
     }
 
@@ -474,8 +474,7 @@ impl Log {
         bases.windows(2).map(|w| (w[0], w[1])).take_while(|&(_, next)| next <= bound).collect()
     }
 
-    /// The share of the cleanable bytes that are dirty (0 when nothing is cleanable).
-    pub fn cleanable_dirty_ratio(&self, opts: &CleanOptions) -> Result<f64> {
+    pub(crate) fn cleanable_dirty_ratio_unguarded(&self, opts: &CleanOptions) -> Result<f64> {
         let first_dirty = self.first_dirty_offset()?;
         Ok(self.ratio(&self.cleanable_segments(first_dirty, opts), first_dirty))
     }
@@ -497,10 +496,11 @@ impl Log {
         }
     }
 
-    /// Compacts the log if its cleanable dirty ratio is above `min_cleanable_dirty_ratio` (see the
-    /// module docs). Returns `None` when there was nothing to do. On error, segments not yet swapped
-    /// are untouched and the checkpoint does not move.
-    pub fn clean(&mut self, codec: &dyn RecordCodec, opts: &CleanOptions) -> Result<Option<CleanStats>> {
+    pub(crate) fn clean_unguarded(
+        &mut self,
+        codec: &dyn RecordCodec,
+        opts: &CleanOptions,
+    ) -> Result<Option<CleanStats>> {
         self.now_hint_ms = self.now_hint_ms.max(opts.now_ms);
         let first_dirty = self.first_dirty_offset()?;
         let cleanable = self.cleanable_segments(first_dirty, opts);
@@ -584,9 +584,9 @@ impl Log {
         let (changed, written) = {
             let Some(seg) = self.segments.get(&base) else { return Ok(()) };
             cleaner.stats.bytes_read += seg.size();
-            let file = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+            let file = fs().open(&tmp, &create_truncate()).ctx(|| format!("create {}", tmp.display()))?;
             self.dir_dirty = true;
-            let mut out = BufWriter::new(file);
+            let mut out = BufWriter::new(FileWriter::new(&file, &tmp));
             let (mut changed, mut written) = (false, 0u64);
             let mut buf = Vec::new();
             let mut pos = 0;
@@ -616,7 +616,7 @@ impl Log {
                 written += bytes.len() as u64;
                 pos += h.total_size() as u64;
             }
-            let file = out.into_inner().map_err(|e| e.into_error()).ctx(|| format!("write {}", tmp.display()))?;
+            out.into_inner().map_err(|e| e.into_error()).ctx(|| format!("write {}", tmp.display()))?;
             if changed {
                 // Kafka keeps the segment's modification time (time-based retention uses it when
                 // batches carry no timestamps).
@@ -624,7 +624,7 @@ impl Log {
                     let _ = file.set_modified(t);
                 }
                 // The cleaned copy must be entirely on disk before it can replace the original.
-                file.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+                fs().sync_data(&file, &tmp).ctx(|| format!("fsync {}", tmp.display()))?;
             }
             (changed, written)
         };
@@ -657,7 +657,7 @@ impl Log {
             // The old indexes must be gone for good before the log they describe changes.
             fsync_dir(&dir)?;
             let log_path = offset_path(&dir, base, LOG_EXT);
-            fs::rename(tmp, &log_path).ctx(|| format!("rename {} to {}", tmp.display(), log_path.display()))?;
+            fs().rename(tmp, &log_path).ctx(|| format!("rename {} to {}", tmp.display(), log_path.display()))?;
             // The new segment content must be the one found after a crash from now on.
             fsync_dir(&dir)?;
             let mut seg = Segment::open(&dir, base, &config)?;

@@ -8,10 +8,10 @@
 //! is reported as [`StorageError::Corruption`]; the log then rebuilds the cache from its batches
 //! ([`LeaderEpochCache::rebuilt`]) instead of refusing to open.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result, StorageError};
+use crate::file_system::fs;
 use crate::fsutil::write_atomic;
 
 /// Name of the checkpoint file inside the partition directory.
@@ -29,7 +29,7 @@ impl LeaderEpochCache {
     pub(crate) fn load(dir: &Path) -> Result<LeaderEpochCache> {
         let path = dir.join(FILE_NAME);
         let mut cache = LeaderEpochCache { dir: dir.to_path_buf(), entries: Vec::new() };
-        let bytes = match fs::read(&path) {
+        let bytes = match fs().read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
             Err(e) => return Err(e).ctx(|| format!("read {}", path.display())),
@@ -163,6 +163,7 @@ impl LeaderEpochCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn end_offsets_like_kafka() {

@@ -27,6 +27,9 @@ pub enum StorageError {
         /// The log end offset at the time.
         log_end: i64,
     },
+    /// An earlier I/O error failed the log: it takes no more operations until it is opened again.
+    #[error("the log failed earlier and takes no more operations: {0}")]
+    LogFailed(String),
     /// The records handed to `append` were malformed or not contiguous with the log.
     #[error("invalid append: {0}")]
     InvalidAppend(String),

@@ -1,10 +1,9 @@
 //! Small file-system helpers: file naming, atomic small-file writes, directory fsync.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use crate::file_system::{create_truncate, fs};
 
 /// Suffix of temporary files written by [`write_atomic`]; stale ones are deleted on open.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
@@ -30,8 +29,7 @@ pub(crate) fn parse_offset_file_name(name: &str, ext: &str) -> Option<i64> {
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).ctx(|| format!("open directory {}", dir.display()))?;
-    f.sync_all().ctx(|| format!("fsync directory {}", dir.display()))
+    fs().sync_dir(dir).ctx(|| format!("fsync directory {}", dir.display()))
 }
 
 /// Replaces `dir/name` with `contents` atomically: write a temp file, fsync it, rename, fsync the directory.
@@ -39,19 +37,19 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let dst = dir.join(name);
     {
-        let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(contents).ctx(|| format!("write {}", tmp.display()))?;
+        let f = fs().open(&tmp, &create_truncate()).ctx(|| format!("create {}", tmp.display()))?;
+        fs().write_at(&f, &tmp, contents, 0).ctx(|| format!("write {}", tmp.display()))?;
         // The new contents must be on disk before the rename makes them visible under the real name.
-        f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+        fs().sync_data(&f, &tmp).ctx(|| format!("fsync {}", tmp.display()))?;
     }
-    fs::rename(&tmp, &dst).ctx(|| format!("rename {} to {}", tmp.display(), dst.display()))?;
+    fs().rename(&tmp, &dst).ctx(|| format!("rename {} to {}", tmp.display(), dst.display()))?;
     // The rename itself (the directory entry) must be durable.
     fsync_dir(dir)
 }
 
 /// Removes a file, ignoring "not found".
 pub(crate) fn remove_if_exists(path: &Path) -> Result<bool> {
-    match fs::remove_file(path) {
+    match fs().remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).ctx(|| format!("remove {}", path.display())),
@@ -60,9 +58,13 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<bool> {
 
 /// Reads a small text file holding one integer; `Ok(None)` if the file does not exist.
 pub(crate) fn read_i64_file(path: &Path) -> Result<Option<i64>> {
-    match fs::read_to_string(path) {
-        Ok(s) => s.trim().parse::<i64>().map(Some).map_err(|_| {
-            crate::error::StorageError::Corruption(format!("{} does not hold an integer: {:?}", path.display(), s))
+    match fs().read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().parse::<i64>().map(Some).map_err(|_| {
+            crate::error::StorageError::Corruption(format!(
+                "{} does not hold an integer: {:?}",
+                path.display(),
+                String::from_utf8_lossy(&bytes)
+            ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).ctx(|| format!("read {}", path.display())),

@@ -33,6 +33,9 @@
 //! * Only the last (active) segment is appended to; segments are deleted only whole, oldest first,
 //!   except that compaction ([`Log::clean`]) rewrites non-active segments (offsets never change, gaps
 //!   appear) and deletes those it leaves empty.
+//! * Every file operation goes through [`file_system::fs`] (tests inject faults there). After the
+//!   first I/O error a [`Log`] is failed and takes no more operations ([`Log::failure`]); its
+//!   directory is recovered by the next open.
 //! * After any crash, the next open truncates the log at the first invalid byte and rebuilds indexes,
 //!   so a prefix of what was appended survives and everything below the recovery point survives.
 
@@ -44,6 +47,8 @@ mod compaction;
 mod config;
 mod epoch;
 mod error;
+mod failure;
+pub mod file_system;
 mod fsutil;
 mod index;
 mod log;

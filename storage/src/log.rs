@@ -10,7 +10,7 @@
 //!   segments from the one holding it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::batch::{BatchHeader, BatchIter, MAGIC_V2};
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, Result, StorageError};
+use crate::file_system::{create_truncate, fs};
 use crate::fsutil::{fsync_dir, remove_if_exists, write_atomic};
 use crate::producer_state::{ProducerStateManager, SequenceCheck};
 use crate::segment::Segment;
@@ -55,7 +56,7 @@ pub struct RecoveryStats {
 /// asynchronously in the same way).
 #[derive(Debug)]
 pub struct PendingFlush {
-    files: Vec<File>,
+    files: Vec<(File, PathBuf)>,
     bases: Vec<i64>,
     dir: PathBuf,
     up_to: i64,
@@ -70,8 +71,8 @@ impl PendingFlush {
 
     /// fsyncs the sealed segments' log and index files and the partition directory.
     pub fn sync(&self) -> Result<()> {
-        for f in &self.files {
-            f.sync_data().ctx(|| format!("fsync a sealed segment of {}", self.dir.display()))?;
+        for (file, path) in &self.files {
+            fs().sync_data(file, path).ctx(|| format!("fsync {}", path.display()))?;
         }
         fsync_dir(&self.dir)
     }
@@ -116,6 +117,8 @@ pub struct Log {
     pub(crate) flush_count: u64,
     /// Files were created or removed since the directory was last fsynced.
     pub(crate) dir_dirty: bool,
+    /// Set by the first I/O error (see [`crate::failure`]).
+    pub(crate) failure: std::sync::OnceLock<String>,
 }
 
 impl Log {
@@ -212,12 +215,7 @@ impl Log {
             .ok_or_else(|| StorageError::Corruption("partition has no segment".into()))
     }
 
-    /// Appends one or more v2 batches whose offsets are already assigned. The first base offset must
-    /// equal [`Log::log_end_offset`] and batches must be contiguous, otherwise `InvalidAppend`. Rolls
-    /// first when the active segment would exceed `segment.bytes`, is older than `segment.ms` (since
-    /// its first append) or has a full index. Maintains the indexes, the leader-epoch cache and the
-    /// producer state, and fsyncs per `flush.messages`. The CRC is not rechecked.
-    pub fn append(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+    pub(crate) fn append_unguarded(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
         self.now_hint_ms = self.now_hint_ms.max(now_ms);
         if records.is_empty() {
             return Err(StorageError::InvalidAppend("no record batches".into()));
@@ -300,9 +298,7 @@ impl Log {
         self.producers.take_snapshot(new_base)
     }
 
-    /// After a roll, the segments below the new active segment that are not yet known flushed, as
-    /// duplicated file handles to fsync without holding the log; `None` if nothing awaits.
-    pub fn take_pending_flush(&mut self) -> Result<Option<PendingFlush>> {
+    pub(crate) fn take_pending_flush_unguarded(&mut self) -> Result<Option<PendingFlush>> {
         let Some(up_to) = self.roll_flush_pending.take() else { return Ok(None) };
         if up_to <= self.recovery_point {
             return Ok(None);
@@ -331,8 +327,7 @@ impl Log {
         }
     }
 
-    /// Takes, syncs and completes the pending flush of rolled segments in one go.
-    pub fn flush_rolled_segments(&mut self) -> Result<()> {
+    pub(crate) fn flush_rolled_segments_unguarded(&mut self) -> Result<()> {
         if let Some(pending) = self.take_pending_flush()? {
             pending.sync()?;
             self.complete_flush(pending);
@@ -340,12 +335,13 @@ impl Log {
         Ok(())
     }
 
-    /// Whole batches starting with the one containing `offset`, concatenated (possibly across
-    /// segments), taken only from batches whose base offset is < `max_offset`, stopping before
-    /// exceeding `max_bytes` unless `min_one_batch` and nothing was taken yet (then one whole batch
-    /// is returned). `offset == log_end_offset` gives an empty result; an offset below the log start
-    /// or above the log end is `OffsetOutOfRange`.
-    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<Bytes> {
+    pub(crate) fn read_unguarded(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Bytes> {
         let leo = self.log_end_offset();
         if offset < self.log_start_offset || offset > leo {
             return Err(StorageError::OffsetOutOfRange {
@@ -393,9 +389,7 @@ impl Log {
         Ok(Bytes::from(out))
     }
 
-    /// The first batch (at or above the log start offset) whose max timestamp is >= `ts`, found via
-    /// the time index; `None` if there is none.
-    pub fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>> {
+    pub(crate) fn find_batch_by_timestamp_unguarded(&self, ts: i64) -> Result<Option<Bytes>> {
         for seg in self.segments.values() {
             if seg.size() > 0 && seg.max_timestamp() >= ts {
                 if let Some(b) = seg.find_by_timestamp(ts, self.log_start_offset)? {
@@ -406,8 +400,7 @@ impl Log {
         Ok(None)
     }
 
-    /// The batch holding the largest max timestamp in the log (the first one on ties).
-    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>> {
+    pub(crate) fn batch_with_max_timestamp_unguarded(&self) -> Result<Option<Bytes>> {
         let mut best: Option<&Segment> = None;
         for seg in self.segments.values().filter(|s| s.size() > 0) {
             if best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp()) {
@@ -420,8 +413,7 @@ impl Log {
         }
     }
 
-    /// fsyncs per `flush.ms` if the last flush is at least that old and something is unflushed.
-    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<()> {
+    pub(crate) fn flush_if_due_unguarded(&mut self, now_ms: i64) -> Result<()> {
         self.now_hint_ms = self.now_hint_ms.max(now_ms);
         if self.log_end_offset() > self.recovery_point
             && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
@@ -432,8 +424,7 @@ impl Log {
         Ok(())
     }
 
-    /// fsyncs every segment's log and indexes and the directory, then advances the recovery point.
-    pub fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush_unguarded(&mut self) -> Result<()> {
         for seg in self.segments.values_mut() {
             seg.flush()?;
         }
@@ -448,13 +439,12 @@ impl Log {
         Ok(())
     }
 
-    /// Flushes, writes a producer-state snapshot and then the clean-shutdown marker.
-    pub fn close(mut self) -> Result<()> {
+    pub(crate) fn close_unguarded(mut self) -> Result<()> {
         self.active_mut()?.on_become_inactive()?;
         self.producers.take_snapshot(self.log_end_offset())?;
         self.flush()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        fs::File::create(&marker).ctx(|| format!("create {}", marker.display()))?;
+        fs().open(&marker, &create_truncate()).ctx(|| format!("create {}", marker.display()))?;
         // The marker promises that everything above is durable; its directory entry must be too.
         fsync_dir(&self.dir)
     }
@@ -463,7 +453,7 @@ impl Log {
     pub fn delete(self) -> Result<()> {
         let dir = self.dir.clone();
         drop(self);
-        fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))
+        fs().remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))
     }
 
     /// The latest leader epoch recorded, if any.

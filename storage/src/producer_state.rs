@@ -11,13 +11,13 @@
 //! `last_seq: i32`, `first_offset: i64`, `last_offset: i64`, `timestamp: i64`.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
 use crate::batch::{increment_sequence, BatchHeader};
 use crate::error::{IoContext, Result};
+use crate::file_system::fs;
 use crate::fsutil::{offset_file_name, parse_offset_file_name, remove_if_exists, write_atomic};
 
 /// Extension of producer-state snapshot files.
@@ -268,7 +268,7 @@ impl ProducerStateManager {
                 continue;
             }
             let path = self.snapshot_path(o);
-            let buf = fs::read(&path).ctx(|| format!("read {}", path.display()))?;
+            let buf = fs().read(&path).ctx(|| format!("read {}", path.display()))?;
             match Self::decode(&buf) {
                 Ok(map) => {
                     self.producers = map;
@@ -287,7 +287,7 @@ impl ProducerStateManager {
 /// Offsets of the snapshot files in `dir`, ascending.
 pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>> {
     let mut out = Vec::new();
-    for ent in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
+    for ent in fs().read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
         let ent = ent.ctx(|| format!("list {}", dir.display()))?;
         if let Some(o) = ent.file_name().to_str().and_then(|n| parse_offset_file_name(n, SNAPSHOT_EXT)) {
             out.push(o);
@@ -328,6 +328,7 @@ impl Reader<'_> {
 mod tests {
     use super::*;
     use crate::batch::test_util::{batch, B};
+    use std::fs;
 
     fn hdr(base: i64, count: i32, pid: i64, epoch: i16, seq: i32) -> BatchHeader {
         BatchHeader::parse(&batch(B {

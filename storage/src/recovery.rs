@@ -13,7 +13,6 @@
 //!   rebuilt from the batches' partition leader epochs and base offsets and rewritten (warn log).
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
 use tracing::{info, warn};
@@ -21,6 +20,7 @@ use tracing::{info, warn};
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, Result, StorageError};
+use crate::file_system::fs;
 use crate::fsutil::{fsync_dir, parse_offset_file_name, read_i64_file, remove_if_exists, TMP_SUFFIX};
 use crate::log::{Log, RecoveryStats, CLEAN_SHUTDOWN_FILE, LEGACY_RECOVERY_POINT_FILE, LOG_START_OFFSET_FILE};
 use crate::producer_state::ProducerStateManager;
@@ -28,14 +28,14 @@ use crate::segment::{Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 
 /// Implementation of [`Log::open`].
 pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64, recovery_point: Option<i64>) -> Result<Log> {
-    fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+    fs().create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean = marker.exists();
     let log_start_file = read_i64_file(&dir.join(LOG_START_OFFSET_FILE))?;
     // Written by earlier versions; the caller's checkpoint replaces it (it is never trusted).
     remove_if_exists(&dir.join(LEGACY_RECOVERY_POINT_FILE))?;
 
-    let (mut segments, mut stats) = load_segments(dir, &config, clean, recovery_point, now_ms)?;
+    let (mut segments, mut stats, epoch_changes) = load_segments(dir, &config, clean, recovery_point, now_ms)?;
     if segments.is_empty() {
         let base = log_start_file.unwrap_or(0).max(0);
         segments.insert(base, Segment::create(dir, base, &config)?);
@@ -68,6 +68,14 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64, recovery_point: O
         Err(e) => return Err(e),
     };
     epochs.truncate_from_end(leo)?;
+    // As Kafka's segment recovery: the rescanned batches' epochs enter the cache, so a batch
+    // written by an append whose checkpoint update failed (or did not happen before a crash)
+    // is known by its epoch.
+    for (epoch, start) in epoch_changes {
+        if start < leo && epochs.latest_epoch().is_none_or(|latest| latest < epoch) {
+            epochs.assign(epoch, start)?;
+        }
+    }
     epochs.truncate_from_start(log_start)?;
 
     let mut log = Log {
@@ -86,6 +94,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64, recovery_point: O
         producers: ProducerStateManager::new(dir),
         flush_count: 0,
         dir_dirty: true,
+        failure: std::sync::OnceLock::new(),
     };
     log.rebuild_producer_state()?;
     log.persist_log_start()?;
@@ -132,6 +141,10 @@ fn rebuild_epochs(dir: &Path, segments: &BTreeMap<i64, Segment>) -> Result<Leade
     LeaderEpochCache::rebuilt(dir, changes)
 }
 
+/// The segments of a directory, the statistics of the recovery scan (after an unclean shutdown),
+/// and the leader epoch changes among the rescanned batches.
+type LoadedSegments = (BTreeMap<i64, Segment>, Option<RecoveryStats>, Vec<(i32, i64)>);
+
 /// Discovers, opens and (if needed) recovers the segments of `dir`; with the statistics of the
 /// recovery scan after an unclean shutdown of a log that has segments.
 fn load_segments(
@@ -140,10 +153,10 @@ fn load_segments(
     clean: bool,
     recovery_point: Option<i64>,
     now_ms: i64,
-) -> Result<(BTreeMap<i64, Segment>, Option<RecoveryStats>)> {
+) -> Result<LoadedSegments> {
     let mut log_bases = Vec::new();
     let mut index_files = Vec::new();
-    for ent in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
+    for ent in fs().read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
         let ent = ent.ctx(|| format!("list {}", dir.display()))?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -179,6 +192,7 @@ fn load_segments(
         (!clean && !log_bases.is_empty()).then(|| RecoveryStats { recovery_point, ..RecoveryStats::default() });
 
     let mut segments = BTreeMap::new();
+    let mut epoch_changes = Vec::new();
     let mut iter = log_bases.iter().enumerate();
     while let Some((i, &base)) = iter.next() {
         let is_last = i + 1 == log_bases.len();
@@ -198,6 +212,7 @@ fn load_segments(
         if recover {
             let scanned = seg.recover(config, true, now_ms)?;
             truncated = scanned.truncated_bytes > 0;
+            epoch_changes.extend(scanned.epoch_changes);
             if let Some(stats) = stats.as_mut() {
                 stats.segments_scanned += 1;
                 stats.bytes_scanned += scanned.valid_bytes + scanned.truncated_bytes;
@@ -213,5 +228,5 @@ fn load_segments(
             }
         }
     }
-    Ok((segments, stats))
+    Ok((segments, stats, epoch_changes))
 }

@@ -11,13 +11,7 @@ use crate::log::Log;
 use crate::segment::Segment;
 
 impl Log {
-    /// Removes everything at or above `offset` (follower divergence): later segments are deleted, the
-    /// segment holding `offset` is cut before the batch containing it and re-indexed; the epoch cache
-    /// is truncated and producer state rebuilt. If `offset` is below the first segment, the log is
-    /// emptied and restarted at `offset`. No-op when `offset >= log_end_offset`. The recovery point
-    /// drops to the new log end: the caller must persist it (Kafka checkpoints the log dir's
-    /// recovery points right after a truncation) before appending past a stale persisted value.
-    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+    pub(crate) fn truncate_to_unguarded(&mut self, offset: i64) -> Result<()> {
         if offset < 0 {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,
@@ -74,10 +68,7 @@ impl Log {
         self.persist_log_start()
     }
 
-    /// DeleteRecords: raises the log start offset to `offset` (which must be <= the log end offset,
-    /// else `OffsetOutOfRange`), persists it and deletes segments entirely below it. Returns the new
-    /// log start offset (unchanged if `offset` is not above it).
-    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+    pub(crate) fn delete_records_before_unguarded(&mut self, offset: i64) -> Result<i64> {
         let leo = self.log_end_offset();
         if offset < 0 || offset > leo {
             return Err(StorageError::OffsetOutOfRange {
@@ -99,23 +90,21 @@ impl Log {
     fn raise_log_start(&mut self, offset: i64) -> Result<()> {
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
+            // Persisted before the leader-epoch cache is cut, so that a failure in between can
+            // only leave cache entries below the log start (the next open cuts them), never a
+            // cache that starts above it.
+            self.persist_log_start()?;
             self.epochs.truncate_from_start(offset)?;
             self.producers.truncate_head(offset);
         }
         Ok(())
     }
 
-    /// Deletes whole segments past `retention.ms` (by the segment's largest timestamp) or beyond
-    /// `retention.bytes`, oldest first, and advances the log start offset. As in Kafka, an expired
-    /// non-empty active segment is first rolled so it can be deleted; an empty active segment is
-    /// never deleted. Returns how many segments were deleted.
-    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+    pub(crate) fn enforce_retention_unguarded(&mut self, now_ms: i64) -> Result<usize> {
         self.enforce_retention_below(now_ms, i64::MAX)
     }
 
-    /// Like [`Log::enforce_retention`], but never deletes a segment holding offsets at or above
-    /// `high_watermark` (Kafka only deletes segments that are fully replicated).
-    pub fn enforce_retention_below(&mut self, now_ms: i64, high_watermark: i64) -> Result<usize> {
+    pub(crate) fn enforce_retention_below_unguarded(&mut self, now_ms: i64, high_watermark: i64) -> Result<usize> {
         self.now_hint_ms = self.now_hint_ms.max(now_ms);
         let mut deleted = 0;
         let retention_ms = self.config.retention_ms;

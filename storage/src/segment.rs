@@ -9,8 +9,7 @@
 //! All reads are positioned reads (`read_at`) so `&self` methods never move a file cursor.
 //! The segment keeps one file descriptor, its `.log`; the indexes are memory-mapped without one.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -18,6 +17,7 @@ use tracing::warn;
 use crate::batch::{self, BatchHeader, HEADER_SIZE, NO_TIMESTAMP};
 use crate::config::LogConfig;
 use crate::error::{IoContext, Result, StorageError};
+use crate::file_system::{fs, read_write_create};
 use crate::fsutil::{offset_path, remove_if_exists};
 use crate::index::offset::OffsetIndex;
 use crate::index::time::TimeIndex;
@@ -30,7 +30,7 @@ pub(crate) const INDEX_EXT: &str = "index";
 pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
 
 /// What [`Segment::recover`] scanned.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Recovered {
     /// Batches validated and indexed.
     pub(crate) batches: u64,
@@ -38,6 +38,9 @@ pub(crate) struct Recovered {
     pub(crate) valid_bytes: u64,
     /// Bytes cut off at the first invalid byte.
     pub(crate) truncated_bytes: u64,
+    /// `(partition leader epoch, base offset)` of every valid batch whose epoch differs from the
+    /// previous one's, in offset order.
+    pub(crate) epoch_changes: Vec<(i32, i64)>,
 }
 
 /// A segment of the partition log.
@@ -73,13 +76,7 @@ impl Segment {
     /// or [`Segment::recover`] before using it.
     pub(crate) fn open(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Segment> {
         let log_path = offset_path(dir, base_offset, LOG_EXT);
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .ctx(|| format!("open {}", log_path.display()))?;
+        let log = fs().open(&log_path, &read_write_create()).ctx(|| format!("open {}", log_path.display()))?;
         let size = log.metadata().ctx(|| format!("stat {}", log_path.display()))?.len();
         let index_missing =
             size > 0 && [INDEX_EXT, TIME_INDEX_EXT].iter().any(|ext| !offset_path(dir, base_offset, ext).exists());
@@ -231,10 +228,14 @@ impl Segment {
         let mut buf = Vec::new();
         let mut problem = None;
         let mut batches = 0u64;
+        let mut epoch_changes = Vec::new();
         while pos < self.size {
             match self.check_batch_at(pos, validate_crc, &mut buf)? {
                 Ok(h) => {
                     self.index_batch(&h, pos, config)?;
+                    if epoch_changes.last().is_none_or(|&(e, _)| e != h.partition_leader_epoch) {
+                        epoch_changes.push((h.partition_leader_epoch, h.base_offset));
+                    }
                     pos += h.total_size() as u64;
                     batches += 1;
                 }
@@ -258,7 +259,7 @@ impl Segment {
         // As Kafka's LogSegment.recover: rebuilt indexes are trimmed; the next append regrows them.
         self.offset_index.trim_to_valid_size()?;
         self.time_index.trim_to_valid_size()?;
-        Ok(Recovered { batches, valid_bytes: pos, truncated_bytes: truncated })
+        Ok(Recovered { batches, valid_bytes: pos, truncated_bytes: truncated, epoch_changes })
     }
 
     /// Validates the batch at `pos`. The outer `Result` is an I/O failure, the inner one a reason
@@ -274,7 +275,7 @@ impl Segment {
             return Ok(Err(format!("{remaining} trailing bytes, less than a batch header")));
         }
         let mut hb = [0u8; HEADER_SIZE];
-        self.log.read_exact_at(&mut hb, pos).ctx(|| format!("read {}", self.log_path.display()))?;
+        fs().read_at(&self.log, &self.log_path, &mut hb, pos).ctx(|| format!("read {}", self.log_path.display()))?;
         let h = match BatchHeader::parse(&hb) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e.to_string())),
@@ -299,7 +300,7 @@ impl Segment {
         }
         if validate_crc {
             buf.resize(size as usize, 0);
-            self.log.read_exact_at(buf, pos).ctx(|| format!("read {}", self.log_path.display()))?;
+            fs().read_at(&self.log, &self.log_path, buf, pos).ctx(|| format!("read {}", self.log_path.display()))?;
             if !batch::crc_is_valid(buf) {
                 return Ok(Err(format!("CRC mismatch in batch at offset {}", h.base_offset)));
             }
@@ -332,9 +333,10 @@ impl Segment {
         config: &LogConfig,
     ) -> Result<()> {
         let start = self.size;
-        if let Err(e) = self.log.write_all_at(records, start) {
-            // Best effort: do not leave a partial batch behind.
-            let _ = self.log.set_len(start);
+        if let Err(e) = fs().write_at(&self.log, &self.log_path, records, start) {
+            // Best effort: do not leave a partial batch behind (the log takes no more writes after
+            // a failure, and the next open's recovery cuts whatever part of it remains).
+            let _ = fs().set_len(&self.log, &self.log_path, start);
             return Err(e).ctx(|| format!("append to {}", self.log_path.display()));
         }
         self.size += records.len() as u64;
@@ -362,7 +364,7 @@ impl Segment {
             )));
         }
         let mut hb = [0u8; HEADER_SIZE];
-        self.log.read_exact_at(&mut hb, pos).ctx(|| format!("read {}", self.log_path.display()))?;
+        fs().read_at(&self.log, &self.log_path, &mut hb, pos).ctx(|| format!("read {}", self.log_path.display()))?;
         let h = BatchHeader::parse(&hb)
             .map_err(|e| StorageError::Corruption(format!("{} at {pos}: {e}", self.log_path.display())))?;
         if pos + h.total_size() as u64 > self.size {
@@ -391,7 +393,8 @@ impl Segment {
     pub(crate) fn read_range(&self, pos: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();
         out.resize(start + len, 0);
-        self.log.read_exact_at(&mut out[start..], pos).ctx(|| format!("read {}", self.log_path.display()))
+        fs().read_at(&self.log, &self.log_path, &mut out[start..], pos)
+            .ctx(|| format!("read {}", self.log_path.display()))
     }
 
     /// The first batch (as bytes) with max timestamp >= `ts` and last offset >= `start_offset`.
@@ -420,7 +423,7 @@ impl Segment {
     }
 
     fn truncate_file(&mut self, len: u64) -> Result<()> {
-        self.log.set_len(len).ctx(|| format!("truncate {}", self.log_path.display()))?;
+        fs().set_len(&self.log, &self.log_path, len).ctx(|| format!("truncate {}", self.log_path.display()))?;
         self.size = len;
         self.dirty = true;
         Ok(())
@@ -440,7 +443,7 @@ impl Segment {
         if self.dirty {
             // All appended batches (and the file length) must be durable before the recovery point
             // moves past them; `sync_data` includes the size metadata needed to read them back.
-            self.log.sync_data().ctx(|| format!("fsync {}", self.log_path.display()))?;
+            fs().sync_data(&self.log, &self.log_path).ctx(|| format!("fsync {}", self.log_path.display()))?;
             self.dirty = false;
         }
         self.offset_index.file().sync()?;
@@ -449,10 +452,12 @@ impl Segment {
 
     /// Duplicated handles of the log and index files, so they can be fsynced without holding the
     /// log (see [`crate::Log::take_pending_flush`]).
-    pub(crate) fn file_handles(&self) -> Result<Vec<File>> {
-        let mut out = vec![self.log.try_clone().ctx(|| format!("duplicate handle of {}", self.log_path.display()))?];
-        out.push(self.offset_index.file_ref().try_clone_handle()?);
-        out.push(self.time_index.file_ref().try_clone_handle()?);
+    pub(crate) fn file_handles(&self) -> Result<Vec<(File, PathBuf)>> {
+        let log = self.log.try_clone().ctx(|| format!("duplicate handle of {}", self.log_path.display()))?;
+        let mut out = vec![(log, self.log_path.clone())];
+        for index in [self.offset_index.file_ref(), self.time_index.file_ref()] {
+            out.push((index.try_clone_handle()?, index.path().to_path_buf()));
+        }
         Ok(out)
     }
 

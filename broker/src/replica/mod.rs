@@ -25,6 +25,7 @@
 //! from offset 0.
 
 pub mod cleaner_codec;
+pub mod log_dir_failure;
 pub mod partition;
 pub mod validate;
 
@@ -45,6 +46,7 @@ use weir_storage::{read_offset_checkpoint, write_offset_checkpoint, OffsetMap, R
 
 use crate::admin::configs::TopicSettings;
 use crate::config::BrokerConfig;
+pub use log_dir_failure::LogDirFailure;
 pub use partition::{Leadership, Partition};
 
 /// Name of the file in each partition directory that records its topic id,
@@ -92,6 +94,8 @@ pub struct ReplicaManager {
     last_checkpoint: Mutex<Instant>,
     /// Notified after every append, so parked fetches re-check.
     pub data_arrived: Notify,
+    /// Whether the log dir failed (then every partition here is offline).
+    log_dir_failure: Arc<LogDirFailure>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -107,7 +111,6 @@ impl ReplicaManager {
         let recovery_points_at_start = read_recovery_points(&log_dir);
         Ok(ReplicaManager {
             config,
-            log_dir,
             partitions: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
             placed: RwLock::new(None),
@@ -115,6 +118,8 @@ impl ReplicaManager {
             recovery_points_at_start: Mutex::new(recovery_points_at_start),
             last_checkpoint: Mutex::new(Instant::now()),
             data_arrived: Notify::new(),
+            log_dir_failure: Arc::new(LogDirFailure::new(&log_dir)),
+            log_dir,
         })
     }
 
@@ -123,8 +128,16 @@ impl ReplicaManager {
         &self.log_dir
     }
 
-    /// A hosted partition.
+    /// The log dir's failure state.
+    pub fn log_dir_failure(&self) -> &LogDirFailure {
+        &self.log_dir_failure
+    }
+
+    /// A hosted partition (none once the log dir failed).
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        if self.log_dir_failure.reason().is_some() {
+            return None;
+        }
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), partition)).cloned()
     }
 
@@ -147,7 +160,14 @@ impl ReplicaManager {
     /// Why the log of a partition the image places here could not be opened,
     /// if it could not (the partition is offline on this broker).
     pub fn offline_error(&self, topic: &str, partition: i32) -> Option<String> {
-        self.offline.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), partition)).cloned()
+        let key = (topic.to_string(), partition);
+        if let Some(reason) = self.log_dir_failure.reason() {
+            let placed = self.placed.read().unwrap_or_else(|p| p.into_inner());
+            if placed.as_ref().is_some_and(|placed| placed.contains_key(&key)) {
+                return Some(format!("the log dir failed: {reason}"));
+            }
+        }
+        self.offline.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned()
     }
 
     /// This broker's id when its replica of the partition is offline, for
@@ -164,6 +184,10 @@ impl ReplicaManager {
     /// Brings the hosted partitions in line with `image`.
     pub fn reconcile(&self, image: &MetadataImage) {
         let _serialized = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.log_dir_failure.reason().is_some() {
+            // Nothing is opened, created or deleted in a failed log dir.
+            return;
+        }
         let node_id = self.config.node_id;
         let now = now_ms();
         let mut wanted: HashMap<(String, i32), Uuid> = HashMap::new();
@@ -198,6 +222,7 @@ impl ReplicaManager {
                                 leadership,
                                 now,
                                 recovery_point,
+                                self.log_dir_failure.clone(),
                             )
                             .map_err(|e| e.to_string())
                         });
@@ -277,8 +302,12 @@ impl ReplicaManager {
 
     fn write_checkpoint(&self, entries: &OffsetMap) {
         let mut last = self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+        if self.log_dir_failure.reason().is_some() {
+            return;
+        }
         if let Err(e) = write_offset_checkpoint(&self.log_dir, RECOVERY_POINT_CHECKPOINT_FILE, entries) {
-            warn!(dir = %self.log_dir.display(), error = %e, "could not write the recovery-point checkpoint");
+            // As Kafka: a checkpoint that cannot be written fails the log dir.
+            self.log_dir_failure.fail("the recovery-point checkpoint", &e);
         }
         *last = Instant::now();
     }
@@ -319,6 +348,9 @@ impl ReplicaManager {
     /// segments for every partition; then the recovery-point checkpoint, if
     /// `log.flush.offset.checkpoint.interval.ms` has passed since the last.
     pub fn housekeeping(&self, retention_due: bool, cleaning_due: bool) {
+        if self.log_dir_failure.reason().is_some() {
+            return;
+        }
         let now = now_ms();
         for partition in self.all() {
             partition.housekeeping(now, retention_due, cleaning_due);
@@ -331,35 +363,59 @@ impl ReplicaManager {
     }
 
     /// Closes every log cleanly (flush, producer snapshot, clean-shutdown
-    /// marker), then writes the recovery-point checkpoint.
+    /// marker), several at a time (each close waits on fsyncs), then writes
+    /// the recovery-point checkpoint. Logs of a failed log dir are left as
+    /// they are: the next start recovers them.
     pub fn shutdown(&self) {
         let drained: Vec<Arc<Partition>> =
             self.partitions.write().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
-        let mut recovery_points = OffsetMap::new();
-        for partition in drained {
-            let name = partition.name();
-            let key = (partition.topic.clone(), partition.index);
-            match Arc::try_unwrap(partition) {
-                Ok(p) => {
-                    // A close flushes everything: the recovery point is the log end.
-                    let (_, log_end) = p.offsets();
-                    match p.close() {
-                        Ok(()) => {
-                            recovery_points.insert(key, log_end);
+        if let Some(reason) = self.log_dir_failure.reason() {
+            warn!(dir = %self.log_dir.display(), %reason, partitions = drained.len(), "not closing the logs of the failed log dir");
+            return;
+        }
+        let queue = Mutex::new(drained);
+        let recovery_points = Mutex::new(OffsetMap::new());
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get() * 4).min(32);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let Some(partition) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else { return };
+                    let key = (partition.topic.clone(), partition.index);
+                    if let Some(recovery_point) = self.close_partition(partition) {
+                        recovery_points.lock().unwrap_or_else(|p| p.into_inner()).insert(key, recovery_point);
+                    }
+                });
+            }
+        });
+        self.write_checkpoint(&recovery_points.into_inner().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Closes one log at shutdown; its recovery point for the checkpoint,
+    /// unless the close failed.
+    fn close_partition(&self, partition: Arc<Partition>) -> Option<i64> {
+        let name = partition.name();
+        match Arc::try_unwrap(partition) {
+            Ok(p) => {
+                // A close flushes everything: the recovery point is the log end.
+                let (_, log_end) = p.offsets();
+                match p.close() {
+                    Ok(()) => Some(log_end),
+                    Err(e) => {
+                        if !self.log_dir_failure.fail_on(&format!("close of partition {name}"), &e) {
+                            warn!(partition = %name, error = %e, "unclean close");
                         }
-                        Err(e) => warn!(partition = %name, error = %e, "unclean close"),
+                        None
                     }
-                }
-                Err(still_shared) => {
-                    warn!(partition = %name, "still in use at shutdown; flushed, and recovered at the next start");
-                    if let Err(e) = still_shared.flush() {
-                        warn!(partition = %name, error = %e, "flush at shutdown failed");
-                    }
-                    recovery_points.insert(key, still_shared.recovery_point());
                 }
             }
+            Err(still_shared) => {
+                warn!(partition = %name, "still in use at shutdown; flushed, and recovered at the next start");
+                if let Err(e) = still_shared.flush() {
+                    warn!(partition = %name, error = %e, "flush at shutdown failed");
+                }
+                Some(still_shared.recovery_point())
+            }
         }
-        self.write_checkpoint(&recovery_points);
     }
 }
 

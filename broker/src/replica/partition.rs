@@ -8,7 +8,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tracing::warn;
@@ -18,6 +18,7 @@ use weir_protocol::ErrorCode;
 use weir_storage::{CleanOptions, CleanStats, Log, SequenceCheck, StorageError};
 
 use super::cleaner_codec::KafkaCodecs;
+use super::log_dir_failure::LogDirFailure;
 use super::validate::{validate_records, RecordsRejected};
 use crate::admin::configs::TopicSettings;
 
@@ -75,6 +76,8 @@ pub struct Partition {
     deleted: AtomicBool,
     /// Set when log cleaning failed: the partition is not cleaned again.
     uncleanable: AtomicBool,
+    /// The log dir's failure state: an I/O error of this log fails the dir.
+    log_dir: Arc<LogDirFailure>,
 }
 
 /// Maps a storage failure on a client's request to Kafka's error code.
@@ -102,6 +105,7 @@ impl Partition {
         leadership: Leadership,
         now_ms: i64,
         recovery_point: Option<i64>,
+        log_dir: Arc<LogDirFailure>,
     ) -> Result<Partition, StorageError> {
         let log = Log::open_with_recovery_point(dir, settings.log.clone(), now_ms, recovery_point)?;
         let high_watermark = AtomicI64::new(log.log_end_offset());
@@ -113,6 +117,7 @@ impl Partition {
             high_watermark,
             deleted: AtomicBool::new(false),
             uncleanable: AtomicBool::new(false),
+            log_dir,
         })
     }
 
@@ -122,11 +127,21 @@ impl Partition {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The state, unless the partition was deleted.
+    /// The error code a client gets for a failed log operation; an I/O
+    /// failure fails the log dir.
+    fn storage_error(&self, e: &StorageError) -> ErrorCode {
+        self.log_dir.fail_on(&format!("partition {}", self.name()), e);
+        storage_error_code(e)
+    }
+
+    /// The state, unless the partition was deleted or its log dir failed.
     fn live_state(&self) -> Result<MutexGuard<'_, State>, ErrorCode> {
         let state = self.state();
         if self.deleted.load(Ordering::Acquire) {
             return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        if self.log_dir.reason().is_some() {
+            return Err(ErrorCode::KafkaStorageError);
         }
         Ok(state)
     }
@@ -250,7 +265,9 @@ impl Partition {
             -1
         };
         let info = state.log.append(&valid.bytes, now_ms).map_err(|e| {
-            warn!(partition = %name, error = %e, "append failed");
+            if !self.log_dir.fail_on(&format!("partition {name}"), &e) {
+                warn!(partition = %name, error = %e, "append failed");
+            }
             RecordsRejected::new(storage_error_code(&e), e.to_string())
         })?;
         // A single-replica ISR: the leader alone commits the append.
@@ -265,7 +282,7 @@ impl Partition {
         let state = self.live_state()?;
         let high_watermark = self.high_watermark();
         let records =
-            state.log.read(offset, max_bytes, high_watermark, min_one_batch).map_err(|e| storage_error_code(&e))?;
+            state.log.read(offset, max_bytes, high_watermark, min_one_batch).map_err(|e| self.storage_error(&e))?;
         Ok(ReadOutcome {
             records,
             high_watermark,
@@ -276,13 +293,13 @@ impl Partition {
 
     /// ListOffsets by timestamp: the first record with timestamp >= `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ErrorCode> {
-        let found = self.live_state()?.log.find_batch_by_timestamp(ts).map_err(|e| storage_error_code(&e))?;
+        let found = self.live_state()?.log.find_batch_by_timestamp(ts).map_err(|e| self.storage_error(&e))?;
         Ok(found.and_then(|b| super::validate::find_record_by_timestamp(&b, Some(ts))))
     }
 
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
     pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, ErrorCode> {
-        let found = self.live_state()?.log.batch_with_max_timestamp().map_err(|e| storage_error_code(&e))?;
+        let found = self.live_state()?.log.batch_with_max_timestamp().map_err(|e| self.storage_error(&e))?;
         Ok(found.and_then(|b| super::validate::find_record_by_timestamp(&b, None)))
     }
 
@@ -294,7 +311,7 @@ impl Partition {
         if target < 0 || target > high_watermark {
             return Err(ErrorCode::OffsetOutOfRange);
         }
-        state.log.delete_records_before(target).map_err(|e| storage_error_code(&e))
+        state.log.delete_records_before(target).map_err(|e| self.storage_error(&e))
     }
 
     /// OffsetForLeaderEpoch: (epoch, end offset) for the requested epoch.
@@ -320,10 +337,14 @@ impl Partition {
                         state.log.complete_flush(pending);
                     }
                 }
-                Err(e) => warn!(partition = %self.name(), error = %e, "flush of rolled segments failed"),
+                Err(e) => {
+                    // An fsync that failed may have dropped the pages it was writing.
+                    self.state().log.mark_failed(&e);
+                    self.housekeeping_failed("flush of rolled segments", &e);
+                }
             },
             Ok(None) => {}
-            Err(e) => warn!(partition = %self.name(), error = %e, "flush of rolled segments failed"),
+            Err(e) => self.housekeeping_failed("flush of rolled segments", &e),
         }
     }
 
@@ -331,20 +352,30 @@ impl Partition {
         let Ok(mut state) = self.live_state() else { return };
         if retention_due && state.settings.delete {
             if let Err(e) = state.log.enforce_retention_below(now_ms, self.high_watermark()) {
-                warn!(partition = %self.name(), error = %e, "retention failed");
+                self.housekeeping_failed("retention", &e);
             }
         }
         if cleaning_due && state.settings.compact && !self.uncleanable.load(Ordering::Acquire) {
             if let Err(e) = self.clean_locked(&mut state, now_ms) {
                 // As Kafka's LogCleanerManager: an error marks the partition
                 // uncleanable until the broker restarts, instead of retrying
-                // (and logging) forever.
+                // (and logging) forever; an I/O error fails the log dir.
                 self.uncleanable.store(true, Ordering::Release);
-                warn!(partition = %self.name(), error = %e, "log cleaning failed; not cleaning this partition again until restart");
+                if !self.log_dir.fail_on(&format!("cleaning of partition {}", self.name()), &e) {
+                    warn!(partition = %self.name(), error = %e, "log cleaning failed; not cleaning this partition again until restart");
+                }
             }
         }
         if let Err(e) = state.log.flush_if_due(now_ms) {
-            warn!(partition = %self.name(), error = %e, "flush failed");
+            self.housekeeping_failed("flush", &e);
+        }
+    }
+
+    /// A background operation failed: an I/O failure fails the log dir,
+    /// anything else is logged.
+    fn housekeeping_failed(&self, what: &str, e: &StorageError) {
+        if !self.log_dir.fail_on(&format!("{what} of partition {}", self.name()), e) {
+            warn!(partition = %self.name(), error = %e, "{what} failed");
         }
     }
 

@@ -195,3 +195,60 @@ fn recovery_points_are_checkpointed_in_the_log_dir() {
     let cp = read_offset_checkpoint(d.path(), RECOVERY_POINT_CHECKPOINT_FILE).unwrap().unwrap();
     assert_eq!(cp[&("a".to_string(), 1)], 3);
 }
+
+/// A failed log dir (Kafka's LogDirFailureChannel): every partition in it is
+/// offline at once, even to a request already holding one; nothing is opened,
+/// flushed, checkpointed or marked clean in it again; the next start recovers
+/// every record.
+#[test]
+fn a_failed_log_dir_takes_every_partition_offline_and_is_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (random_kafka_uuid(), random_kafka_uuid());
+    let first = manager(d.path());
+    first.reconcile(&image(&[("a", a, 2)]));
+    let held = first.lookup("a", 0).unwrap();
+    held.append(&record_batch(&["x", "y"]), -1, now_ms()).expect("append");
+    assert!(first.log_dir_failure().reason().is_none());
+
+    first.log_dir_failure().fail("partition a-1", &"append: No space left on device (os error 28)");
+    for index in [0, 1] {
+        assert_eq!(first.lookup("a", index).err(), Some(ErrorCode::KafkaStorageError));
+        assert_eq!(first.offline_replica("a", index), Some(NODE));
+    }
+    assert_eq!(first.absent_error("nope", 0), ErrorCode::UnknownTopicOrPartition);
+    let refused = held.append(&record_batch(&["z"]), -1, now_ms()).expect_err("a failed dir takes no append");
+    assert_eq!(refused.code, ErrorCode::KafkaStorageError);
+    assert_eq!(held.read(0, 1 << 20, true).err(), Some(ErrorCode::KafkaStorageError));
+    drop(held);
+
+    let before: Vec<_> = walk(d.path());
+    first.reconcile(&image(&[("a", a, 2), ("b", b, 1)]));
+    first.housekeeping(true, true);
+    first.checkpoint_recovery_points();
+    first.shutdown();
+    assert_eq!(walk(d.path()), before, "the failed log dir was written to");
+    assert!(!d.path().join("a-0").join(weir_storage::CLEAN_SHUTDOWN_FILE).exists());
+
+    let second = manager(d.path());
+    second.reconcile(&image(&[("a", a, 2)]));
+    assert_eq!(second.lookup("a", 0).unwrap().offsets(), (0, 2), "the acknowledged records are recovered");
+    second.shutdown();
+}
+
+/// Every file under `dir` with its length, sorted.
+fn walk(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), e.metadata().unwrap().len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -39,14 +39,14 @@ pub(crate) mod time;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::MmapMut;
 
 use crate::error::{IoContext, Result, StorageError};
+use crate::file_system::{fs, read_write, read_write_create};
 
 /// A memory-mapped file of fixed-size entries (shared plumbing of the offset and time indexes).
 #[derive(Debug)]
@@ -79,7 +79,7 @@ impl IndexFile {
         let entries = (len / entry_size as u64) as usize;
         let last_on_open = if entries > 0 {
             let mut b = vec![0u8; entry_size];
-            file.read_exact_at(&mut b, ((entries - 1) * entry_size) as u64)
+            fs().read_at(&file, path, &mut b, ((entries - 1) * entry_size) as u64)
                 .ctx(|| format!("read last entry of {}", path.display()))?;
             Some(b)
         } else {
@@ -154,9 +154,7 @@ impl IndexFile {
         }
         let len = usize::try_from(self.file_len)
             .map_err(|_| StorageError::Corruption(format!("{}: too large to map", self.path.display())))?;
-        // SAFETY: the file lives in Weir's private data directory and only this `IndexFile` changes
-        // its length (after dropping the map); see the module docs.
-        unsafe { MmapOptions::new().len(len).map_mut(&file) }.ctx(|| format!("mmap {}", self.path.display()))
+        fs().map(&file, &self.path, len).ctx(|| format!("mmap {}", self.path.display()))
     }
 
     /// The mapped bytes (mapping the file on first use); empty for an empty file.
@@ -196,7 +194,7 @@ impl IndexFile {
     fn set_file_len(&mut self, len: u64) -> Result<()> {
         self.unmap();
         let file = open_existing(&self.path)?;
-        file.set_len(len).ctx(|| format!("resize {} to {len} bytes", self.path.display()))?;
+        fs().set_len(&file, &self.path, len).ctx(|| format!("resize {} to {len} bytes", self.path.display()))?;
         self.file_len = len;
         self.needs_fsync = true;
         Ok(())
@@ -301,10 +299,10 @@ impl IndexFile {
         if self.needs_fsync {
             // fsync reaches every dirty page of the file, written through a map or not.
             let file = open_existing(&self.path)?;
-            file.sync_data().ctx(|| format!("fsync {}", self.path.display()))?;
+            fs().sync_data(&file, &self.path).ctx(|| format!("fsync {}", self.path.display()))?;
         } else if self.dirty {
             if let Some(m) = self.map.get() {
-                m.flush().ctx(|| format!("msync {}", self.path.display()))?;
+                fs().sync_map(m, &self.path).ctx(|| format!("msync {}", self.path.display()))?;
             }
         }
         self.dirty = false;
@@ -315,16 +313,10 @@ impl IndexFile {
 
 /// Opens the index file read-write, creating it if missing (only [`IndexFile::open`] does).
 fn open_rw(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .ctx(|| format!("open index {}", path.display()))
+    fs().open(path, &read_write_create()).ctx(|| format!("open index {}", path.display()))
 }
 
 /// Opens the existing index file read-write (a vanished file is an error, never recreated empty).
 fn open_existing(path: &Path) -> Result<File> {
-    OpenOptions::new().read(true).write(true).open(path).ctx(|| format!("open index {}", path.display()))
+    fs().open(path, &read_write()).ctx(|| format!("open index {}", path.display()))
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+mod faults;
 mod recovery;
 mod retention;
 mod state;
