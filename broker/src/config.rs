@@ -64,6 +64,9 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
+    /// `queued.max.request.bytes`: the memory pool of requests read and not
+    /// yet handled; 0 or less (Kafka's default, -1) is unbounded.
+    pub queued_max_request_bytes: i64,
     /// `fetch.max.bytes`: the most a Fetch response carries, whatever the
     /// client asks (at least one batch is always returned).
     pub fetch_max_bytes: i32,
@@ -160,6 +163,8 @@ impl BrokerConfig {
             .map(|s| PathBuf::from(s.trim()))
             .collect();
         let metadata_log_dir = get("metadata.log.dir").map(PathBuf::from).unwrap_or_else(|| log_dirs[0].clone());
+        let socket_request_max_bytes =
+            parse(&raw, "socket.request.max.bytes", weir_protocol::frame::DEFAULT_MAX_REQUEST_BYTES)?;
         Ok(BrokerConfig {
             node_id: parse(&raw, "node.id", 1)?,
             listeners,
@@ -169,11 +174,8 @@ impl BrokerConfig {
             num_partitions: parse(&raw, "num.partitions", 1)?,
             default_replication_factor: parse(&raw, "default.replication.factor", 1)?,
             auto_create_topics_enable: parse(&raw, "auto.create.topics.enable", true)?,
-            socket_request_max_bytes: parse(
-                &raw,
-                "socket.request.max.bytes",
-                weir_protocol::frame::DEFAULT_MAX_REQUEST_BYTES,
-            )?,
+            socket_request_max_bytes,
+            queued_max_request_bytes: queued_max_request_bytes(&raw, socket_request_max_bytes)?,
             fetch_max_bytes: fetch_max_bytes(&raw)?,
             log_retention_check_interval_ms: parse(&raw, "log.retention.check.interval.ms", 300_000)?,
             log_flush_scheduler_interval_ms: parse(&raw, "log.flush.scheduler.interval.ms", 1_000)?,
@@ -225,6 +227,20 @@ impl BrokerConfig {
 fn fetch_max_bytes(raw: &BTreeMap<String, String>) -> anyhow::Result<i32> {
     let value: i32 = parse(raw, "fetch.max.bytes", 57_671_680)?;
     anyhow::ensure!(value >= 1024, "config fetch.max.bytes={value}: must be at least 1024");
+    Ok(value)
+}
+
+/// `queued.max.request.bytes` (Kafka's long, default -1 = unbounded). As
+/// Kafka requires, a bound must hold at least one request of
+/// `socket.request.max.bytes`.
+fn queued_max_request_bytes(raw: &BTreeMap<String, String>, socket_request_max_bytes: usize) -> anyhow::Result<i64> {
+    let value: i64 = parse(raw, "queued.max.request.bytes", -1)?;
+    if value > 0 && u64::try_from(value).unwrap_or(0) < socket_request_max_bytes as u64 {
+        bail!(
+            "config queued.max.request.bytes={value}: must be larger or equal to socket.request.max.bytes \
+             ({socket_request_max_bytes}), or 0 or less for no bound"
+        );
+    }
     Ok(value)
 }
 
@@ -394,6 +410,21 @@ mod tests {
         assert_eq!(policy("downgrade").unwrap(), (false, true));
         assert_eq!(policy("Disabled").unwrap(), (false, false));
         assert!(policy("sideways").is_err());
+    }
+
+    #[test]
+    fn queued_max_request_bytes_is_unbounded_by_default_and_holds_a_whole_request() {
+        let config = |pairs: &[(&str, &str)]| {
+            BrokerConfig::from_raw(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        assert_eq!(config(&[]).unwrap().queued_max_request_bytes, -1);
+        assert_eq!(config(&[("queued.max.request.bytes", "0")]).unwrap().queued_max_request_bytes, 0);
+        assert_eq!(config(&[("queued.max.request.bytes", "104857600")]).unwrap().queued_max_request_bytes, 104_857_600);
+        // Below the default socket.request.max.bytes (100 MiB): refused, as Kafka refuses it.
+        assert!(config(&[("queued.max.request.bytes", "33554432")]).is_err());
+        let c = config(&[("queued.max.request.bytes", "33554432"), ("socket.request.max.bytes", "33554432")]).unwrap();
+        assert_eq!((c.queued_max_request_bytes, c.socket_request_max_bytes), (33_554_432, 33_554_432));
+        assert!(config(&[("queued.max.request.bytes", "lots")]).is_err());
     }
 
     #[test]

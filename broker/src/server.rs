@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::net::memory_pool::RequestMemoryPool;
 use crate::net::quotas::ConnectionQuotas;
 use crate::net::server::{bind, run_listener};
 
@@ -45,12 +46,23 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let (notify_shutdown, _) = broadcast::channel(1);
     let (done_tx, done_rx) = mpsc::channel(1);
     let quotas = ConnectionQuotas::new(broker.config.connection_limits.clone());
+    let pool = RequestMemoryPool::new(broker.config.queued_max_request_bytes);
+    if let Some(bytes) = pool.capacity() {
+        info!(queued_max_request_bytes = bytes, "request memory pool bounds requests read and not yet handled");
+    }
     let mut bound = Vec::new();
     for (name, tcp) in listeners {
         let addr = tcp.local_addr()?;
         info!(listener = %name, %addr, "listening");
         bound.push(addr);
-        tokio::spawn(run_listener(tcp, broker.clone(), quotas.clone(), notify_shutdown.clone(), done_tx.clone()));
+        tokio::spawn(run_listener(
+            tcp,
+            broker.clone(),
+            quotas.clone(),
+            pool.clone(),
+            notify_shutdown.clone(),
+            done_tx.clone(),
+        ));
     }
     spawn_housekeeping(broker.clone(), notify_shutdown.subscribe());
     spawn_group_timers(broker.clone(), notify_shutdown.subscribe());

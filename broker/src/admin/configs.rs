@@ -122,6 +122,12 @@ const BROKER_PROPERTIES: &[(&str, &str, ConfigType, &str)] = &[
     ("default.replication.factor", "1", ConfigType::Int, "Default replication factor of new topics."),
     ("auto.create.topics.enable", "true", ConfigType::Boolean, "Create unknown topics on Metadata requests."),
     ("socket.request.max.bytes", "104857600", ConfigType::Int, "Largest request frame accepted."),
+    (
+        "queued.max.request.bytes",
+        "-1",
+        ConfigType::Long,
+        "Memory for requests read and not yet handled; sockets are not read while it is used up (0 or less: no bound).",
+    ),
     ("log.retention.check.interval.ms", "300000", ConfigType::Long, "How often retention is enforced."),
     ("log.flush.scheduler.interval.ms", "9223372036854775807", ConfigType::Long, "How often flush.ms is checked."),
     (

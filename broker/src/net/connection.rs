@@ -15,12 +15,15 @@
 //!   there is no write buffer.
 
 use std::io::IoSlice;
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use weir_protocol::frame::{frame_length_prefix, parse_frame_size, FrameError};
+
+use super::memory_pool::{MemoryGrant, RequestMemoryPool};
 
 /// How much the read buffer takes from the socket at a time. Frames that fit
 /// (with their length prefix) are read through it, so a client pipelining
@@ -41,19 +44,34 @@ pub enum ConnectionError {
     ResetMidFrame,
 }
 
+/// One request frame (without its length prefix) and the pool memory it
+/// was granted. Keep `memory` until the request has been handled; dropping
+/// it gives the memory back to the pool.
+#[derive(Debug)]
+pub struct RequestFrame {
+    /// The frame's bytes.
+    pub bytes: BytesMut,
+    /// Its share of `queued.max.request.bytes`.
+    pub memory: MemoryGrant,
+}
+
 /// A client connection: reads whole request frames, writes response frames.
 pub struct Connection {
     stream: TcpStream,
     /// Bytes read but not yet taken as frames; no allocation while empty.
     buffer: BytesMut,
     max_frame: usize,
+    pool: Arc<RequestMemoryPool>,
+    /// The memory granted to the frame at the front of `buffer` while the
+    /// rest of it is read (a frame that fits in [`READ_CHUNK`]).
+    granted: Option<MemoryGrant>,
 }
 
 impl Connection {
-    /// Wraps an accepted socket.
-    pub fn new(socket: TcpStream, max_frame: usize) -> Connection {
+    /// Wraps an accepted socket; its request frames take their memory from `pool`.
+    pub fn new(socket: TcpStream, max_frame: usize, pool: Arc<RequestMemoryPool>) -> Connection {
         let _ = socket.set_nodelay(true);
-        Connection { stream: socket, buffer: BytesMut::new(), max_frame }
+        Connection { stream: socket, buffer: BytesMut::new(), max_frame, pool, granted: None }
     }
 
     /// Bytes of the read buffer's allocation (0 while idle).
@@ -63,21 +81,32 @@ impl Connection {
 
     /// The next request frame, or `None` when the peer closed cleanly.
     ///
+    /// Once a frame's size is known it waits for the frame's memory from the
+    /// pool, reading nothing more from the socket meanwhile. A frame larger
+    /// than `socket.request.max.bytes` is refused before anything is granted.
+    ///
     /// Cancelling it (the server does so only to close the connection) may
-    /// lose a partly read frame.
-    pub async fn read_frame(&mut self) -> Result<Option<BytesMut>, ConnectionError> {
+    /// lose a partly read frame; memory granted to it returns to the pool
+    /// when the connection is dropped, or at once for a large frame.
+    pub async fn read_frame(&mut self) -> Result<Option<RequestFrame>, ConnectionError> {
         loop {
             if let Some(size) = parse_frame_size(&self.buffer, self.max_frame)? {
+                let memory = match self.granted.take() {
+                    Some(memory) => memory,
+                    None => self.pool.allocate(size).await,
+                };
                 if self.buffer.len() >= 4 + size {
                     self.buffer.advance(4);
-                    let frame = BytesMut::from(&self.buffer[..size]);
+                    let bytes = BytesMut::from(&self.buffer[..size]);
                     self.buffer.advance(size);
                     self.release_if_empty();
-                    return Ok(Some(frame));
+                    return Ok(Some(RequestFrame { bytes, memory }));
                 }
                 if 4 + size > READ_CHUNK {
-                    return self.read_large_frame(size).await.map(Some);
+                    let bytes = self.read_large_frame(size).await?;
+                    return Ok(Some(RequestFrame { bytes, memory }));
                 }
+                self.granted = Some(memory);
             }
             if self.fill().await? == 0 {
                 return if self.buffer.is_empty() { Ok(None) } else { Err(ConnectionError::ResetMidFrame) };
@@ -235,5 +264,93 @@ mod frame_buf_tests {
         let n = buf.chunks_vectored(&mut slices);
         let joined: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
         assert_eq!(joined, b"bcdef");
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair: the broker's side as a [`Connection`] over `pool`, and the client's socket.
+    async fn pair(pool: &Arc<RequestMemoryPool>, max_frame: usize) -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Connection::new(server, max_frame, pool.clone()), client)
+    }
+
+    fn frame(size: usize) -> Vec<u8> {
+        let mut out = (size as u32).to_be_bytes().to_vec();
+        out.resize(4 + size, 7);
+        out
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_frame_holds_its_size_until_its_grant_is_dropped() {
+        let pool = RequestMemoryPool::new(1 << 20);
+        let (mut conn, mut client) = pair(&pool, 1 << 20).await;
+        // One small frame (through the read buffer) and one large (read on its own).
+        client.write_all(&frame(100)).await.unwrap();
+        client.write_all(&frame(50_000)).await.unwrap();
+        let small = conn.read_frame().await.unwrap().unwrap();
+        assert_eq!((small.bytes.len(), small.memory.size()), (100, 100));
+        assert_eq!(pool.available(), (1 << 20) - 100);
+        let large = conn.read_frame().await.unwrap().unwrap();
+        assert_eq!((large.bytes.len(), large.memory.size()), (50_000, 50_000));
+        assert_eq!(pool.available(), (1 << 20) - 50_100);
+        drop((small, large));
+        assert_eq!(pool.available(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_pool_holds_back_reading_until_memory_is_released() {
+        let pool = RequestMemoryPool::new(1000);
+        let held = pool.try_allocate(1000).unwrap();
+        let (mut conn, mut client) = pair(&pool, 1000).await;
+        client.write_all(&frame(10)).await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(50), conn.read_frame()).await.is_err());
+        drop(held);
+        let got = tokio::time::timeout(WAIT, conn.read_frame()).await.unwrap().unwrap().unwrap();
+        assert_eq!((got.bytes.len(), pool.available()), (10, 990));
+    }
+
+    #[tokio::test]
+    async fn a_peer_closing_mid_frame_returns_the_memory() {
+        let pool = RequestMemoryPool::new(1 << 20);
+        for size in [1000, 100_000] {
+            let (mut conn, mut client) = pair(&pool, 1 << 20).await;
+            client.write_all(&frame(size)[..4 + size / 2]).await.unwrap();
+            drop(client);
+            assert!(matches!(conn.read_frame().await, Err(ConnectionError::ResetMidFrame)));
+            drop(conn);
+            assert_eq!(pool.available(), 1 << 20, "frame of {size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_cancelled_mid_frame_returns_the_memory() {
+        let pool = RequestMemoryPool::new(1 << 20);
+        for size in [1000, 100_000] {
+            let (mut conn, mut client) = pair(&pool, 1 << 20).await;
+            client.write_all(&frame(size)[..4 + size / 2]).await.unwrap();
+            assert!(tokio::time::timeout(Duration::from_millis(50), conn.read_frame()).await.is_err());
+            drop(conn);
+            assert_eq!(pool.available(), 1 << 20, "frame of {size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_is_refused_before_any_memory_is_granted() {
+        let pool = RequestMemoryPool::new(1000);
+        let (mut conn, mut client) = pair(&pool, 1000).await;
+        client.write_all(&frame(1001)[..8]).await.unwrap();
+        assert!(matches!(conn.read_frame().await, Err(ConnectionError::Frame(FrameError::TooLarge { .. }))));
+        assert_eq!(pool.available(), 1000);
     }
 }

@@ -8,7 +8,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
-use super::connection::{Connection, ConnectionError};
+use super::connection::{Connection, ConnectionError, RequestFrame};
+use super::memory_pool::RequestMemoryPool;
 use super::quotas::{ConnectionGuard, ConnectionQuotas};
 use super::shutdown::Shutdown;
 use crate::broker::Broker;
@@ -41,11 +42,14 @@ pub fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
 /// At `max.connections` (counted over every listener) it stops accepting
 /// until a connection closes, as Kafka's acceptor blocks: new clients wait in
 /// the kernel's backlog. A connection from an address at its
-/// `max.connections.per.ip` is accepted and closed at once.
+/// `max.connections.per.ip` is accepted and closed at once. Every
+/// connection's requests take their memory from `pool`
+/// (`queued.max.request.bytes`, shared by every listener).
 pub async fn run_listener(
     listener: TcpListener,
     broker: Arc<Broker>,
     quotas: Arc<ConnectionQuotas>,
+    pool: Arc<RequestMemoryPool>,
     notify_shutdown: broadcast::Sender<()>,
     done: mpsc::Sender<()>,
 ) {
@@ -110,8 +114,9 @@ pub async fn run_listener(
         };
         let broker = broker.clone();
         let done = done.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
-            let conn = Connection::new(socket, broker.config.socket_request_max_bytes);
+            let conn = Connection::new(socket, broker.config.socket_request_max_bytes, pool);
             serve_connection(conn, peer, broker, conn_shutdown, guard).await;
             drop(done);
         });
@@ -170,7 +175,7 @@ async fn serve_connection(
             frame = conn.read_frame() => frame,
             _ = shutdown.recv() => break,
         };
-        let frame = match frame {
+        let RequestFrame { bytes, memory } = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(ConnectionError::Io(e)) => {
@@ -185,7 +190,12 @@ async fn serve_connection(
         // Boxed: the request's state machine (as large as the largest
         // handler's) is allocated while a request is served, not kept in
         // every idle connection's task.
-        match Box::pin(handlers::handle_frame(&broker, frame, &client_host)).await {
+        let handled = Box::pin(handlers::handle_frame(&broker, bytes, &client_host)).await;
+        // The request is done with, whatever the outcome: its memory goes back
+        // to the pool before the response is written (as Kafka releases a
+        // request's buffer once handled): a client slow to read its response holds none of it.
+        drop(memory);
+        match handled {
             Ok(Some(response)) => {
                 if let Err(e) = conn.write_frame(response.chunks(), response.len()).await {
                     debug!(%peer, error = %e, "could not write response");
