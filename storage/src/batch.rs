@@ -288,6 +288,26 @@ pub(crate) mod test_util {
         v
     }
 
+    /// The header of a batch of `n` records at `base` from producer `pid` (-1: none) starting at
+    /// sequence `seq`, for `compaction::build_batch` (which fills in length, count and CRC).
+    pub fn header_template(base: i64, n: i32, ts: i64, pid: i64, seq: i32) -> super::BatchHeader {
+        super::BatchHeader {
+            base_offset: base,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: n - 1,
+            base_timestamp: ts,
+            max_timestamp: ts + i64::from(n) - 1,
+            producer_id: pid,
+            producer_epoch: if pid >= 0 { 0 } else { -1 },
+            base_sequence: seq,
+            records_count: n,
+        }
+    }
+
     /// A simple batch at `base` with `count` records and timestamp `ts`.
     pub fn simple(base: i64, count: i32, ts: i64) -> Vec<u8> {
         batch(B { base_offset: base, count, ts, ..B::default() })

@@ -6,28 +6,11 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::*;
+use crate::batch::test_util::header_template as template;
 use crate::batch::{BatchIter, NO_SEQUENCE};
 use crate::{LogConfig, SequenceCheck};
 
 type Kv<'a> = (Option<&'a str>, Option<&'a str>);
-
-fn template(base: i64, n: i32, ts: i64, pid: i64, seq: i32) -> BatchHeader {
-    BatchHeader {
-        base_offset: base,
-        batch_length: 0,
-        partition_leader_epoch: 0,
-        magic: 2,
-        crc: 0,
-        attributes: 0,
-        last_offset_delta: n - 1,
-        base_timestamp: ts,
-        max_timestamp: ts + i64::from(n) - 1,
-        producer_id: pid,
-        producer_epoch: if pid >= 0 { 0 } else { -1 },
-        base_sequence: seq,
-        records_count: n,
-    }
-}
 
 fn records(base: i64, ts: i64, kvs: &[Kv<'_>]) -> Vec<CleanerRecord> {
     kvs.iter()

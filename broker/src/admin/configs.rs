@@ -128,6 +128,15 @@ const BROKER_PROPERTIES: &[(&str, &str, ConfigType, &str)] = &[
         ConfigType::Long,
         "Memory for requests read and not yet handled; sockets are not read while it is used up (0 or less: no bound).",
     ),
+    ("max.connections", "2147483647", ConfigType::Int, "Connections the broker accepts at a time."),
+    ("max.connections.per.ip", "2147483647", ConfigType::Int, "Connections the broker accepts from one address."),
+    (
+        "max.connections.per.ip.overrides",
+        "",
+        ConfigType::String,
+        "Per-address or per-host limits overriding max.connections.per.ip (host:count, comma-separated).",
+    ),
+    ("fetch.max.bytes", "57671680", ConfigType::Int, "The most record data one Fetch response carries."),
     ("log.retention.check.interval.ms", "300000", ConfigType::Long, "How often retention is enforced."),
     ("log.flush.scheduler.interval.ms", "9223372036854775807", ConfigType::Long, "How often flush.ms is checked."),
     (

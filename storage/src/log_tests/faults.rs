@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::batch::test_util::{batch, B};
+use crate::batch::test_util::{batch, header_template, B};
 use crate::batch::BatchIter;
 use crate::compaction::{build_batch, decode_records, encode_records, CleanerRecord};
 use crate::file_system::faults::{injector, Fault, EIO, EMFILE, ENOSPC};
@@ -165,21 +165,7 @@ fn compacted_workload(dir: &Path, acked: &mut Acknowledged) -> Outcome {
                 }
             })
             .collect();
-        let template = crate::batch::BatchHeader {
-            base_offset: base,
-            batch_length: 0,
-            partition_leader_epoch: 0,
-            magic: 2,
-            crc: 0,
-            attributes: 0,
-            last_offset_delta: 2,
-            base_timestamp: 1000 + base,
-            max_timestamp: 1002 + base,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            records_count: 3,
-        };
+        let template = header_template(base, 3, 1000 + base, -1, -1);
         let b = build_batch(&template, 3, &encode_records(base, 1000 + base, &records));
         log.append(&b, 0)?;
         for r in records {
