@@ -14,7 +14,25 @@ PYTEST := $(VENV)/bin/pytest
 PYTEST_TIMEOUT ?= 180
 PYTEST_ARGS ?=
 
-.PHONY: help run build release deps test compat fuzz cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
+# RocksDB (weir-controller's metadata store): librocksdb-sys links the library in
+# ROCKSDB_LIB_DIR instead of compiling RocksDB's C++ sources (far too slow on a small machine).
+# Unless already set, it is Debian's librocksdb-dev: where librocksdb.so is, or, when it is not
+# installed yet but apt-get is there, where build-deps (a prerequisite of every target that
+# compiles) is about to install it. Left unset otherwise: the crate then builds RocksDB from source.
+ifeq ($(origin ROCKSDB_LIB_DIR),undefined)
+  multiarch := $(or $(shell gcc -print-multiarch 2>/dev/null),$(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null))
+  rocksdb_so := $(firstword $(wildcard $(if $(multiarch),/usr/lib/$(multiarch)/librocksdb.so) /usr/lib*/librocksdb.so /usr/lib*/*/librocksdb.so))
+  ifneq ($(rocksdb_so),)
+    ROCKSDB_LIB_DIR := $(patsubst %/,%,$(dir $(rocksdb_so)))
+  else ifneq ($(and $(multiarch),$(shell command -v apt-get 2>/dev/null)),)
+    ROCKSDB_LIB_DIR := /usr/lib/$(multiarch)
+  endif
+endif
+ifdef ROCKSDB_LIB_DIR
+  export ROCKSDB_LIB_DIR
+endif
+
+.PHONY: help run build release build-deps deps test compat fuzz cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
 
 help:
 	@echo "make run        release build, then weir --config weir.yaml (foreground, data in ./data)"
@@ -24,20 +42,26 @@ help:
 	@echo "make lint       cargo clippy -D warnings"
 	@echo "make bench      rdkafka_performance against a release build; writes BENCHMARKS.md"
 	@echo "make fuzz       the decoder fuzz/property tests, optimized, FUZZ_SECONDS (90) each (~10 min)"
+	@echo "make build-deps install librocksdb-dev, libclang-dev when missing (apt-get; every build runs it)"
 
-release:
+# The system packages the build links against: librocksdb-dev, libclang-dev (bindgen), a C
+# compiler. Installs only what is missing (Debian/Ubuntu); a quick no-op otherwise.
+build-deps:
+	scripts/install-build-deps.sh
+
+release: build-deps
 	$(CARGO) build --release -p weir-broker
 
 run: release
 	$(TARGET_DIR)/release/weir --config weir.yaml
 
-build:
+build: build-deps
 	$(CARGO) build -p weir-broker
 
-deps:
+deps: build-deps
 	scripts/install-test-deps.sh
 
-cargo-test:
+cargo-test: build-deps
 	$(CARGO) test --workspace
 
 pytest:
@@ -68,7 +92,7 @@ librdkafka-ratchet: deps build
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-lint:
+lint: build-deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 clean:
@@ -86,12 +110,12 @@ FUZZ_SECONDS ?= 90
 FUZZ_TESTS := --test fuzz_corpus --test decoders_bounded_memory --test decoders_never_panic
 FUZZ_PROFILE := --config 'profile.fuzz.inherits="release"' --config profile.fuzz.overflow-checks=true \
 	--config profile.fuzz.debug-assertions=true --profile fuzz
-fuzz:
+fuzz: build-deps
 	$(CARGO) test $(FUZZ_PROFILE) -p weir-protocol $(FUZZ_TESTS) --no-run
 	WEIR_FUZZ_CASES=$(FUZZ_CASES) WEIR_FUZZ_SECONDS=$(FUZZ_SECONDS) timeout $$(( 10 * $(FUZZ_SECONDS) + 600 )) \
 		$(CARGO) test $(FUZZ_PROFILE) -p weir-protocol $(FUZZ_TESTS) -- --nocapture
 
 # Throughput/latency benchmark against a release build; writes BENCHMARKS.md.
 # Not part of `make test`. Installs iperf3 and librdkafka-dev, builds rdkafka_performance into bench/.build/.
-bench:
+bench: build-deps
 	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) bench/run.sh

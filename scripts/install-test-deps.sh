@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything `make test` / `make compat` need besides the Rust toolchain:
+#   - the build's system packages (librocksdb-dev, libclang-dev, a C compiler), through
+#     scripts/install-build-deps.sh;
 #   - Debian packages: kcat, python3 (+ python3-venv when `python3 -m venv` cannot work),
 #     nodejs + npm when missing, golang-go + golang-github-shopify-sarama-dev (the sarama
 #     client of compat-tests/matrix), and the Java Kafka tools' dependencies
@@ -30,6 +32,9 @@ apt_install() {
   $SUDO apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# What the workspace's build links against (RocksDB, libclang for bindgen, a C compiler).
+"$repo/scripts/install-build-deps.sh"
+
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 if ! command -v python3 >/dev/null 2>&1; then
@@ -46,8 +51,6 @@ fi
 # sources and libzstd-dev (cgo zstd).
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/Shopify/sarama ] || missing+=(golang-github-shopify-sarama-dev)
-# Build deps of the workspace's -sys crates (none needed beyond gcc today).
-command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v make >/dev/null 2>&1 || missing+=(make)
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -116,7 +116,7 @@ class Weir:
         if self.alive():
             raise WeirError(f"{self.name} already running (pid {self.pid})")
         if not self.bin.exists():
-            raise WeirError(f"weir binary not found at {self.bin} (build it: cargo build -p weir-broker, or set WEIR_BIN)")
+            raise WeirError(f"weir binary not found at {self.bin} (build it: make build, or set WEIR_BIN)")
         # Our own WEIR_* variables (WEIR_BIN, ...) must not leak into the broker's config.
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
         env.setdefault("RUST_BACKTRACE", "1")

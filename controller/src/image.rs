@@ -206,6 +206,12 @@ impl ImageBuilder {
         Ok(())
     }
 
+    /// Sets `last_offset` for a log entry that carries no records (a Raft
+    /// leader's blank entry, a membership change).
+    pub fn set_last_offset(&mut self, offset: i64) {
+        self.image.last_offset = offset;
+    }
+
     /// Finishes building.
     pub fn build(self) -> MetadataImage {
         self.image

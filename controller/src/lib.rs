@@ -10,7 +10,11 @@
 //!
 //! State changes only through replay, so loading the log after a restart
 //! rebuilds exactly the image that was live before. Today one node appends
-//! to a local file; an openraft quorum will later replicate the same entries.
+//! to a local file. The quorum that replaces it is being built beside it:
+//! [`store`] holds openraft's log store and state machine on RocksDB (the
+//! Raft log, vote and [`snapshot`]s, and the import of an old
+//! `metadata.log`), with the types of [`raft`]; the broker does not use it
+//! yet.
 //!
 //! ```
 //! use weir_controller::*;
@@ -34,7 +38,9 @@
 //! ```
 //!
 //! Modules: [`records`] (record enum), [`image`] (image + builder), [`log`]
-//! (file format), [`controller`] (request handling), [`placement`] (replica
+//! (file format), [`raft`] (openraft types), [`store`] (Raft log store and
+//! state machine on RocksDB), [`snapshot`] (image as records), [`controller`]
+//! (request handling), [`placement`] (replica
 //! placement), [`configs`] (config change semantics), [`topic_config`]
 //! (topic config catalog and validation), [`topic_name`] (name rules),
 //! [`ids`] (Kafka-style UUIDs), [`error`] (errors and Kafka codes).
@@ -48,7 +54,10 @@ pub mod ids;
 pub mod image;
 pub mod log;
 pub mod placement;
+pub mod raft;
 pub mod records;
+pub mod snapshot;
+pub mod store;
 pub mod topic_config;
 pub mod topic_name;
 

@@ -1,0 +1,107 @@
+//! The metadata quorum's storage: the Raft log and vote
+//! ([`MetadataLogStore`], openraft's `RaftLogStorage`) and the metadata state
+//! machine with its snapshots ([`MetadataStateMachine`], `RaftStateMachine`),
+//! both in one RocksDB database under the metadata directory.
+//!
+//! Layout (column families):
+//! - `log`: key = log index as 8 big-endian bytes, so key order is log order;
+//!   value = the JSON of the openraft entry.
+//! - `state`: `vote`, `committed` and `last_purged`, each JSON.
+//! - `snapshot`: `meta` (JSON of the snapshot's openraft metadata) and
+//!   `data` (the snapshot bytes of [`crate::snapshot`]), written together.
+//!
+//! Durability contract (what is on disk before openraft is told so):
+//! - **append**: all entries of a call go in one write batch with a synced
+//!   WAL; only then is openraft's flush callback invoked, so an entry counted
+//!   towards a quorum survives kill -9 and power loss.
+//! - **vote**: written with a synced WAL before `save_vote` returns: a node
+//!   never votes twice in a term, even across a crash.
+//! - **truncate**: the deletion is synced before returning, so conflicting
+//!   entries cannot reappear after a crash behind newer appends.
+//! - **purge**: `last_purged` and the deletion go in one batch, not synced: a
+//!   purge lost in a crash leaves entries that the snapshot already covers.
+//! - **committed**: written without sync: it only lets a restarted node
+//!   re-apply its own log before hearing from the leader, and a stale value
+//!   is merely lower.
+//! - **state machine**: applied in memory only; it is persisted by snapshots,
+//!   which are synced before `build_snapshot` / `install_snapshot` return.
+//!   On open, the image is rebuilt from the latest snapshot and openraft
+//!   re-applies the log after it up to `committed`.
+//!
+//! RocksDB checks its own blocks and WAL records with checksums; a database it
+//! cannot open is refused with the path and RocksDB's message, and never
+//! recreated over.
+
+// openraft's storage traits return its `StorageError` (224 bytes); the helpers
+// around them return the same type rather than convert back and forth.
+#![allow(clippy::result_large_err)]
+
+mod import;
+mod log;
+mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use tokio::sync::watch;
+
+pub use self::import::{import_legacy_log, Imported, IMPORTED_LOG_FILE};
+pub use self::log::MetadataLogStore;
+pub use self::state_machine::{MetadataSnapshotBuilder, MetadataStateMachine};
+use crate::error::ControllerError;
+use crate::image::MetadataImage;
+
+/// Directory of the RocksDB database inside the metadata directory.
+pub const RAFT_DB_DIR: &str = "raft";
+
+const CF_LOG: &str = "log";
+const CF_STATE: &str = "state";
+const CF_SNAPSHOT: &str = "snapshot";
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_LAST_PURGED: &str = "last_purged";
+const KEY_META: &str = "meta";
+const KEY_DATA: &str = "data";
+
+/// Opens (creating if needed) the quorum's database under `metadata_dir`
+/// and returns its log store and state machine. The state machine starts
+/// from the stored snapshot, if any, and publishes every image it applies on
+/// `images`.
+pub fn open_store(
+    metadata_dir: &Path,
+    images: watch::Sender<Arc<MetadataImage>>,
+) -> Result<(MetadataLogStore, MetadataStateMachine), ControllerError> {
+    let db = Arc::new(open_db(metadata_dir)?);
+    let state_machine = MetadataStateMachine::open(db.clone(), images)?;
+    Ok((MetadataLogStore::new(db), state_machine))
+}
+
+fn open_db(metadata_dir: &Path) -> Result<DB, ControllerError> {
+    let path = metadata_dir.join(RAFT_DB_DIR);
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    // Metadata is small: bound RocksDB's descriptors and its info logs.
+    options.set_max_open_files(64);
+    options.set_keep_log_file_num(2);
+    options.set_max_log_file_size(1024 * 1024);
+    let families = [CF_LOG, CF_STATE, CF_SNAPSHOT].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    DB::open_cf_descriptors(&options, &path, families).map_err(|e| {
+        ControllerError::Storage(format!("cannot open the metadata quorum's database {}: {e}", path.display()))
+    })
+}
+
+fn column<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, std::io::Error> {
+    db.cf_handle(name).ok_or_else(|| std::io::Error::other(format!("column family {name} is missing")))
+}
+
+/// Write options that sync the WAL before the write returns.
+fn synced() -> rocksdb::WriteOptions {
+    let mut options = rocksdb::WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
+#[cfg(test)]
+mod tests;
