@@ -56,6 +56,7 @@ pub mod log;
 pub mod placement;
 pub mod raft;
 pub mod records;
+pub mod rpc;
 pub mod snapshot;
 pub mod store;
 pub mod topic_config;

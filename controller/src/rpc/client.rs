@@ -1,0 +1,142 @@
+//! openraft's network to the other voters: one TCP connection per peer and
+//! replication stream, opened on first use and reopened after any failure.
+//!
+//! Every call is bounded by openraft's `hard_ttl`. A peer that cannot be
+//! connected to is `Unreachable` (openraft backs off from it); a connection
+//! that fails mid-call is a `NetworkError` and is dropped, so the next call
+//! starts on a fresh connection and never reads a late answer to an old
+//! request.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+
+use super::{read_frame, write_frame, ControllerRequest, ControllerResponse};
+use crate::raft::{NodeId, TypeConfig};
+
+/// Creates a [`VoterClient`] per peer; peers are reached at their
+/// `BasicNode::addr` (`host:port` of their controller listener).
+#[derive(Debug, Clone, Default)]
+pub struct VoterNetwork;
+
+impl RaftNetworkFactory<TypeConfig> for VoterNetwork {
+    type Network = VoterClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> VoterClient {
+        VoterClient { target, node: node.clone(), connection: None }
+    }
+}
+
+/// A client of one peer's controller listener.
+#[derive(Debug)]
+pub struct VoterClient {
+    target: NodeId,
+    node: BasicNode,
+    connection: Option<BufReader<TcpStream>>,
+}
+
+enum CallError {
+    Unreachable(std::io::Error),
+    Network(std::io::Error),
+}
+
+impl CallError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl VoterClient {
+    async fn call(&mut self, request: ControllerRequest, ttl: Duration) -> Result<ControllerResponse, CallError> {
+        let result = tokio::time::timeout(ttl, self.exchange(request)).await.unwrap_or_else(|_| {
+            Err(CallError::Network(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from controller {} within {ttl:?}", self.target),
+            )))
+        });
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn exchange(&mut self, request: ControllerRequest) -> Result<ControllerResponse, CallError> {
+        if self.connection.is_none() {
+            let stream = TcpStream::connect(&self.node.addr).await.map_err(CallError::Unreachable)?;
+            let _ = stream.set_nodelay(true);
+            self.connection = Some(BufReader::new(stream));
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(CallError::Network(std::io::Error::other("no connection")));
+        };
+        write_frame(connection.get_mut(), &request).await.map_err(CallError::Network)?;
+        read_frame(connection).await.map_err(CallError::Network)?.ok_or_else(|| {
+            CallError::Network(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("controller {} closed the connection", self.target),
+            ))
+        })
+    }
+
+    fn mismatch<E: std::error::Error>(&mut self) -> RPCError<NodeId, BasicNode, E> {
+        self.connection = None;
+        RPCError::Network(NetworkError::new(&std::io::Error::other(format!(
+            "controller {} answered with another kind of response",
+            self.target
+        ))))
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for VoterClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(ControllerRequest::AppendEntries(rpc), option.hard_ttl()).await {
+            Ok(ControllerResponse::AppendEntries(answer)) => answer.map_err(|e| self.remote(e)),
+            Ok(_) => Err(self.mismatch()),
+            Err(e) => Err(e.into_rpc()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        match self.call(ControllerRequest::InstallSnapshot(rpc), option.hard_ttl()).await {
+            Ok(ControllerResponse::InstallSnapshot(answer)) => answer.map_err(|e| self.remote(e)),
+            Ok(_) => Err(self.mismatch()),
+            Err(e) => Err(e.into_rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(ControllerRequest::Vote(rpc), option.hard_ttl()).await {
+            Ok(ControllerResponse::Vote(answer)) => answer.map_err(|e| self.remote(e)),
+            Ok(_) => Err(self.mismatch()),
+            Err(e) => Err(e.into_rpc()),
+        }
+    }
+}

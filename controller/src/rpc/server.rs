@@ -1,0 +1,71 @@
+//! The controller listener: accepts voters' connections and answers their
+//! Raft RPCs from the local `Raft`, one task per connection.
+
+use std::net::SocketAddr;
+
+use openraft::Raft;
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::{read_frame, write_frame, ControllerRequest, ControllerResponse};
+use crate::raft::TypeConfig;
+
+/// Serves `listener` until `shutdown` turns true (or its sender is dropped).
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_connection(stream, peer, raft.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "controller listener cannot accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = wait_for_shutdown(&mut shutdown) => return,
+        }
+    }
+}
+
+async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    raft: Raft<TypeConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    loop {
+        let request = tokio::select! {
+            request = read_frame::<_, ControllerRequest>(&mut reader) => request,
+            _ = wait_for_shutdown(&mut shutdown) => return,
+        };
+        let request = match request {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing a controller connection after a bad frame");
+                return;
+            }
+        };
+        let response = match request {
+            ControllerRequest::AppendEntries(rpc) => ControllerResponse::AppendEntries(raft.append_entries(rpc).await),
+            ControllerRequest::Vote(rpc) => ControllerResponse::Vote(raft.vote(rpc).await),
+            ControllerRequest::InstallSnapshot(rpc) => {
+                ControllerResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+        };
+        if let Err(e) = write_frame(&mut writer, &response).await {
+            tracing::debug!(%peer, error = %e, "controller connection closed while answering");
+            return;
+        }
+    }
+}
