@@ -36,7 +36,7 @@ const METADATA_DIR: &str = "__cluster_metadata-0";
 
 impl Broker {
     /// Opens the metadata log, registers this broker, and opens its partitions.
-    pub fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         let config = Arc::new(config);
         let controller = QuorumController::open(ControllerConfig {
             node_id: config.node_id,
@@ -44,8 +44,11 @@ impl Broker {
             default_num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             producer_id_block_size: 1000,
+            snapshot_max_bytes: config.metadata_snapshot_max_bytes,
+            controller_address: String::new(),
         })
-        .context("opening the metadata log")?;
+        .await
+        .context("opening the metadata quorum")?;
         controller
             .register_broker(BrokerRegistration {
                 id: config.node_id,
@@ -64,6 +67,7 @@ impl Broker {
                 fenced: false,
                 epoch: 0,
             })
+            .await
             .context("registering the broker")?;
         let replicas = ReplicaManager::new(config.clone()).context("creating the log dir")?;
         let groups = GroupCoordinator::new(&config);

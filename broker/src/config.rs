@@ -77,6 +77,9 @@ pub struct BrokerConfig {
     /// `log.flush.offset.checkpoint.interval.ms`: how often the log dir's
     /// `recovery-point-offset-checkpoint` is written.
     pub log_flush_offset_checkpoint_interval_ms: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: bytes of metadata
+    /// records between two snapshots of the metadata quorum.
+    pub metadata_snapshot_max_bytes: u64,
     /// `offsets.topic.num.partitions`.
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor` (capped at the live brokers).
@@ -180,6 +183,7 @@ impl BrokerConfig {
             log_retention_check_interval_ms: parse(&raw, "log.retention.check.interval.ms", 300_000)?,
             log_flush_scheduler_interval_ms: parse(&raw, "log.flush.scheduler.interval.ms", 1_000)?,
             log_flush_offset_checkpoint_interval_ms: parse(&raw, "log.flush.offset.checkpoint.interval.ms", 60_000)?,
+            metadata_snapshot_max_bytes: parse(&raw, "metadata.log.max.record.bytes.between.snapshots", 20_971_520)?,
             offsets_topic_num_partitions: parse(&raw, "offsets.topic.num.partitions", 50)?,
             offsets_topic_replication_factor: parse(&raw, "offsets.topic.replication.factor", 3)?,
             offsets_topic_segment_bytes: parse(&raw, "offsets.topic.segment.bytes", 104_857_600)?,

@@ -27,10 +27,14 @@ struct Args {
     port: u16,
 }
 
+/// Without RUST_LOG: info, but openraft's own lines only from warn up (at info
+/// it logs every vote and state transition, several lines per event).
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

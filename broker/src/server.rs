@@ -42,7 +42,7 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             }
         }
     }
-    let broker = tokio::task::block_in_place(|| Broker::start(config))?;
+    let broker = Broker::start(config).await?;
     let (notify_shutdown, _) = broadcast::channel(1);
     let (done_tx, done_rx) = mpsc::channel(1);
     let quotas = ConnectionQuotas::new(broker.config.connection_limits.clone());
@@ -136,6 +136,7 @@ impl RunningBroker {
         // Every connection task holds a sender; recv returns None once all are gone.
         let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await;
         tokio::task::block_in_place(|| broker.replicas.shutdown());
+        broker.controller.shutdown().await;
         info!("stopped");
     }
 }

@@ -4,18 +4,17 @@
 //!
 //! Invariants:
 //! - state changes only through [`ImageBuilder::replay`]; a request's records
-//!   are first replayed onto a scratch copy of the image, then appended
-//!   (fsynced), then published, so a record that cannot be applied is never
-//!   written and the published image always equals the replayed log;
-//! - mutating calls are serialized by one mutex around the log;
-//! - `validate_only` requests run every check but append nothing.
-//!
-//! Today a single node appends to a local file; later an openraft quorum
-//! replicates the same entries.
+//!   are first replayed onto a scratch copy of the image, then committed
+//!   through the Raft quorum as one entry, and the image the state machine
+//!   publishes after applying it is what the caller sees, so a record that
+//!   cannot be applied is never written;
+//! - mutating calls are serialized by one async mutex, and each starts from
+//!   an image that includes every entry committed before it;
+//! - `validate_only` requests run every check but commit nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -26,9 +25,10 @@ use crate::configs::{
 use crate::error::ControllerError;
 use crate::ids::{kafka_uuid_string, random_kafka_uuid};
 use crate::image::{BrokerRegistration, ImageBuilder, MetadataImage, TopicImage};
-use crate::log::{MetadataLog, OpenedLog};
 use crate::placement::{initial_isr, place_replicas, validate_manual_assignment};
+use crate::raft::TypeConfig;
 use crate::records::{MetadataRecord, CONFIG_RESOURCE_TOPIC};
+use crate::store::StoreHandle;
 use crate::topic_config::validate_topic_configs;
 use crate::topic_name::{has_collision, has_collision_chars, validate_topic_name};
 
@@ -49,10 +49,17 @@ pub struct ControllerConfig {
     pub default_replication_factor: i16,
     /// Producer ids per allocated block (Kafka: 1000).
     pub producer_id_block_size: i64,
+    /// Bytes of records applied between two metadata snapshots
+    /// (`metadata.log.max.record.bytes.between.snapshots`, Kafka: 20 MiB).
+    pub snapshot_max_bytes: u64,
+    /// `host:port` of this node's controller listener as the other voters
+    /// reach it; empty while the quorum is this node alone.
+    pub controller_address: String,
 }
 
 impl ControllerConfig {
-    /// Kafka's defaults: 1 partition, replication factor 1, blocks of 1000.
+    /// Kafka's defaults: 1 partition, replication factor 1, blocks of 1000,
+    /// a snapshot every 20 MiB of records.
     pub fn new(node_id: i32, metadata_dir: impl Into<PathBuf>) -> Self {
         ControllerConfig {
             node_id,
@@ -60,6 +67,8 @@ impl ControllerConfig {
             default_num_partitions: 1,
             default_replication_factor: 1,
             producer_id_block_size: 1000,
+            snapshot_max_bytes: 20 * 1024 * 1024,
+            controller_address: String::new(),
         }
     }
 }
@@ -88,50 +97,26 @@ pub enum TopicRef {
     Id(Uuid),
 }
 
-/// The metadata controller of this node.
-#[derive(Debug)]
+/// The metadata controller of this node: the request logic above a Raft
+/// quorum ([`quorum`] holds its lifecycle and the commit path).
 pub struct QuorumController {
     config: ControllerConfig,
-    log: Mutex<MetadataLog>,
-    tx: watch::Sender<Arc<MetadataImage>>,
+    raft: openraft::Raft<TypeConfig>,
+    images: watch::Receiver<Arc<MetadataImage>>,
+    /// Serializes operations: each validates against the image its
+    /// predecessor's commit left behind.
+    write_lock: tokio::sync::Mutex<()>,
+    store: StoreHandle,
+    snapshots: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for QuorumController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumController").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl QuorumController {
-    /// Opens the metadata log, replays it, and writes a `ClusterId` record on
-    /// the very first start.
-    pub fn open(config: ControllerConfig) -> Result<Self, ControllerError> {
-        if config.default_num_partitions < 1
-            || config.default_replication_factor < 1
-            || config.producer_id_block_size < 1
-        {
-            return Err(ControllerError::InvalidConfig(
-                "num.partitions, default.replication.factor and the producer id block size must be at least 1"
-                    .to_string(),
-            ));
-        }
-        let OpenedLog { log, entries } = MetadataLog::open(&config.metadata_dir)?;
-        let mut builder = ImageBuilder::new();
-        for (offset, entry) in entries.iter().enumerate() {
-            builder.replay_entry(offset as i64, entry)?;
-        }
-        let image = builder.build();
-        let needs_cluster_id = image.cluster_id.is_empty();
-        tracing::info!(
-            entries = entries.len(),
-            topics = image.topics.len(),
-            cluster_id = %image.cluster_id,
-            "metadata log loaded"
-        );
-        let (tx, _) = watch::channel(Arc::new(image));
-        let controller = QuorumController { config, log: Mutex::new(log), tx };
-        if needs_cluster_id {
-            let cluster_id = kafka_uuid_string(random_kafka_uuid());
-            let mut log = controller.lock()?;
-            controller.commit(&mut log, vec![MetadataRecord::ClusterId { cluster_id }])?;
-        }
-        Ok(controller)
-    }
-
     /// The settings this controller was opened with.
     pub fn config(&self) -> &ControllerConfig {
         &self.config
@@ -139,47 +124,25 @@ impl QuorumController {
 
     /// The latest image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.tx.borrow().clone()
+        self.images.borrow().clone()
     }
 
     /// A receiver that sees every newly published image.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.tx.subscribe()
-    }
-
-    fn lock(&self) -> Result<MutexGuard<'_, MetadataLog>, ControllerError> {
-        self.log.lock().map_err(|_| ControllerError::Internal("controller state lock poisoned".to_string()))
-    }
-
-    /// Replays `records` onto a copy of the image, appends them as one entry,
-    /// publishes the result. Call with the log lock held.
-    fn commit(
-        &self,
-        log: &mut MetadataLog,
-        records: Vec<MetadataRecord>,
-    ) -> Result<Arc<MetadataImage>, ControllerError> {
-        let current = self.image();
-        if records.is_empty() {
-            return Ok(current);
-        }
-        let offset = log.next_offset();
-        let mut builder = ImageBuilder::from_image((*current).clone());
-        builder.replay_entry(offset, &records)?;
-        log.append(&records)?;
-        let image = Arc::new(builder.build());
-        self.tx.send_replace(image.clone());
-        Ok(image)
+        let mut receiver = self.images.clone();
+        receiver.borrow_and_update();
+        receiver
     }
 
     /// Creates topics. One result per input, in order; all successful topics
     /// of the request are committed in one atomic log entry.
-    pub fn create_topics(
+    pub async fn create_topics(
         &self,
         topics: Vec<CreateTopic>,
         validate_only: bool,
     ) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
-        let mut log = match self.lock() {
-            Ok(log) => log,
+        let guard = match self.lock().await {
+            Ok(guard) => guard,
             Err(e) => return topics.iter().map(|_| Err(e.clone())).collect(),
         };
         let image = self.image();
@@ -210,7 +173,7 @@ impl QuorumController {
         if validate_only || records.is_empty() {
             return results;
         }
-        match self.commit(&mut log, records) {
+        match self.commit(&guard, records).await {
             Ok(new_image) => results
                 .into_iter()
                 .map(|r| {
@@ -331,9 +294,9 @@ impl QuorumController {
 
     /// Deletes topics by name or id. One result per input, in order, giving
     /// the deleted topic's name and id; all deletions commit in one entry.
-    pub fn delete_topics(&self, topics: Vec<TopicRef>) -> Vec<Result<(String, Uuid), ControllerError>> {
-        let mut log = match self.lock() {
-            Ok(log) => log,
+    pub async fn delete_topics(&self, topics: Vec<TopicRef>) -> Vec<Result<(String, Uuid), ControllerError>> {
+        let guard = match self.lock().await {
+            Ok(guard) => guard,
             Err(e) => return topics.iter().map(|_| Err(e.clone())).collect(),
         };
         let image = self.image();
@@ -371,7 +334,7 @@ impl QuorumController {
                 (topic.name.clone(), topic.id)
             }));
         }
-        if let Err(e) = self.commit(&mut log, records) {
+        if let Err(e) = self.commit(&guard, records).await {
             return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
         }
         results
@@ -379,14 +342,14 @@ impl QuorumController {
 
     /// Grows a topic to `new_total` partitions, placing new replicas
     /// automatically or from `assignments` (one replica list per new partition).
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         topic: &str,
         new_total: i32,
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let mut log = self.lock()?;
+        let guard = self.lock().await?;
         let image = self.image();
         let t = image.topic(topic).ok_or_else(|| {
             ControllerError::UnknownTopicOrPartition("This server does not host this topic-partition.".to_string())
@@ -431,7 +394,7 @@ impl QuorumController {
             .map(|(i, replicas)| partition_record(&image.brokers, t.id, (current + i) as i32, replicas))
             .collect();
         if !validate_only {
-            self.commit(&mut log, records)?;
+            self.commit(&guard, records).await?;
         }
         Ok(())
     }
@@ -462,6 +425,9 @@ fn partition_record(
 
 mod brokers;
 mod config_ops;
+mod quorum;
+
+pub use quorum::WriteGuard;
 
 #[cfg(test)]
 mod tests;

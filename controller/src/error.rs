@@ -46,6 +46,10 @@ pub enum ControllerError {
     /// (STALE_BROKER_EPOCH, 77).
     #[error("{0}")]
     StaleBrokerEpoch(String),
+    /// This node is not the active controller, or lost that role while the
+    /// request was being committed (NOT_CONTROLLER, 41): retriable.
+    #[error("{0}")]
+    NotController(String),
     /// The metadata log could not be read or written
     /// (UNKNOWN_SERVER_ERROR, -1).
     #[error("metadata log storage error: {0}")]
@@ -72,6 +76,7 @@ impl ControllerError {
             ControllerError::InvalidRequest(_) => 42,
             ControllerError::PolicyViolation(_) => 44,
             ControllerError::StaleBrokerEpoch(_) => 77,
+            ControllerError::NotController(_) => 41,
             ControllerError::Storage(_) | ControllerError::Internal(_) => -1,
         }
     }

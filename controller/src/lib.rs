@@ -4,23 +4,23 @@
 //! [`ImageBuilder::replay`] yields an immutable [`MetadataImage`] (shared as
 //! `Arc<MetadataImage>`) that brokers serve Metadata from. The
 //! [`QuorumController`] validates admin requests with Kafka's rules and error
-//! codes, turns them into records, appends them to the [`MetadataLog`]
-//! (`metadata.log`: length + CRC32C framed JSON batches, fsynced), replays
-//! them and publishes the new image on a `tokio::sync::watch` channel.
+//! codes, turns them into records, and commits them as one entry through an
+//! openraft quorum whose log, vote and [`snapshot`]s live in RocksDB
+//! ([`store`], with the types of [`raft`]); the state machine replays each
+//! committed entry and publishes the new image on a `tokio::sync::watch`
+//! channel. The quorum is this node alone for now; [`rpc`] carries Raft
+//! between voters. A data dir written before the quorum (its
+//! `metadata.log`, [`log`]) is imported once as the first snapshot.
 //!
-//! State changes only through replay, so loading the log after a restart
-//! rebuilds exactly the image that was live before. Today one node appends
-//! to a local file. The quorum that replaces it is being built beside it:
-//! [`store`] holds openraft's log store and state machine on RocksDB (the
-//! Raft log, vote and [`snapshot`]s, and the import of an old
-//! `metadata.log`), with the types of [`raft`]; the broker does not use it
-//! yet.
+//! State changes only through replay, so restarting rebuilds exactly the
+//! image that was live before.
 //!
 //! ```
 //! use weir_controller::*;
-//! # fn main() -> Result<(), ControllerError> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ControllerError> {
 //! # let dir = std::env::temp_dir().join(format!("weir-doc-{}", uuid::Uuid::new_v4()));
-//! let controller = QuorumController::open(ControllerConfig::new(1, &dir))?;
+//! let controller = QuorumController::open(ControllerConfig::new(1, &dir)).await?;
 //! controller.register_broker(BrokerRegistration {
 //!     id: 1,
 //!     incarnation_id: uuid::Uuid::new_v4(),
@@ -28,19 +28,20 @@
 //!     rack: None,
 //!     fenced: false,
 //!     epoch: 0,
-//! })?;
+//! }).await?;
 //! let topic = CreateTopic { name: "orders".into(), num_partitions: 3, replication_factor: 1, ..Default::default() };
-//! let created = controller.create_topics(vec![topic], false).remove(0)?;
+//! let created = controller.create_topics(vec![topic], false).await.remove(0)?;
 //! assert_eq!(controller.image().topic_by_id(created.id).map(|t| t.partitions.len()), Some(3));
+//! controller.shutdown().await;
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! Modules: [`records`] (record enum), [`image`] (image + builder), [`log`]
-//! (file format), [`raft`] (openraft types), [`store`] (Raft log store and
-//! state machine on RocksDB), [`snapshot`] (image as records), [`controller`]
-//! (request handling), [`placement`] (replica
+//! (the pre-quorum file format, read by the import), [`raft`] (openraft types), [`store`] (Raft log store and
+//! state machine on RocksDB), [`snapshot`] (image as records), [`rpc`] (the
+//! controller listener's protocol), [`controller`] (request handling), [`placement`] (replica
 //! placement), [`configs`] (config change semantics), [`topic_config`]
 //! (topic config catalog and validation), [`topic_name`] (name rules),
 //! [`ids`] (Kafka-style UUIDs), [`error`] (errors and Kafka codes).

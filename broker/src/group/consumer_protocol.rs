@@ -67,7 +67,7 @@ impl GroupCoordinator {
     /// is upgraded online when `group.consumer.migration.policy` allows
     /// (its members stay, speaking the classic protocol); any other
     /// non-empty classic group answers GROUP_ID_NOT_FOUND, as in Kafka.
-    pub fn consumer_heartbeat(
+    pub async fn consumer_heartbeat(
         &self,
         broker: &Broker,
         group_id: &str,
@@ -77,7 +77,7 @@ impl GroupCoordinator {
             return refuse(ErrorCode::InvalidRequest, "GroupId can't be empty.");
         }
         consumer::validate(&request, &self.consumer_config)?;
-        if let Err(code) = self.ensure_offsets_topic(broker) {
+        if let Err(code) = self.ensure_offsets_topic(broker).await {
             return refuse(code, "The coordinator is not available.");
         }
         let topics = catalog(broker);

@@ -138,7 +138,7 @@ impl GroupCoordinator {
     /// Creates `__consumer_offsets` if it does not exist yet (compacted, with
     /// `offsets.topic.num.partitions` partitions), as Kafka does on the first
     /// FindCoordinator for a group.
-    pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), ErrorCode> {
+    pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), ErrorCode> {
         if broker.image().topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
@@ -154,7 +154,7 @@ impl GroupCoordinator {
                 ("segment.bytes".into(), Some(broker.config.offsets_topic_segment_bytes.to_string())),
             ],
         };
-        let result = broker.controller.create_topics(vec![create], false).into_iter().next();
+        let result = broker.controller.create_topics(vec![create], false).await.into_iter().next();
         broker.metadata_changed();
         match result {
             Some(Ok(_)) => {
@@ -275,7 +275,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return error(ErrorCode::InvalidGroupId);
         }
-        if let Err(e) = self.ensure_offsets_topic(broker) {
+        if let Err(e) = self.ensure_offsets_topic(broker).await {
             return error(e);
         }
         let reply = {
@@ -387,7 +387,7 @@ impl GroupCoordinator {
 
     /// OffsetCommit: validates the member, writes the offsets, then applies
     /// them. Returns one result per commit, in order.
-    pub fn commit(
+    pub async fn commit(
         &self,
         broker: &Broker,
         group_id: &str,
@@ -399,7 +399,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return fail_all(ErrorCode::InvalidGroupId, commits.len());
         }
-        if let Err(e) = self.ensure_offsets_topic(broker) {
+        if let Err(e) = self.ensure_offsets_topic(broker).await {
             return fail_all(e, commits.len());
         }
         let image = broker.image();
@@ -618,12 +618,12 @@ mod tests {
         }
     }
 
-    fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
+    async fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
         let mut raw = std::collections::BTreeMap::new();
         raw.insert("log.dirs".to_string(), dir.display().to_string());
         raw.insert("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string());
         raw.insert("group.initial.rebalance.delay.ms".to_string(), "0".to_string());
-        Broker::start(BrokerConfig::from_raw(raw).expect("config")).expect("broker starts")
+        Broker::start(BrokerConfig::from_raw(raw).expect("config")).await.expect("broker starts")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -632,7 +632,7 @@ mod tests {
         let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let dir = tempfile::tempdir().expect("temp dir");
-        let broker = test_broker(dir.path());
+        let broker = test_broker(dir.path()).await;
         let coordinator = &broker.groups;
 
         // One member joins and syncs: the group is Stable, written to __consumer_offsets.
@@ -671,7 +671,7 @@ mod tests {
         assert_eq!(coordinator.describe("g").state, "Stable");
 
         // Every write fails from now on: the partition is gone.
-        let deleted = broker.controller.delete_topics(vec![TopicRef::Name(OFFSETS_TOPIC.to_string())]);
+        let deleted = broker.controller.delete_topics(vec![TopicRef::Name(OFFSETS_TOPIC.to_string())]).await;
         assert!(deleted.iter().all(Result::is_ok));
         broker.metadata_changed();
         assert_eq!(

@@ -32,29 +32,29 @@ pub fn config_resource(resource_type: i8, name: &str) -> Result<ConfigResource, 
 
 /// Serves AlterConfigs.
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let outcome = config_resource(resource.resource_type, &resource.resource_name).and_then(|target| {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let outcome = match config_resource(resource.resource_type, &resource.resource_name) {
+            Ok(target) => {
                 let configs = resource
                     .configs
                     .iter()
                     .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                     .collect();
-                broker.controller.alter_configs(target, configs, request.validate_only)
-            });
-            let response = AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name);
-            match outcome {
-                Ok(()) => response,
-                Err(e) => response
-                    .with_error_code(e.error_code())
-                    .with_error_message(Some(StrBytes::from_string(e.message()))),
+                broker.controller.alter_configs(target, configs, request.validate_only).await
             }
-        })
-        .collect();
+            Err(e) => Err(e),
+        };
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err(e) => {
+                response.with_error_code(e.error_code()).with_error_message(Some(StrBytes::from_string(e.message())))
+            }
+        });
+    }
     if !request.validate_only {
         broker.metadata_changed();
     }

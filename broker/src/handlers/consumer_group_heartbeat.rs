@@ -59,7 +59,7 @@ pub async fn handle(
         client_id: ctx.client_id.as_deref().unwrap_or_default().to_string(),
         client_host: ctx.client_host.clone(),
     };
-    match broker.groups.consumer_heartbeat(broker, &request.group_id.0, heartbeat) {
+    match broker.groups.consumer_heartbeat(broker, &request.group_id.0, heartbeat).await {
         Ok(response) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(&response.member_id)))
             .with_member_epoch(response.member_epoch)

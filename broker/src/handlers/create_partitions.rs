@@ -34,10 +34,9 @@ pub async fn handle(
     }
     let image = broker.image();
     let mut fds = DescriptorCheck::new();
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let result = {
             let name = t.name.0.to_string();
             let current = image.topic(&name).map_or(0, |topic| topic.partitions.len() as u64);
             let additional = (t.count.max(0) as u64).saturating_sub(current);
@@ -52,6 +51,7 @@ pub async fn handle(
                 broker
                     .controller
                     .create_partitions(&name, t.count, assignments, request.validate_only)
+                    .await
                     .map_err(|e| (e.error_code(), e.message()))
             };
             let result = CreatePartitionsTopicResult::default().with_name(t.name);
@@ -61,8 +61,9 @@ pub async fn handle(
                     result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)))
                 }
             }
-        })
-        .collect();
+        };
+        results.push(result);
+    }
     if !request.validate_only {
         broker.metadata_changed();
     }

@@ -124,7 +124,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: CreateT
         .collect();
     let to_create: Vec<CreateTopic> =
         creates.iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(c, _)| c.clone()).collect();
-    let mut results = broker.controller.create_topics(to_create, request.validate_only).into_iter();
+    let mut results = broker.controller.create_topics(to_create, request.validate_only).await.into_iter();
     if !request.validate_only {
         broker.metadata_changed();
     }

@@ -48,7 +48,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DeleteT
         .collect();
     let deletable: Vec<TopicRef> =
         refs.iter().zip(&internal).filter(|(_, i)| i.is_none()).map(|(r, _)| r.clone()).collect();
-    let mut deleted = broker.controller.delete_topics(deletable).into_iter();
+    let mut deleted = broker.controller.delete_topics(deletable).await.into_iter();
     broker.metadata_changed();
     let results: Vec<Result<(String, uuid::Uuid), ControllerError>> = internal
         .into_iter()

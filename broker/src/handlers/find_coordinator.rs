@@ -34,10 +34,10 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 pub(crate) const TRANSACTIONS_UNSUPPORTED: &str = "Transactions are not supported by this broker yet";
 
 /// (node, host, port) of the coordinator, or the error.
-fn coordinator_for(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
+async fn coordinator_for(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
     match key_type {
         KEY_TYPE_GROUP => {
-            broker.groups.ensure_offsets_topic(broker)?;
+            broker.groups.ensure_offsets_topic(broker).await?;
             let image = broker.image();
             let me = image.broker(broker.config.node_id).ok_or(ErrorCode::CoordinatorNotAvailable)?;
             let endpoint = me.listeners.first().ok_or(ErrorCode::CoordinatorNotAvailable)?;
@@ -63,7 +63,7 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let key_type = if ctx.version >= 1 { request.key_type } else { KEY_TYPE_GROUP };
-    let found = coordinator_for(broker, key_type);
+    let found = coordinator_for(broker, key_type).await;
     if ctx.version >= 4 {
         let coordinators = request
             .coordinator_keys

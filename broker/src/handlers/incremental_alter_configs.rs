@@ -26,38 +26,35 @@ pub async fn handle(
     _ctx: &RequestContext,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let outcome = config_resource(resource.resource_type, &resource.resource_name).and_then(|target| {
-                let ops = resource
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        let op = AlterOp::from_code(c.config_operation).ok_or_else(|| {
-                            ControllerError::InvalidRequest(format!("Unknown config operation {}", c.config_operation))
-                        })?;
-                        Ok(AlterConfigOp {
-                            name: c.name.to_string(),
-                            op,
-                            value: c.value.as_ref().map(|v| v.to_string()),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, ControllerError>>()?;
-                broker.controller.incremental_alter_configs(target, ops, request.validate_only)
-            });
-            let response = AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name);
-            match outcome {
-                Ok(()) => response,
-                Err(e) => response
-                    .with_error_code(e.error_code())
-                    .with_error_message(Some(StrBytes::from_string(e.message()))),
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let planned = config_resource(resource.resource_type, &resource.resource_name).and_then(|target| {
+            let ops = resource
+                .configs
+                .iter()
+                .map(|c| {
+                    let op = AlterOp::from_code(c.config_operation).ok_or_else(|| {
+                        ControllerError::InvalidRequest(format!("Unknown config operation {}", c.config_operation))
+                    })?;
+                    Ok(AlterConfigOp { name: c.name.to_string(), op, value: c.value.as_ref().map(|v| v.to_string()) })
+                })
+                .collect::<Result<Vec<_>, ControllerError>>()?;
+            Ok((target, ops))
+        });
+        let outcome = match planned {
+            Ok((target, ops)) => broker.controller.incremental_alter_configs(target, ops, request.validate_only).await,
+            Err(e) => Err(e),
+        };
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err(e) => {
+                response.with_error_code(e.error_code()).with_error_message(Some(StrBytes::from_string(e.message())))
             }
-        })
-        .collect();
+        });
+    }
     if !request.validate_only {
         broker.metadata_changed();
     }

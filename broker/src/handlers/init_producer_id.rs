@@ -38,7 +38,7 @@ pub async fn handle(
         debug!(transactional_id = %id.as_str(), "refused a transactional InitProducerId: transactions are not supported yet");
         return failed(ErrorCode::TransactionalIdAuthorizationFailed);
     }
-    match broker.producer_ids.next_id(&broker.controller, broker.config.node_id) {
+    match broker.producer_ids.next_id(&broker.controller, broker.config.node_id).await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             warn!(error = %e, "could not allocate a producer id");

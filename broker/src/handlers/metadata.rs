@@ -169,7 +169,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
                     configs: Vec::new(),
                 })
                 .collect();
-            for result in broker.controller.create_topics(creates, false) {
+            for result in broker.controller.create_topics(creates, false).await {
                 match result {
                     Ok(created) => {
                         tracing::info!(topic = %created.name, partitions = created.partitions.len(), "auto-created topic")

@@ -39,17 +39,20 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetC
             })
         })
         .collect();
-    let results = broker.groups.commit(
-        broker,
-        &request.group_id.0,
-        Committer {
-            member_id: &request.member_id,
-            instance: request.group_instance_id.as_deref(),
-            generation_id: request.generation_id_or_member_epoch,
-            api_version: ctx.version,
-        },
-        commits,
-    );
+    let results = broker
+        .groups
+        .commit(
+            broker,
+            &request.group_id.0,
+            Committer {
+                member_id: &request.member_id,
+                instance: request.group_instance_id.as_deref(),
+                generation_id: request.generation_id_or_member_epoch,
+                api_version: ctx.version,
+            },
+            commits,
+        )
+        .await;
     let mut results = results.into_iter();
     let topics = request
         .topics

@@ -67,27 +67,30 @@ fn frame(key: ApiKey, version: i16, body: &[u8]) -> BytesMut {
     buf
 }
 
-fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
+async fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
     let mut raw = BTreeMap::new();
     raw.insert("log.dirs".to_string(), dir.display().to_string());
     raw.insert("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string());
-    Broker::start(BrokerConfig::from_raw(raw).expect("config")).expect("broker starts")
+    Broker::start(BrokerConfig::from_raw(raw).expect("config")).await.expect("broker starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn every_advertised_version_is_dispatched_and_encodes() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = test_broker(dir.path());
+    let broker = test_broker(dir.path()).await;
     // A topic makes Metadata, DescribeConfigs and DescribeLogDirs answers non-trivial.
-    let created = broker.controller.create_topics(
-        vec![weir_controller::CreateTopic {
-            name: "t".into(),
-            num_partitions: 2,
-            replication_factor: -1,
-            ..Default::default()
-        }],
-        false,
-    );
+    let created = broker
+        .controller
+        .create_topics(
+            vec![weir_controller::CreateTopic {
+                name: "t".into(),
+                num_partitions: 2,
+                replication_factor: -1,
+                ..Default::default()
+            }],
+            false,
+        )
+        .await;
     assert!(created[0].is_ok());
     broker.metadata_changed();
     for range in ADVERTISED_APIS {
@@ -108,7 +111,7 @@ async fn every_advertised_version_is_dispatched_and_encodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn unadvertised_apis_and_versions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = test_broker(dir.path());
+    let broker = test_broker(dir.path()).await;
     let err = handle_frame(&broker, frame(ApiKey::SaslHandshake, 1, &[]), "/127.0.0.1").await.unwrap_err();
     assert!(matches!(err, HandleError::UnsupportedApi(ApiKey::SaslHandshake)));
     let err = handle_frame(&broker, frame(ApiKey::Metadata, 13, &[]), "/127.0.0.1").await.unwrap_err();

@@ -152,31 +152,34 @@ fn compressed_batches_are_compacted_with_their_codec_and_header() {
     }
 }
 
-fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
+async fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
     let mut raw = BTreeMap::new();
     raw.insert("log.dirs".to_string(), dir.display().to_string());
     raw.insert("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string());
     raw.insert("offsets.topic.num.partitions".to_string(), "1".to_string());
     raw.insert("offsets.topic.segment.bytes".to_string(), "2048".to_string());
-    Broker::start(BrokerConfig::from_raw(raw).expect("config")).expect("broker starts")
+    Broker::start(BrokerConfig::from_raw(raw).expect("config")).await.expect("broker starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn compacted_consumer_offsets_still_load() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = test_broker(dir.path());
-    let created = broker.controller.create_topics(
-        vec![weir_controller::CreateTopic {
-            name: "t".into(),
-            num_partitions: 3,
-            replication_factor: -1,
-            ..Default::default()
-        }],
-        false,
-    );
+    let broker = test_broker(dir.path()).await;
+    let created = broker
+        .controller
+        .create_topics(
+            vec![weir_controller::CreateTopic {
+                name: "t".into(),
+                num_partitions: 3,
+                replication_factor: -1,
+                ..Default::default()
+            }],
+            false,
+        )
+        .await;
     assert!(created[0].is_ok());
     broker.metadata_changed();
-    let commit = |group: &str, offset: i64| {
+    let commit = async |group: &str, offset: i64| {
         let commits = (0..3)
             .map(|p| OffsetCommit {
                 topic: "t".into(),
@@ -186,12 +189,12 @@ async fn compacted_consumer_offsets_still_load() {
                 metadata: Some(format!("m{offset}")),
             })
             .collect();
-        let results = broker.groups.commit(&broker, group, STANDALONE, commits);
+        let results = broker.groups.commit(&broker, group, STANDALONE, commits).await;
         assert!(results.iter().all(Option::is_none), "{results:?}");
     };
-    commit("early", 7);
+    commit("early", 7).await;
     for i in 0..200 {
-        commit("busy", i * 10);
+        commit("busy", i * 10).await;
     }
     let partition = broker.replicas.get(OFFSETS_TOPIC, 0).expect("offsets partition");
     let before = partition.size_in_bytes();

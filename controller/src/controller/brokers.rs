@@ -1,6 +1,8 @@
 //! Broker lifecycle (registration, fencing) and producer-id blocks.
 //!
-//! Broker epoch = the log offset of the registration entry. Fencing follows
+//! Broker epoch = one past the image's last offset when the registration is
+//! committed: at most the registration entry's own log offset, above every
+//! earlier epoch. Fencing follows
 //! KRaft's `handleBrokerFenced` with unclean election disabled; unfencing
 //! gives leaderless partitions whose ISR holds the broker back their leader.
 //! Producer-id blocks: `next_producer_id` in the image is the first id of the
@@ -9,13 +11,15 @@
 use super::*;
 
 impl QuorumController {
-    /// Registers a broker (its epoch becomes the entry's log offset) and,
+    /// Registers a broker (see the module doc for its epoch) and,
     /// this being a single-node quorum, unfences it right away; leaderless
     /// partitions that have it in their ISR get it as leader.
-    pub fn register_broker(&self, reg: BrokerRegistration) -> Result<(), ControllerError> {
-        let mut log = self.lock()?;
+    pub async fn register_broker(&self, reg: BrokerRegistration) -> Result<(), ControllerError> {
+        let guard = self.lock().await?;
         let image = self.image();
-        let epoch = log.next_offset();
+        // Above every offset committed so far, and each registration is
+        // applied before the next begins: unique and increasing per broker.
+        let epoch = image.last_offset + 1;
         let id = reg.id;
         let mut records = vec![
             MetadataRecord::RegisterBroker {
@@ -41,7 +45,7 @@ impl QuorumController {
                 }
             }
         }
-        self.commit(&mut log, records)?;
+        self.commit(&guard, records).await?;
         tracing::info!(broker = id, epoch, "broker registered and unfenced");
         Ok(())
     }
@@ -49,8 +53,8 @@ impl QuorumController {
     /// Fences a broker: it leaves every ISR it is in (never shrinking an ISR
     /// to nothing), and partitions it led get the first other unfenced ISR
     /// member as leader, or no leader (-1).
-    pub fn fence_broker(&self, broker_id: i32) -> Result<(), ControllerError> {
-        let mut log = self.lock()?;
+    pub async fn fence_broker(&self, broker_id: i32) -> Result<(), ControllerError> {
+        let guard = self.lock().await?;
         let image = self.image();
         let broker = image.broker(broker_id).ok_or_else(|| {
             ControllerError::StaleBrokerEpoch(format!("No broker registration found for broker {broker_id}"))
@@ -88,15 +92,15 @@ impl QuorumController {
             }
         }
         records.push(MetadataRecord::FenceBroker { id: broker_id, epoch: broker.epoch });
-        self.commit(&mut log, records)?;
+        self.commit(&guard, records).await?;
         tracing::info!(broker = broker_id, "broker fenced");
         Ok(())
     }
 
     /// Hands a registered broker the next block of producer ids: returns the
     /// first id and the block size. Blocks never overlap, across restarts too.
-    pub fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
-        let mut log = self.lock()?;
+    pub async fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
+        let guard = self.lock().await?;
         let image = self.image();
         let broker = image.broker(broker_id).ok_or_else(|| {
             ControllerError::StaleBrokerEpoch(format!("No broker registration found for broker {broker_id}"))
@@ -107,9 +111,10 @@ impl QuorumController {
             .checked_add(size)
             .ok_or_else(|| ControllerError::Internal("Exhausted all producerIds.".to_string()))?;
         self.commit(
-            &mut log,
+            &guard,
             vec![MetadataRecord::ProducerIds { broker_id, broker_epoch: broker.epoch, next_producer_id: next }],
-        )?;
+        )
+        .await?;
         Ok((first, size))
     }
 }

@@ -29,39 +29,39 @@ impl QuorumController {
     }
 
     /// IncrementalAlterConfigs for one resource.
-    pub fn incremental_alter_configs(
+    pub async fn incremental_alter_configs(
         &self,
         resource: ConfigResource,
         ops: Vec<AlterConfigOp>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let mut log = self.lock()?;
+        let guard = self.lock().await?;
         let image = self.image();
         self.check_config_resource(&image, &resource)?;
         let current = Self::current_configs(&image, &resource);
         let next = apply_incremental(&resource, &current, &ops)?;
         validate_configs(&resource, &next)?;
         if !validate_only {
-            self.commit(&mut log, diff_records(&resource, &current, &next))?;
+            self.commit(&guard, diff_records(&resource, &current, &next)).await?;
         }
         Ok(())
     }
 
     /// Legacy AlterConfigs: replaces the resource's whole explicit config set.
-    pub fn alter_configs(
+    pub async fn alter_configs(
         &self,
         resource: ConfigResource,
         configs: Vec<(String, Option<String>)>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let mut log = self.lock()?;
+        let guard = self.lock().await?;
         let image = self.image();
         self.check_config_resource(&image, &resource)?;
         let current = Self::current_configs(&image, &resource);
         let next = apply_replacement(&configs)?;
         validate_configs(&resource, &next)?;
         if !validate_only {
-            self.commit(&mut log, diff_records(&resource, &current, &next))?;
+            self.commit(&guard, diff_records(&resource, &current, &next)).await?;
         }
         Ok(())
     }

@@ -55,6 +55,11 @@ impl MetadataLogStore {
         MetadataLogStore { db }
     }
 
+    /// A handle to wait for the database to close after shutdown.
+    pub fn handle(&self) -> super::StoreHandle {
+        super::StoreHandle { db: self.db.clone() }
+    }
+
     fn get_state<T: DeserializeOwned>(&self, key: &str, subject: ErrorSubject<NodeId>) -> Result<Option<T>> {
         let cf = column(&self.db, CF_STATE).map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))?;
         let Some(bytes) = self.db.get_cf(cf, key).map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))? else {

@@ -92,6 +92,28 @@ fn open_db(metadata_dir: &Path) -> Result<DB, ControllerError> {
     })
 }
 
+/// A handle on the open database, to wait for it to close.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    db: Arc<DB>,
+}
+
+impl StoreHandle {
+    /// Waits (up to 10 s) until every other user of the database has let go
+    /// of it, so it is closed once this handle drops: openraft's tasks end
+    /// shortly after `Raft::shutdown` returns.
+    pub async fn released(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&self.db) > 1 {
+            if std::time::Instant::now() > deadline {
+                tracing::warn!("the metadata quorum's database is still in use after shutdown");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
 fn column<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, std::io::Error> {
     db.cf_handle(name).ok_or_else(|| std::io::Error::other(format!("column family {name} is missing")))
 }

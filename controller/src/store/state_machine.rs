@@ -4,6 +4,7 @@
 //! snapshots ([`crate::snapshot`]), as the parent module's contract says.
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,6 +34,8 @@ pub struct MetadataStateMachine {
     last_applied: Option<LogId>,
     membership: Membership,
     images: watch::Sender<Arc<MetadataImage>>,
+    /// Encoded bytes of the records applied since the last snapshot.
+    bytes_since_snapshot: Arc<AtomicU64>,
 }
 
 /// Builds a snapshot of the image as it was when the builder was taken,
@@ -43,6 +46,9 @@ pub struct MetadataSnapshotBuilder {
     image: Arc<MetadataImage>,
     last_applied: Option<LogId>,
     membership: Membership,
+    bytes_since_snapshot: Arc<AtomicU64>,
+    /// `bytes_since_snapshot` when the builder was taken: what the snapshot covers.
+    covered_bytes: u64,
 }
 
 fn snapshot_error(meta: Option<&Meta>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -97,7 +103,14 @@ impl MetadataStateMachine {
         };
         let image = Arc::new(image);
         images.send_replace(image.clone());
-        Ok(MetadataStateMachine { db, image, last_applied, membership, images })
+        let bytes_since_snapshot = Arc::new(AtomicU64::new(0));
+        Ok(MetadataStateMachine { db, image, last_applied, membership, images, bytes_since_snapshot })
+    }
+
+    /// Encoded bytes of the records applied since the last snapshot; the
+    /// controller snapshots when it passes its limit.
+    pub fn bytes_since_snapshot(&self) -> Arc<AtomicU64> {
+        self.bytes_since_snapshot.clone()
     }
 
     /// The image as of the last applied entry.
@@ -117,6 +130,7 @@ impl RaftSnapshotBuilder<TypeConfig> for MetadataSnapshotBuilder {
         };
         let meta = Meta { last_log_id: self.last_applied, last_membership: self.membership.clone(), snapshot_id };
         store_snapshot(&self.db, &meta, &data)?;
+        self.bytes_since_snapshot.fetch_sub(self.covered_bytes, Ordering::Relaxed);
         tracing::info!(
             last_offset = image_offset(self.last_applied.as_ref()),
             bytes = data.len(),
@@ -147,6 +161,8 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
             match &entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(data) => {
+                    let bytes = serde_json::to_vec(&data.records).map_or(0, |encoded| encoded.len() as u64);
+                    self.bytes_since_snapshot.fetch_add(bytes, Ordering::Relaxed);
                     // Replayed onto a scratch copy: an entry applies whole or not at all.
                     let mut scratch = builder.clone();
                     match scratch.replay_entry(offset, &data.records) {
@@ -176,6 +192,8 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
             image: self.image.clone(),
             last_applied: self.last_applied,
             membership: self.membership.clone(),
+            bytes_since_snapshot: self.bytes_since_snapshot.clone(),
+            covered_bytes: self.bytes_since_snapshot.load(Ordering::Relaxed),
         }
     }
 
@@ -197,6 +215,7 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
         self.image = Arc::new(image);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.bytes_since_snapshot.store(0, Ordering::Relaxed);
         self.images.send_replace(self.image.clone());
         Ok(())
     }

@@ -1,0 +1,176 @@
+//! The controller's Raft quorum: opening it (importing an old single-node
+//! `metadata.log` on the way), the commit path every operation takes,
+//! snapshots by size, and shutdown.
+//!
+//! Today the quorum has one voter, this node: it elects itself at once, and a
+//! commit is durable once its entry is synced to the local RocksDB log.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+
+use super::*;
+use crate::raft::{MetadataEntry, NodeId};
+use crate::rpc::client::VoterNetwork;
+use crate::store::{import_legacy_log, open_store};
+
+/// Held while an operation validates and commits: operations run one at a
+/// time, each against the image its predecessor left.
+pub type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+/// How long opening waits for this node to become the quorum's leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+fn not_controller<E: std::fmt::Display>(e: E) -> ControllerError {
+    ControllerError::NotController(format!("This node is not the active controller: {e}"))
+}
+
+fn fatal<E: std::fmt::Display>(e: E) -> ControllerError {
+    ControllerError::Storage(format!("the metadata quorum stopped: {e}"))
+}
+
+impl QuorumController {
+    /// Opens this node's quorum: imports an old `metadata.log` once, opens the
+    /// RocksDB store, starts Raft (initializing a new quorum with this node as
+    /// its voter), waits until it leads, and writes a `ClusterId` record on the
+    /// very first start.
+    pub async fn open(config: ControllerConfig) -> Result<Self, ControllerError> {
+        if config.default_num_partitions < 1
+            || config.default_replication_factor < 1
+            || config.producer_id_block_size < 1
+        {
+            return Err(ControllerError::InvalidConfig(
+                "num.partitions, default.replication.factor and the producer id block size must be at least 1"
+                    .to_string(),
+            ));
+        }
+        let node_id = NodeId::try_from(config.node_id)
+            .map_err(|_| ControllerError::InvalidConfig(format!("node.id {} must not be negative", config.node_id)))?;
+        let node = BasicNode::new(config.controller_address.clone());
+        if let Some(imported) = import_legacy_log(&config.metadata_dir, node_id, node.clone())? {
+            tracing::info!(entries = imported.entries, last_offset = imported.last_index, "metadata.log imported");
+        }
+        let (publish, images) = watch::channel(Arc::new(MetadataImage::default()));
+        let (log, state_machine) = open_store(&config.metadata_dir, publish)?;
+        let store = log.handle();
+        let bytes_since_snapshot = state_machine.bytes_since_snapshot();
+        let raft_config = openraft::Config {
+            cluster_name: "weir-metadata".to_string(),
+            heartbeat_interval: 200,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            // Snapshots follow metadata.log.max.record.bytes.between.snapshots instead.
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ControllerError::InvalidConfig(format!("Raft settings: {e}")))?;
+        let raft = Raft::new(node_id, Arc::new(raft_config), VoterNetwork, log, state_machine).await.map_err(fatal)?;
+        if !raft.is_initialized().await.map_err(fatal)? {
+            raft.initialize(BTreeMap::from([(node_id, node)])).await.map_err(fatal)?;
+            tracing::info!(node_id, "initialized a new metadata quorum with this node as its voter");
+        }
+        raft.wait(Some(LEADER_WAIT))
+            .state(ServerState::Leader, "this node leads the metadata quorum")
+            .await
+            .map_err(|e| not_controller(format!("no leadership within {LEADER_WAIT:?}: {e}")))?;
+        let snapshots = tokio::spawn(snapshot_when_due(
+            raft.clone(),
+            images.clone(),
+            bytes_since_snapshot,
+            config.snapshot_max_bytes,
+        ));
+        let controller =
+            QuorumController { config, raft, images, write_lock: tokio::sync::Mutex::new(()), store, snapshots };
+        let guard = controller.lock().await?;
+        let image = controller.image();
+        if image.cluster_id.is_empty() {
+            let cluster_id = kafka_uuid_string(random_kafka_uuid());
+            controller.commit(&guard, vec![MetadataRecord::ClusterId { cluster_id }]).await?;
+        }
+        drop(guard);
+        let image = controller.image();
+        tracing::info!(
+            last_offset = image.last_offset,
+            topics = image.topics.len(),
+            cluster_id = %image.cluster_id,
+            "metadata quorum ready"
+        );
+        Ok(controller)
+    }
+
+    /// Serializes an operation, and makes sure the image it starts from holds
+    /// every committed entry (this node still leads and has applied up to
+    /// the quorum's commit point).
+    pub(super) async fn lock(&self) -> Result<WriteGuard<'_>, ControllerError> {
+        let guard = self.write_lock.lock().await;
+        self.raft.ensure_linearizable().await.map_err(|e| match e {
+            RaftError::APIError(e) => not_controller(e),
+            RaftError::Fatal(e) => fatal(e),
+        })?;
+        Ok(guard)
+    }
+
+    /// Checks `records` against a scratch copy of the image, commits them as
+    /// one entry through the quorum and returns the image after them.
+    pub(super) async fn commit(
+        &self,
+        _guard: &WriteGuard<'_>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, ControllerError> {
+        let current = self.image();
+        if records.is_empty() {
+            return Ok(current);
+        }
+        ImageBuilder::from_image((*current).clone()).replay_entry(current.last_offset + 1, &records)?;
+        let written = self.raft.client_write(MetadataEntry { records }).await.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(e)) => not_controller(e),
+            RaftError::APIError(e) => ControllerError::Internal(format!("metadata quorum refused the entry: {e}")),
+            RaftError::Fatal(e) => fatal(e),
+        })?;
+        if let Some(error) = written.data.error {
+            return Err(ControllerError::Internal(format!("metadata entry was committed but not applied: {error}")));
+        }
+        // The state machine publishes before openraft answers the write.
+        Ok(self.image())
+    }
+
+    /// Stops the quorum and waits until only this controller holds its
+    /// store, which closes when the controller is dropped. Later operations
+    /// fail with a storage error.
+    pub async fn shutdown(&self) {
+        self.snapshots.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "metadata quorum did not stop cleanly");
+        }
+        self.store.released().await;
+    }
+}
+
+/// Takes a snapshot whenever more than `max_bytes` of records were applied
+/// since the last one (Kafka's `metadata.log.max.record.bytes.between.snapshots`);
+/// openraft then purges the log it covers.
+async fn snapshot_when_due(
+    raft: Raft<TypeConfig>,
+    mut images: watch::Receiver<Arc<MetadataImage>>,
+    bytes_since_snapshot: Arc<AtomicU64>,
+    max_bytes: u64,
+) {
+    while images.changed().await.is_ok() {
+        if bytes_since_snapshot.load(Ordering::Relaxed) < max_bytes {
+            continue;
+        }
+        let building = raft.metrics().borrow().snapshot;
+        if let Err(e) = raft.trigger().snapshot().await {
+            tracing::warn!(error = %e, "cannot start a metadata snapshot");
+            return;
+        }
+        // One snapshot at a time: wait until it is written before counting again.
+        let _ = raft
+            .wait(Some(Duration::from_secs(60)))
+            .metrics(|m| m.snapshot != building, "metadata snapshot written")
+            .await;
+    }
+}
