@@ -1,0 +1,125 @@
+"""Cluster metadata on the Raft quorum (a quorum of one node for now).
+
+- Every metadata change a client saw acknowledged (CreateTopics, CreatePartitions,
+  IncrementalAlterConfigs, DeleteTopics) is there after kill -9.
+- A data dir written by a single-node Weir before the quorum (its `metadata.log`)
+  starts with its cluster id, brokers, topics and configs, imported once.
+- A damaged quorum database stops the broker with a message naming it; nothing
+  is recreated over it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+
+import crc32c
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions
+
+from lib.clients import admin, consume_assigned, create_topic, produce, wait_until
+from lib.weir import Weir, WeirError
+
+METADATA_DIR = "__cluster_metadata-0"
+
+
+def _topics(bootstrap: str) -> dict[str, int]:
+    md = admin(bootstrap).list_topics(timeout=10)
+    return {name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")}
+
+
+def _config(bootstrap: str, topic: str, name: str) -> str | None:
+    a = admin(bootstrap)  # kept alive until the answer is in
+    futures = a.describe_configs([ConfigResource("topic", topic)])
+    entries = next(iter(futures.values())).result(timeout=10)
+    return entries[name].value if name in entries else None
+
+
+def test_acknowledged_metadata_changes_survive_kill9(weir_factory, topic):
+    w = weir_factory(name="weir-metadata-kill9")
+    names = [f"{topic}-{i}" for i in range(20)]
+    for name in names:
+        create_topic(w.bootstrap, name, partitions=2)
+    a = admin(w.bootstrap)
+    a.create_partitions([NewPartitions(names[0], 5)])[names[0]].result(timeout=10)
+    resource = ConfigResource("topic", names[1], incremental_configs=[
+        ConfigEntry("retention.ms", "4242", incremental_operation=AlterConfigOpType.SET)])
+    next(iter(a.incremental_alter_configs([resource]).values())).result(timeout=10)
+    a.delete_topics([names[2]])[names[2]].result(timeout=10)
+    wait_until(lambda: names[2] not in _topics(w.bootstrap), what="the deleted topic to go")
+
+    w.kill9()
+    w.start()
+    expected = {name: 2 for name in names if name != names[2]}
+    expected[names[0]] = 5
+    assert _topics(w.bootstrap) == expected
+    assert _config(w.bootstrap, names[1], "retention.ms") == "4242"
+    # The restarted quorum goes on committing.
+    create_topic(w.bootstrap, f"{topic}-after", partitions=1)
+    assert _topics(w.bootstrap)[f"{topic}-after"] == 1
+
+
+def _old_entry(records: list[dict]) -> bytes:
+    """One entry of the pre-quorum metadata.log: u32 length, u32 CRC32C, JSON."""
+    payload = json.dumps(records, separators=(",", ":")).encode()
+    return struct.pack(">II", len(payload), crc32c.crc32c(payload)) + payload
+
+
+def test_a_single_node_metadata_log_is_imported_once():
+    w = Weir(name="weir-import")
+    try:
+        topic_id = str(uuid.uuid4())
+        cluster_id = "aW1wb3J0ZWQtY2x1c3RlcjE"
+        listener = {"name": "PLAINTEXT", "host": "127.0.0.1", "port": w.port, "security_protocol": 0}
+        old = w.data_dir / METADATA_DIR
+        old.mkdir(parents=True)
+        (old / "metadata.log").write_bytes(
+            _old_entry([{"type": "ClusterId", "cluster_id": cluster_id}])
+            + _old_entry([
+                {"type": "RegisterBroker", "id": 1, "incarnation_id": str(uuid.uuid4()),
+                 "listeners": [listener], "rack": None, "fenced": True, "epoch": 1},
+                {"type": "UnfenceBroker", "id": 1, "epoch": 1},
+            ])
+            + _old_entry([
+                {"type": "Topic", "name": "legacy", "topic_id": topic_id},
+                *({"type": "Partition", "topic_id": topic_id, "partition_id": p, "replicas": [1], "isr": [1],
+                   "leader": 1, "leader_epoch": 0, "partition_epoch": 0} for p in range(2)),
+                {"type": "Config", "resource_type": 2, "resource_name": "legacy", "name": "retention.ms",
+                 "value": "777777"},
+            ]))
+        w.start()
+        md = admin(w.bootstrap).list_topics(timeout=10)
+        assert md.cluster_id == cluster_id
+        assert len(md.topics["legacy"].partitions) == 2
+        assert _config(w.bootstrap, "legacy", "retention.ms") == "777777"
+        assert not (old / "metadata.log").exists()
+        assert (old / "metadata.log.imported").exists()
+        assert "imported the single-node metadata.log" in w.log_path.read_text(errors="replace")
+
+        records = [{"value": f"v{i}".encode(), "partition": i % 2} for i in range(10)]
+        produce(w.bootstrap, "legacy", records, conf={"acks": "all"})
+        w.restart()
+        assert admin(w.bootstrap).list_topics(timeout=10).cluster_id == cluster_id
+        assert len(consume_assigned(w.bootstrap, "legacy", [0, 1], 10, timeout=30)) == 10
+        assert w.log_path.read_text(errors="replace").count("imported the single-node metadata.log") == 1
+    finally:
+        w.cleanup()
+
+
+def test_a_damaged_quorum_database_is_refused_and_left_alone():
+    w = Weir(name="weir-damaged-quorum")
+    try:
+        w.start()
+        assert w.stop() == 0, w.tail()
+        current = w.data_dir / METADATA_DIR / "raft" / "CURRENT"
+        current.write_bytes(b"MANIFEST-999999\n")
+        try:
+            w.start()
+            raise AssertionError("weir started on a damaged metadata database")
+        except WeirError:
+            pass
+        assert w.proc.returncode not in (None, 0)
+        assert "cannot open the metadata quorum's database" in w.log_path.read_text(errors="replace")
+        assert current.read_bytes() == b"MANIFEST-999999\n"
+    finally:
+        w.cleanup()
