@@ -6,6 +6,7 @@
   starts with its cluster id, brokers, topics and configs, imported once.
 - A damaged quorum database stops the broker with a message naming it; nothing
   is recreated over it.
+- Kafka's `kafka-metadata-quorum.sh describe` reads the quorum (DescribeQuorum).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import struct
 import uuid
 
 import crc32c
+import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions
 
-from lib.clients import admin, consume_assigned, create_topic, produce, wait_until
+from lib.clients import (JAVA_ENV, admin, consume_assigned, create_topic, java_available, java_tool, produce, run,
+                         wait_until)
 from lib.weir import Weir, WeirError
 
 METADATA_DIR = "__cluster_metadata-0"
@@ -123,3 +126,29 @@ def test_a_damaged_quorum_database_is_refused_and_left_alone():
         assert current.read_bytes() == b"MANIFEST-999999\n"
     finally:
         w.cleanup()
+
+
+@pytest.mark.skipif(not java_available(), reason="java not on PATH (../shared/kafka-tools/install-deps.sh installs it)")
+def test_kafka_metadata_quorum_describes_the_quorum(weir_factory, topic):
+    w = weir_factory(name="weir-describe-quorum")
+    create_topic(w.bootstrap, topic, partitions=3)
+    tool = [str(java_tool("kafka-metadata-quorum")), "--bootstrap-server", w.bootstrap, "describe"]
+    status = dict(
+        (key.strip(), value.strip())
+        for key, value in (line.split(":", 1) for line in run(tool + ["--status"], env=JAVA_ENV).stdout.splitlines()
+                           if ":" in line))
+    assert status["ClusterId"] == admin(w.bootstrap).list_topics(timeout=10).cluster_id
+    assert status["LeaderId"] == "1"
+    assert int(status["LeaderEpoch"]) >= 1
+    high_watermark = int(status["HighWatermark"])
+    assert high_watermark > 0
+    assert '"id": 1' in status["CurrentVoters"] and status["CurrentObservers"] == "[]"
+
+    # One more metadata change moves the high watermark; the leader is its own only voter.
+    create_topic(w.bootstrap, f"{topic}-more", partitions=1)
+    rows = [line.split() for line in run(tool + ["--replication"], env=JAVA_ENV).stdout.splitlines()[1:] if line.strip()]
+    assert len(rows) == 1, rows
+    node_id, _directory, log_end_offset, lag, last_fetch, last_caught_up, role = rows[0]
+    assert (node_id, lag, role) == ("1", "0", "Leader")
+    assert int(log_end_offset) > high_watermark
+    assert int(last_fetch) > 0 and int(last_caught_up) > 0

@@ -427,7 +427,7 @@ mod brokers;
 mod config_ops;
 mod quorum;
 
-pub use quorum::WriteGuard;
+pub use quorum::{QuorumDescription, QuorumReplica, WriteGuard};
 
 #[cfg(test)]
 mod tests;

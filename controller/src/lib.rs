@@ -64,7 +64,10 @@ pub mod topic_config;
 pub mod topic_name;
 
 pub use configs::{AlterConfigOp, AlterOp, ConfigResource};
-pub use controller::{ControllerConfig, CreateTopic, QuorumController, TopicRef, MAX_PARTITIONS_PER_REQUEST};
+pub use controller::{
+    ControllerConfig, CreateTopic, QuorumController, QuorumDescription, QuorumReplica, TopicRef,
+    MAX_PARTITIONS_PER_REQUEST,
+};
 pub use error::ControllerError;
 pub use ids::{kafka_uuid_string, parse_kafka_uuid, random_kafka_uuid};
 pub use image::{BrokerRegistration, Endpoint, ImageBuilder, MetadataImage, PartitionRegistration, TopicImage};

@@ -66,6 +66,7 @@ pub const ADVERTISED_APIS: &[ApiRange] = &[
     ApiRange::new(ApiKey::DeleteGroups, 0, 2),
     ApiRange::new(ApiKey::IncrementalAlterConfigs, 0, 1),
     ApiRange::new(ApiKey::OffsetDelete, 0, 0),
+    ApiRange::new(ApiKey::DescribeQuorum, 0, 2),
     ApiRange::new(ApiKey::DescribeCluster, 0, 1),
     ApiRange::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     ApiRange::new(ApiKey::ConsumerGroupDescribe, 0, 1),

@@ -20,6 +20,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -250,6 +251,7 @@ pub async fn handle_frame(
         ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs),
         ApiKey::OffsetDelete => route!(offset_delete),
         ApiKey::DescribeCluster => route!(describe_cluster),
+        ApiKey::DescribeQuorum => route!(describe_quorum),
         ApiKey::ConsumerGroupHeartbeat => route!(consumer_group_heartbeat),
         ApiKey::ConsumerGroupDescribe => route!(consumer_group_describe),
         other => Err(HandleError::NoHandler(other)),

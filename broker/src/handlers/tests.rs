@@ -127,3 +127,34 @@ async fn unadvertised_apis_and_versions_are_refused() {
     let response = handle_frame(&broker, frame(ApiKey::Produce, 2, &legacy), "/127.0.0.1").await.unwrap().unwrap();
     assert_eq!(response.len(), 4 + 4 + 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn describe_quorum_answers_for_the_metadata_partition_only() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = test_broker(dir.path()).await;
+    let ctx = super::RequestContext {
+        api_key: ApiKey::DescribeQuorum,
+        version: 2,
+        correlation_id: 1,
+        client_id: None,
+        client_host: "/127.0.0.1".into(),
+    };
+    let ask = |topic: &str, partition: i32| {
+        DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![PartitionData::default().with_partition_index(partition)])])
+    };
+    let answer = super::describe_quorum::handle(&broker, &ctx, ask("__cluster_metadata", 0)).await;
+    let partition = &answer.topics[0].partitions[0];
+    assert_eq!((partition.error_code, partition.leader_id.0), (0, 1));
+    assert_eq!(partition.current_voters.len(), 1);
+    assert_eq!(partition.current_voters[0].log_end_offset, partition.high_watermark);
+    for (topic, index) in [("__cluster_metadata", 1), ("orders", 0)] {
+        let answer = super::describe_quorum::handle(&broker, &ctx, ask(topic, index)).await;
+        let partition = &answer.topics[0].partitions[0];
+        assert_eq!((partition.partition_index, partition.error_code), (index, 3), "{topic}-{index}");
+    }
+}

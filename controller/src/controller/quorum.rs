@@ -149,6 +149,82 @@ impl QuorumController {
     }
 }
 
+/// One replica of the metadata log as DescribeQuorum reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplica {
+    /// The node id.
+    pub id: i32,
+    /// Offset after its last log entry, -1 if unknown.
+    pub log_end_offset: i64,
+    /// When the leader last heard from it (ms since the epoch), -1 if unknown.
+    pub last_fetch_timestamp: i64,
+    /// When it was last known to be caught up with the leader (ms), -1 if unknown.
+    pub last_caught_up_timestamp: i64,
+}
+
+/// The state of the metadata quorum, from its leader (DescribeQuorum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// The leader's node id.
+    pub leader_id: i32,
+    /// The leader's epoch (Raft term).
+    pub leader_epoch: i32,
+    /// Offset after the last entry known committed and applied.
+    pub high_watermark: i64,
+    /// The voters, this leader first.
+    pub voters: Vec<QuorumReplica>,
+    /// Replicas that follow the log without voting.
+    pub observers: Vec<QuorumReplica>,
+}
+
+impl QuorumController {
+    /// Describes the quorum as its leader sees it, or `NotController` when
+    /// this node does not lead it (Kafka answers NOT_LEADER_OR_FOLLOWER).
+    ///
+    /// Offsets are Raft log indexes + 1 (Kafka's end offsets). The leader's
+    /// own timestamps are now, as in Kafka; a follower's are known once it
+    /// replicates (the quorum is one node today).
+    pub fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(metrics.id) || metrics.state != ServerState::Leader {
+            return Err(not_controller(format!("the quorum's leader is {:?}", metrics.current_leader)));
+        }
+        let node = |id: NodeId| i32::try_from(id).unwrap_or(i32::MAX);
+        let end_offset = |index: Option<u64>| index.map_or(0, |i| i64::try_from(i).unwrap_or(i64::MAX) + 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let replica = |id: NodeId| {
+            if id == metrics.id {
+                return QuorumReplica {
+                    id: node(id),
+                    log_end_offset: end_offset(metrics.last_log_index),
+                    last_fetch_timestamp: now,
+                    last_caught_up_timestamp: now,
+                };
+            }
+            let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).copied().flatten());
+            QuorumReplica {
+                id: node(id),
+                log_end_offset: matched.map_or(-1, |m| end_offset(Some(m.index))),
+                last_fetch_timestamp: -1,
+                last_caught_up_timestamp: -1,
+            }
+        };
+        let membership = metrics.membership_config.membership();
+        let mut voter_ids: Vec<NodeId> = membership.voter_ids().collect();
+        voter_ids.sort_by_key(|id| (*id != metrics.id, *id));
+        let observers = membership.learner_ids().map(replica).collect();
+        Ok(QuorumDescription {
+            leader_id: node(metrics.id),
+            leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+            high_watermark: end_offset(metrics.last_applied.map(|id| id.index)),
+            voters: voter_ids.into_iter().map(replica).collect(),
+            observers,
+        })
+    }
+}
+
 /// Takes a snapshot whenever more than `max_bytes` of records were applied
 /// since the last one (Kafka's `metadata.log.max.record.bytes.between.snapshots`);
 /// openraft then purges the log it covers.

@@ -1,0 +1,87 @@
+//! DescribeQuorum: v0-2 (what `kafka-metadata-quorum.sh describe` and the
+//! Admin clients' `describeMetadataQuorum` send).
+//!
+//! Behaviour, as KRaft's `handleDescribeQuorumRequest`: the request must name
+//! `__cluster_metadata` partition 0 (anything else gets the request's
+//! partitions back with UNKNOWN_TOPIC_OR_PARTITION); a node that does not lead
+//! the quorum answers NOT_LEADER_OR_FOLLOWER; the leader answers its id,
+//! epoch, high watermark and each voter's and observer's log end offset and
+//! last fetch / caught-up timestamps (its own are now).
+//!
+//! Deviations: a Kafka broker forwards this request to the active controller;
+//! Weir's quorum is this node alone for now, so it answers itself. Replica
+//! directory ids are unknown (zero), and v2's node endpoints are empty while
+//! Weir has no controller listener.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use weir_controller::QuorumReplica;
+use weir_protocol::ErrorCode;
+
+use super::RequestContext;
+use crate::broker::Broker;
+
+/// The metadata log's topic, as KRaft names it.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+
+fn replica_state(replica: &QuorumReplica) -> ReplicaState {
+    ReplicaState::default()
+        .with_replica_id(BrokerId(replica.id))
+        .with_log_end_offset(replica.log_end_offset)
+        .with_last_fetch_timestamp(replica.last_fetch_timestamp)
+        .with_last_caught_up_timestamp(replica.last_caught_up_timestamp)
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Serves DescribeQuorum.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: DescribeQuorumRequest,
+) -> DescribeQuorumResponse {
+    let valid = request.topics.len() == 1
+        && request.topics[0].topic_name.0.as_str() == METADATA_TOPIC
+        && request.topics[0].partitions.len() == 1
+        && request.topics[0].partitions[0].partition_index == 0;
+    if !valid {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        PartitionData::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+                    })
+                    .collect();
+                TopicData::default().with_topic_name(topic.topic_name).with_partitions(partitions)
+            })
+            .collect();
+        return DescribeQuorumResponse::default().with_topics(topics);
+    }
+    let partition = match broker.controller.describe_quorum() {
+        Ok(quorum) => PartitionData::default()
+            .with_leader_id(BrokerId(quorum.leader_id))
+            .with_leader_epoch(quorum.leader_epoch)
+            .with_high_watermark(quorum.high_watermark)
+            .with_current_voters(quorum.voters.iter().map(replica_state).collect())
+            .with_observers(quorum.observers.iter().map(replica_state).collect()),
+        Err(e) => PartitionData::default()
+            .with_error_code(ErrorCode::NotLeaderOrFollower.code())
+            .with_error_message(Some(StrBytes::from_string(e.message())))
+            .with_leader_id(BrokerId(-1))
+            .with_leader_epoch(-1)
+            .with_high_watermark(-1),
+    };
+    let topic = TopicData::default().with_topic_name(topic_name(METADATA_TOPIC)).with_partitions(vec![partition]);
+    DescribeQuorumResponse::default().with_topics(vec![topic])
+}
