@@ -152,3 +152,39 @@ def test_kafka_metadata_quorum_describes_the_quorum(weir_factory, topic):
     assert (node_id, lag, role) == ("1", "0", "Leader")
     assert int(log_end_offset) > high_watermark
     assert int(last_fetch) > 0 and int(last_caught_up) > 0
+
+
+def test_meta_properties_ties_the_data_dir_to_its_node_and_cluster():
+    w = Weir(name="weir-meta-properties")
+    try:
+        w.start()
+        cluster_id = admin(w.bootstrap).list_topics(timeout=10).cluster_id
+        path = w.data_dir / "meta.properties"
+        original = path.read_text()
+        lines = dict(line.split("=", 1) for line in original.splitlines() if "=" in line)
+        assert (lines["version"], lines["node.id"], lines["cluster.id"]) == ("1", "1", cluster_id)
+        assert len(lines["directory.id"]) == 22
+        assert w.stop() == 0, w.tail()
+
+        def refused(expected: str) -> None:
+            try:
+                w.start()
+                raise AssertionError(f"weir started although it should refuse: {expected}")
+            except WeirError:
+                pass
+            assert w.proc.returncode not in (None, 0)
+            assert expected in w.log_path.read_text(errors="replace").rsplit("===== start #", 1)[-1]
+
+        # Another node's directory.
+        w.overrides["node.id"] = 2
+        refused("Configured node.id `2` doesn't match stored node.id `1'")
+        w.overrides["node.id"] = 1
+        # Another cluster's directory.
+        path.write_text(original.replace(cluster_id, "b3RoZXItY2x1c3Rlci0xMjM"))
+        refused(f"Invalid cluster.id in: {path}. Expected {cluster_id}, but read b3RoZXItY2x1c3Rlci0xMjM")
+        # Put back, it starts and keeps the file as it was.
+        path.write_text(original)
+        w.start()
+        assert path.read_text() == original
+    finally:
+        w.cleanup()

@@ -12,6 +12,7 @@ use weir_controller::{BrokerRegistration, ControllerConfig, Endpoint, MetadataIm
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
+use crate::meta_properties;
 use crate::replica::ReplicaManager;
 use crate::txn::producer_ids::ProducerIdManager;
 
@@ -38,6 +39,14 @@ impl Broker {
     /// Opens the metadata log, registers this broker, and opens its partitions.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         let config = Arc::new(config);
+        // Another node's directories are refused before anything in them is opened.
+        let mut data_dirs = config.log_dirs.clone();
+        if !data_dirs.contains(&config.metadata_log_dir) {
+            data_dirs.push(config.metadata_log_dir.clone());
+        }
+        for dir in &data_dirs {
+            meta_properties::check_node_id(dir, config.node_id)?;
+        }
         let controller = QuorumController::open(ControllerConfig {
             node_id: config.node_id,
             metadata_dir: config.metadata_log_dir.join(METADATA_DIR),
@@ -49,6 +58,10 @@ impl Broker {
         })
         .await
         .context("opening the metadata quorum")?;
+        if let Err(e) = meta_properties::ensure(&data_dirs, config.node_id, &controller.image().cluster_id) {
+            controller.shutdown().await;
+            return Err(e);
+        }
         controller
             .register_broker(BrokerRegistration {
                 id: config.node_id,

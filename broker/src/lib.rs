@@ -7,7 +7,8 @@
 //! - [`admin`]: topic configuration resolution shared by the admin APIs.
 //! - [`group`]: the group coordinator and `__consumer_offsets`.
 //! - [`txn`]: producer ids.
-//! - [`broker`]: the shared state tying them together; [`config`]: its configuration.
+//! - [`broker`]: the shared state tying them together; [`config`]: its configuration;
+//!   [`meta_properties`]: the identity of its data directories.
 
 pub mod admin;
 pub mod broker;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod meta_properties;
 pub mod net;
 pub mod replica;
 pub mod server;
