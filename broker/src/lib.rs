@@ -20,4 +20,6 @@ pub mod meta_properties;
 pub mod net;
 pub mod replica;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod txn;

@@ -595,7 +595,6 @@ mod tests {
     use weir_controller::TopicRef;
 
     use super::*;
-    use crate::config::BrokerConfig;
 
     /// Collects what the `fmt` subscriber writes.
     #[derive(Clone, Default)]
@@ -618,21 +617,13 @@ mod tests {
         }
     }
 
-    async fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
-        let mut raw = std::collections::BTreeMap::new();
-        raw.insert("log.dirs".to_string(), dir.display().to_string());
-        raw.insert("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string());
-        raw.insert("group.initial.rebalance.delay.ms".to_string(), "0".to_string());
-        Broker::start(BrokerConfig::from_raw(raw).expect("config")).await.expect("broker starts")
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_failed_write_of_an_emptied_group_is_logged_and_the_group_stays_empty() {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let dir = tempfile::tempdir().expect("temp dir");
-        let broker = test_broker(dir.path()).await;
+        let broker = crate::test_support::test_broker(dir.path(), &[("group.initial.rebalance.delay.ms", "0")]).await;
         let coordinator = &broker.groups;
 
         // One member joins and syncs: the group is Stable, written to __consumer_offsets.

@@ -2,17 +2,13 @@
 //! and its response encodes at that version. These drive Weir's own codec
 //! only; compatibility is proven by the real clients in compat-tests/.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use bytes::BytesMut;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{encode_request_header_into_buffer, Encodable, StrBytes};
 use weir_protocol::api_table::ADVERTISED_APIS;
 
 use super::{handle_frame, HandleError};
-use crate::broker::Broker;
-use crate::config::BrokerConfig;
+use crate::test_support::{create_topic, test_broker};
 
 fn body<T: Encodable + Default>(version: i16) -> BytesMut {
     let mut b = BytesMut::new();
@@ -39,6 +35,7 @@ fn default_request_body(key: ApiKey, version: i16) -> BytesMut {
         ApiKey::CreatePartitions => body::<CreatePartitionsRequest>(version),
         ApiKey::IncrementalAlterConfigs => body::<IncrementalAlterConfigsRequest>(version),
         ApiKey::DescribeCluster => body::<DescribeClusterRequest>(version),
+        ApiKey::DescribeQuorum => body::<DescribeQuorumRequest>(version),
         ApiKey::OffsetCommit => body::<OffsetCommitRequest>(version),
         ApiKey::OffsetFetch => body::<OffsetFetchRequest>(version),
         ApiKey::JoinGroup => body::<JoinGroupRequest>(version),
@@ -67,32 +64,12 @@ fn frame(key: ApiKey, version: i16, body: &[u8]) -> BytesMut {
     buf
 }
 
-async fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
-    let mut raw = BTreeMap::new();
-    raw.insert("log.dirs".to_string(), dir.display().to_string());
-    raw.insert("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string());
-    Broker::start(BrokerConfig::from_raw(raw).expect("config")).await.expect("broker starts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn every_advertised_version_is_dispatched_and_encodes() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = test_broker(dir.path()).await;
+    let broker = test_broker(dir.path(), &[]).await;
     // A topic makes Metadata, DescribeConfigs and DescribeLogDirs answers non-trivial.
-    let created = broker
-        .controller
-        .create_topics(
-            vec![weir_controller::CreateTopic {
-                name: "t".into(),
-                num_partitions: 2,
-                replication_factor: -1,
-                ..Default::default()
-            }],
-            false,
-        )
-        .await;
-    assert!(created[0].is_ok());
-    broker.metadata_changed();
+    create_topic(&broker, "t", 2).await;
     for range in ADVERTISED_APIS {
         let first = if range.api_key == ApiKey::Produce { 3 } else { range.min_version };
         for version in first..=range.max_version {
@@ -111,7 +88,7 @@ async fn every_advertised_version_is_dispatched_and_encodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn unadvertised_apis_and_versions_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = test_broker(dir.path()).await;
+    let broker = test_broker(dir.path(), &[]).await;
     let err = handle_frame(&broker, frame(ApiKey::SaslHandshake, 1, &[]), "/127.0.0.1").await.unwrap_err();
     assert!(matches!(err, HandleError::UnsupportedApi(ApiKey::SaslHandshake)));
     let err = handle_frame(&broker, frame(ApiKey::Metadata, 13, &[]), "/127.0.0.1").await.unwrap_err();
@@ -134,7 +111,7 @@ async fn describe_quorum_answers_for_the_metadata_partition_only() {
     use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
 
     let dir = tempfile::tempdir().unwrap();
-    let broker = test_broker(dir.path()).await;
+    let broker = test_broker(dir.path(), &[]).await;
     let ctx = super::RequestContext {
         api_key: ApiKey::DescribeQuorum,
         version: 2,

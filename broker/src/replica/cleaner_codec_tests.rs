@@ -2,8 +2,6 @@
 //! are compacted and read back with `RecordBatchDecoder`, and a compacted
 //! `__consumer_offsets` still loads.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,14 +13,13 @@ use weir_storage::batch::{crc_is_valid, BatchHeader, BatchIter};
 use weir_storage::{CleanOptions, Log, LogConfig, RecordCodec};
 
 use super::KafkaCodecs;
-use crate::broker::Broker;
 use crate::group::coordinator::Committer;
 
 /// A commit outside any group membership.
 const STANDALONE: Committer<'static> = Committer { member_id: "", instance: None, generation_id: -1, api_version: 9 };
-use crate::config::BrokerConfig;
 use crate::group::coordinator::OffsetCommit;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::test_support::{create_topic, test_broker};
 
 #[test]
 fn every_codec_round_trips() {
@@ -152,33 +149,13 @@ fn compressed_batches_are_compacted_with_their_codec_and_header() {
     }
 }
 
-async fn test_broker(dir: &std::path::Path) -> Arc<Broker> {
-    let mut raw = BTreeMap::new();
-    raw.insert("log.dirs".to_string(), dir.display().to_string());
-    raw.insert("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string());
-    raw.insert("offsets.topic.num.partitions".to_string(), "1".to_string());
-    raw.insert("offsets.topic.segment.bytes".to_string(), "2048".to_string());
-    Broker::start(BrokerConfig::from_raw(raw).expect("config")).await.expect("broker starts")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn compacted_consumer_offsets_still_load() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = test_broker(dir.path()).await;
-    let created = broker
-        .controller
-        .create_topics(
-            vec![weir_controller::CreateTopic {
-                name: "t".into(),
-                num_partitions: 3,
-                replication_factor: -1,
-                ..Default::default()
-            }],
-            false,
-        )
-        .await;
-    assert!(created[0].is_ok());
-    broker.metadata_changed();
+    let broker =
+        test_broker(dir.path(), &[("offsets.topic.num.partitions", "1"), ("offsets.topic.segment.bytes", "2048")])
+            .await;
+    create_topic(&broker, "t", 3).await;
     let commit = async |group: &str, offset: i64| {
         let commits = (0..3)
             .map(|p| OffsetCommit {
