@@ -55,6 +55,7 @@ impl Broker {
             producer_id_block_size: 1000,
             snapshot_max_bytes: config.metadata_snapshot_max_bytes,
             controller_address: String::new(),
+            voters: Default::default(),
         })
         .await
         .context("opening the metadata quorum")?;

@@ -19,7 +19,7 @@ use crate::topic_config::{
 };
 
 /// A config resource: a topic by name, or a broker by id ("" = cluster default).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ConfigResource {
     /// A topic, by name.
     Topic(String),
@@ -45,7 +45,7 @@ impl ConfigResource {
 }
 
 /// IncrementalAlterConfigs operation type (Kafka's codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(i8)]
 pub enum AlterOp {
     /// Set the value.
@@ -72,7 +72,7 @@ impl AlterOp {
 }
 
 /// One IncrementalAlterConfigs operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterConfigOp {
     /// Config name.
     pub name: String,

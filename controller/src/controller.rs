@@ -55,6 +55,9 @@ pub struct ControllerConfig {
     /// `host:port` of this node's controller listener as the other voters
     /// reach it; empty while the quorum is this node alone.
     pub controller_address: String,
+    /// The voters (`controller.quorum.voters`): node id -> controller
+    /// listener `host:port`. Empty means this node alone.
+    pub voters: BTreeMap<i32, String>,
 }
 
 impl ControllerConfig {
@@ -69,12 +72,13 @@ impl ControllerConfig {
             producer_id_block_size: 1000,
             snapshot_max_bytes: 20 * 1024 * 1024,
             controller_address: String::new(),
+            voters: BTreeMap::new(),
         }
     }
 }
 
 /// A topic to create (one entry of a CreateTopics request).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopic {
     /// Topic name.
     pub name: String,
@@ -89,7 +93,7 @@ pub struct CreateTopic {
 }
 
 /// A topic named in a DeleteTopics request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TopicRef {
     /// By name.
     Name(String),
@@ -99,15 +103,22 @@ pub enum TopicRef {
 
 /// The metadata controller of this node: the request logic above a Raft
 /// quorum ([`quorum`] holds its lifecycle and the commit path).
+///
+/// Cheap to clone: clones share the quorum (the controller listener holds one
+/// to run operations forwarded by the other voters).
+#[derive(Clone)]
 pub struct QuorumController {
     config: ControllerConfig,
     raft: openraft::Raft<TypeConfig>,
     images: watch::Receiver<Arc<MetadataImage>>,
     /// Serializes operations: each validates against the image its
     /// predecessor's commit left behind.
-    write_lock: tokio::sync::Mutex<()>,
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     store: StoreHandle,
-    snapshots: tokio::task::JoinHandle<()>,
+    /// Background tasks stopped at shutdown: snapshots, the controller listener.
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Tells the controller listener's connections to stop.
+    stop_listener: Arc<watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for QuorumController {
@@ -136,7 +147,7 @@ impl QuorumController {
 
     /// Creates topics. One result per input, in order; all successful topics
     /// of the request are committed in one atomic log entry.
-    pub async fn create_topics(
+    pub(super) async fn create_topics_local(
         &self,
         topics: Vec<CreateTopic>,
         validate_only: bool,
@@ -294,7 +305,10 @@ impl QuorumController {
 
     /// Deletes topics by name or id. One result per input, in order, giving
     /// the deleted topic's name and id; all deletions commit in one entry.
-    pub async fn delete_topics(&self, topics: Vec<TopicRef>) -> Vec<Result<(String, Uuid), ControllerError>> {
+    pub(super) async fn delete_topics_local(
+        &self,
+        topics: Vec<TopicRef>,
+    ) -> Vec<Result<(String, Uuid), ControllerError>> {
         let guard = match self.lock().await {
             Ok(guard) => guard,
             Err(e) => return topics.iter().map(|_| Err(e.clone())).collect(),
@@ -342,7 +356,7 @@ impl QuorumController {
 
     /// Grows a topic to `new_total` partitions, placing new replicas
     /// automatically or from `assignments` (one replica list per new partition).
-    pub async fn create_partitions(
+    pub(super) async fn create_partitions_local(
         &self,
         topic: &str,
         new_total: i32,
@@ -425,9 +439,13 @@ fn partition_record(
 
 mod brokers;
 mod config_ops;
+mod forward;
 mod quorum;
 
+pub use forward::{Forwarded, Operation, Outcome};
 pub use quorum::{QuorumDescription, QuorumReplica, WriteGuard};
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 use thiserror::Error;
 
 /// A failed controller operation.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum ControllerError {
     /// The topic name is illegal or collides with an existing topic
     /// (INVALID_TOPIC_EXCEPTION, 17).

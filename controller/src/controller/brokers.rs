@@ -14,7 +14,7 @@ impl QuorumController {
     /// Registers a broker (see the module doc for its epoch) and,
     /// this being a single-node quorum, unfences it right away; leaderless
     /// partitions that have it in their ISR get it as leader.
-    pub async fn register_broker(&self, reg: BrokerRegistration) -> Result<(), ControllerError> {
+    pub(super) async fn register_broker_local(&self, reg: BrokerRegistration) -> Result<(), ControllerError> {
         let guard = self.lock().await?;
         let image = self.image();
         // Above every offset committed so far, and each registration is
@@ -53,7 +53,7 @@ impl QuorumController {
     /// Fences a broker: it leaves every ISR it is in (never shrinking an ISR
     /// to nothing), and partitions it led get the first other unfenced ISR
     /// member as leader, or no leader (-1).
-    pub async fn fence_broker(&self, broker_id: i32) -> Result<(), ControllerError> {
+    pub(super) async fn fence_broker_local(&self, broker_id: i32) -> Result<(), ControllerError> {
         let guard = self.lock().await?;
         let image = self.image();
         let broker = image.broker(broker_id).ok_or_else(|| {
@@ -99,7 +99,7 @@ impl QuorumController {
 
     /// Hands a registered broker the next block of producer ids: returns the
     /// first id and the block size. Blocks never overlap, across restarts too.
-    pub async fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
+    pub(super) async fn allocate_producer_ids_local(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
         let guard = self.lock().await?;
         let image = self.image();
         let broker = image.broker(broker_id).ok_or_else(|| {

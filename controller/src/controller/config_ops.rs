@@ -29,7 +29,7 @@ impl QuorumController {
     }
 
     /// IncrementalAlterConfigs for one resource.
-    pub async fn incremental_alter_configs(
+    pub(super) async fn incremental_alter_configs_local(
         &self,
         resource: ConfigResource,
         ops: Vec<AlterConfigOp>,
@@ -48,7 +48,7 @@ impl QuorumController {
     }
 
     /// Legacy AlterConfigs: replaces the resource's whole explicit config set.
-    pub async fn alter_configs(
+    pub(super) async fn alter_configs_local(
         &self,
         resource: ConfigResource,
         configs: Vec<(String, Option<String>)>,

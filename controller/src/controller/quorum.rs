@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 
 use super::*;
@@ -32,11 +32,23 @@ fn fatal<E: std::fmt::Display>(e: E) -> ControllerError {
 }
 
 impl QuorumController {
-    /// Opens this node's quorum: imports an old `metadata.log` once, opens the
-    /// RocksDB store, starts Raft (initializing a new quorum with this node as
-    /// its voter), waits until it leads, and writes a `ClusterId` record on the
-    /// very first start.
+    /// Opens this node's quorum when it is the only voter; see
+    /// [`QuorumController::open_with_listener`].
     pub async fn open(config: ControllerConfig) -> Result<Self, ControllerError> {
+        Self::open_with_listener(config, None).await
+    }
+
+    /// Opens this node's quorum: imports an old `metadata.log` once, opens the
+    /// RocksDB store, starts Raft and, given one, serves the controller
+    /// `listener` (Raft RPCs and operations forwarded by other voters). A new
+    /// quorum is initialized with the configured voters (every voter does so
+    /// alike); a stored quorum whose voters differ from the configured ones is
+    /// refused. Returns once a leader is known and the cluster id is set,
+    /// which the leader writes on the very first start.
+    pub async fn open_with_listener(
+        config: ControllerConfig,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Self, ControllerError> {
         if config.default_num_partitions < 1
             || config.default_replication_factor < 1
             || config.producer_id_block_size < 1
@@ -48,8 +60,14 @@ impl QuorumController {
         }
         let node_id = NodeId::try_from(config.node_id)
             .map_err(|_| ControllerError::InvalidConfig(format!("node.id {} must not be negative", config.node_id)))?;
+        let voters = configured_voters(&config, node_id)?;
+        if voters.len() > 1 && listener.is_none() {
+            return Err(ControllerError::InvalidConfig(
+                "a quorum of several voters needs a controller listener".to_string(),
+            ));
+        }
         let node = BasicNode::new(config.controller_address.clone());
-        if let Some(imported) = import_legacy_log(&config.metadata_dir, node_id, node.clone())? {
+        if let Some(imported) = import_legacy_log(&config.metadata_dir, node_id, node)? {
             tracing::info!(entries = imported.entries, last_offset = imported.last_index, "metadata.log imported");
         }
         let (publish, images) = watch::channel(Arc::new(MetadataImage::default()));
@@ -68,37 +86,122 @@ impl QuorumController {
         .validate()
         .map_err(|e| ControllerError::InvalidConfig(format!("Raft settings: {e}")))?;
         let raft = Raft::new(node_id, Arc::new(raft_config), VoterNetwork, log, state_machine).await.map_err(fatal)?;
-        if !raft.is_initialized().await.map_err(fatal)? {
-            raft.initialize(BTreeMap::from([(node_id, node)])).await.map_err(fatal)?;
-            tracing::info!(node_id, "initialized a new metadata quorum with this node as its voter");
-        }
-        raft.wait(Some(LEADER_WAIT))
-            .state(ServerState::Leader, "this node leads the metadata quorum")
-            .await
-            .map_err(|e| not_controller(format!("no leadership within {LEADER_WAIT:?}: {e}")))?;
         let snapshots = tokio::spawn(snapshot_when_due(
             raft.clone(),
             images.clone(),
             bytes_since_snapshot,
             config.snapshot_max_bytes,
         ));
-        let controller =
-            QuorumController { config, raft, images, write_lock: tokio::sync::Mutex::new(()), store, snapshots };
-        let guard = controller.lock().await?;
-        let image = controller.image();
-        if image.cluster_id.is_empty() {
-            let cluster_id = kafka_uuid_string(random_kafka_uuid());
-            controller.commit(&guard, vec![MetadataRecord::ClusterId { cluster_id }]).await?;
+        let (stop_listener, listener_stopped) = watch::channel(false);
+        let controller = QuorumController {
+            config,
+            raft: raft.clone(),
+            images,
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            store,
+            tasks: Arc::new(std::sync::Mutex::new(vec![snapshots.abort_handle()])),
+            stop_listener: Arc::new(stop_listener),
+        };
+        if let Some(listener) = listener {
+            let server = tokio::spawn(crate::rpc::server::serve(
+                listener,
+                raft.clone(),
+                Some(controller.clone()),
+                listener_stopped,
+            ));
+            controller.track(server.abort_handle());
         }
-        drop(guard);
-        let image = controller.image();
+        match controller.start_quorum(node_id, voters).await {
+            Ok(()) => Ok(controller),
+            Err(e) => {
+                controller.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    fn track(&self, task: tokio::task::AbortHandle) {
+        self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
+    }
+
+    /// Initializes a new quorum, checks a stored one's voters, waits for a
+    /// leader and for the cluster id.
+    async fn start_quorum(&self, node_id: NodeId, voters: BTreeMap<NodeId, BasicNode>) -> Result<(), ControllerError> {
+        let raft = &self.raft;
+        if !raft.is_initialized().await.map_err(fatal)? {
+            match raft.initialize(voters.clone()).await {
+                Ok(()) => tracing::info!(node_id, voters = ?voters.keys(), "initialized a new metadata quorum"),
+                // Another voter's identical initialization reached this node first.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(fatal(e)),
+            }
+        }
+        // The membership reaches the metrics shortly after initialize returns.
+        let metrics = raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.membership_config.membership().voter_ids().next().is_some(), "a stored voter set")
+            .await
+            .map_err(fatal)?;
+        let stored: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let configured: Vec<NodeId> = voters.keys().copied().collect();
+        if stored != configured {
+            return Err(ControllerError::InvalidConfig(format!(
+                "controller.quorum.voters names {configured:?}, but the metadata quorum stored in {} has the voters \
+                 {stored:?}",
+                self.config.metadata_dir.display()
+            )));
+        }
+        // Elections may change hands while the voters start together: retry
+        // until the cluster id is in the image or the wait is over.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let metrics = raft
+                .wait(Some(remaining))
+                .metrics(|m| m.current_leader.is_some(), "a leader of the metadata quorum")
+                .await
+                .map_err(|e| not_controller(format!("no leader within {LEADER_WAIT:?}: {e}")))?;
+            if !self.image().cluster_id.is_empty() {
+                break;
+            }
+            if metrics.current_leader == Some(node_id) {
+                match self.write_cluster_id().await {
+                    Ok(()) => break,
+                    Err(ControllerError::NotController(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                let mut images = self.images.clone();
+                let wait = remaining.min(Duration::from_millis(500));
+                let got_id = tokio::time::timeout(wait, images.wait_for(|i| !i.cluster_id.is_empty())).await;
+                if matches!(got_id, Ok(Ok(_))) {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(not_controller(format!("no cluster id from a leader within {LEADER_WAIT:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let image = self.image();
         tracing::info!(
             last_offset = image.last_offset,
             topics = image.topics.len(),
             cluster_id = %image.cluster_id,
+            leader = ?raft.current_leader().await,
             "metadata quorum ready"
         );
-        Ok(controller)
+        Ok(())
+    }
+
+    /// Writes the cluster id if the image has none (the very first start).
+    async fn write_cluster_id(&self) -> Result<(), ControllerError> {
+        let guard = self.lock().await?;
+        if self.image().cluster_id.is_empty() {
+            let cluster_id = kafka_uuid_string(random_kafka_uuid());
+            self.commit(&guard, vec![MetadataRecord::ClusterId { cluster_id }]).await?;
+        }
+        Ok(())
     }
 
     /// Serializes an operation, and makes sure the image it starts from holds
@@ -141,12 +244,39 @@ impl QuorumController {
     /// store, which closes when the controller is dropped. Later operations
     /// fail with a storage error.
     pub async fn shutdown(&self) {
-        self.snapshots.abort();
+        let _ = self.stop_listener.send(true);
+        for task in self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..) {
+            task.abort();
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "metadata quorum did not stop cleanly");
         }
         self.store.released().await;
     }
+}
+
+/// The voter set: `controller.quorum.voters`, or this node alone.
+fn configured_voters(
+    config: &ControllerConfig,
+    node_id: NodeId,
+) -> Result<BTreeMap<NodeId, BasicNode>, ControllerError> {
+    if config.voters.is_empty() {
+        return Ok(BTreeMap::from([(node_id, BasicNode::new(config.controller_address.clone()))]));
+    }
+    let mut voters = BTreeMap::new();
+    for (id, address) in &config.voters {
+        let id = NodeId::try_from(*id).map_err(|_| {
+            ControllerError::InvalidConfig(format!("controller.quorum.voters: node id {id} is negative"))
+        })?;
+        voters.insert(id, BasicNode::new(address.clone()));
+    }
+    if !voters.contains_key(&node_id) {
+        return Err(ControllerError::InvalidConfig(format!(
+            "node.id {node_id} is not one of controller.quorum.voters {:?}: a controller must be a voter",
+            voters.keys().collect::<Vec<_>>()
+        )));
+    }
+    Ok(voters)
 }
 
 /// One replica of the metadata log as DescribeQuorum reports it.

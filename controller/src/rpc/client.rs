@@ -22,6 +22,27 @@ use tokio::net::TcpStream;
 use super::{read_frame, write_frame, ControllerRequest, ControllerResponse};
 use crate::raft::{NodeId, TypeConfig};
 
+/// Sends one request to the controller listener at `address` on a new
+/// connection and reads its answer, all within `timeout`.
+pub async fn call_once(
+    address: &str,
+    request: &ControllerRequest,
+    timeout: Duration,
+) -> std::io::Result<ControllerResponse> {
+    let exchange = async {
+        let stream = TcpStream::connect(address).await?;
+        let _ = stream.set_nodelay(true);
+        let mut stream = BufReader::new(stream);
+        write_frame(stream.get_mut(), request).await?;
+        read_frame(&mut stream).await?.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the controller closed the connection")
+        })
+    };
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")))
+    })
+}
+
 /// Creates a [`VoterClient`] per peer; peers are reached at their
 /// `BasicNode::addr` (`host:port` of their controller listener).
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,5 @@
 //! The controller listener's protocol: the quorum's Raft RPCs between
-//! voters, over plain TCP.
+//! voters, and controller operations forwarded to the leader, over plain TCP.
 //!
 //! A connection carries requests and their responses strictly in turn: the
 //! client writes one frame, the server answers with one frame. A frame is a
@@ -24,6 +24,8 @@ use openraft::raft::{
     VoteResponse,
 };
 
+use crate::controller::{Forwarded, Operation};
+use crate::error::ControllerError;
 use crate::raft::{NodeId, TypeConfig};
 
 /// Largest frame either side accepts (64 MiB): a snapshot chunk is at most
@@ -39,6 +41,8 @@ pub enum ControllerRequest {
     Vote(VoteRequest<NodeId>),
     /// One chunk of a snapshot from the leader.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A controller operation another voter forwards to the leader.
+    Forward(Operation),
 }
 
 /// The answer to a [`ControllerRequest`], of the same kind.
@@ -50,6 +54,8 @@ pub enum ControllerResponse {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     /// Answer to InstallSnapshot.
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// The leader's answer to a forwarded operation.
+    Forwarded(Result<Forwarded, ControllerError>),
 }
 
 /// Writes `message` as one frame.

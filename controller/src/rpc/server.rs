@@ -1,5 +1,6 @@
 //! The controller listener: accepts voters' connections and answers their
-//! Raft RPCs from the local `Raft`, one task per connection.
+//! Raft RPCs from the local `Raft`, and their forwarded operations from the
+//! local controller, one task per connection.
 
 use std::net::SocketAddr;
 
@@ -9,16 +10,24 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::{read_frame, write_frame, ControllerRequest, ControllerResponse};
+use crate::controller::QuorumController;
+use crate::error::ControllerError;
 use crate::raft::TypeConfig;
 
 /// Serves `listener` until `shutdown` turns true (or its sender is dropped).
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shutdown: watch::Receiver<bool>) {
+/// Without a `controller`, forwarded operations are refused.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    controller: Option<QuorumController>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(stream, peer, raft.clone(), shutdown.clone()));
+                    tokio::spawn(serve_connection(stream, peer, raft.clone(), controller.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // EMFILE and the like: back off instead of spinning.
@@ -39,6 +48,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     raft: Raft<TypeConfig>,
+    controller: Option<QuorumController>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (reader, mut writer) = stream.into_split();
@@ -62,6 +72,10 @@ async fn serve_connection(
             ControllerRequest::InstallSnapshot(rpc) => {
                 ControllerResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
+            ControllerRequest::Forward(operation) => ControllerResponse::Forwarded(match &controller {
+                Some(controller) => Ok(controller.execute_local(operation).await),
+                None => Err(ControllerError::NotController("this listener runs no controller".to_string())),
+            }),
         };
         if let Err(e) = write_frame(&mut writer, &response).await {
             tracing::debug!(%peer, error = %e, "controller connection closed while answering");

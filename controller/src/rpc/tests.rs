@@ -74,7 +74,7 @@ async fn start_voter(id: NodeId, dir: &Path, listener: TcpListener) -> Voter {
     let raft =
         Raft::new(id, Arc::new(config.validate().unwrap()), client::VoterNetwork, log, state_machine).await.unwrap();
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, raft.clone(), stopped));
+    let server = tokio::spawn(server::serve(listener, raft.clone(), None, stopped));
     Voter { id, raft, images: receiver, stop, server }
 }
 

@@ -140,6 +140,8 @@ mod one_node {
         let dir = TempDir::new().unwrap();
         let mut node = start(dir.path()).await;
         node.raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:9093"))])).await.unwrap();
+        // initialize returns before the election it starts is over.
+        node.raft.wait(Some(Duration::from_secs(5))).state(openraft::ServerState::Leader, "leader").await.unwrap();
         for i in 0..20 {
             let applied = node.raft.client_write(topic(&format!("t{i}"))).await.unwrap();
             assert_eq!(applied.data.error, None);

@@ -1,0 +1,279 @@
+//! The controller's operations, run where the quorum's leader is.
+//!
+//! On the leader an operation runs locally. Any other voter forwards it to
+//! the leader over the controller listener (as KRaft brokers forward admin
+//! requests to the active controller), gets the leader's answer and the
+//! image offset after it, and waits until its own image has applied that
+//! offset, so the caller sees its own change at once. With no known leader
+//! the operation fails with NOT_CONTROLLER, which clients retry.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::configs::{AlterConfigOp, ConfigResource};
+use crate::rpc::{client, ControllerRequest, ControllerResponse};
+
+/// How long a forwarded operation may take on the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an operation waits for an election to end (two election timeouts).
+const ELECTION_WAIT: Duration = Duration::from_secs(4);
+/// How long a voter waits for its own image to catch up with a forwarded change.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One controller operation, as it travels to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Operation {
+    /// CreateTopics.
+    CreateTopics {
+        /// The topics.
+        topics: Vec<CreateTopic>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// DeleteTopics.
+    DeleteTopics {
+        /// The topics.
+        topics: Vec<TopicRef>,
+    },
+    /// CreatePartitions for one topic.
+    CreatePartitions {
+        /// The topic.
+        topic: String,
+        /// The new partition count.
+        new_total: i32,
+        /// Manual assignments of the new partitions.
+        assignments: Option<Vec<Vec<i32>>>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// IncrementalAlterConfigs for one resource.
+    IncrementalAlterConfigs {
+        /// The resource.
+        resource: ConfigResource,
+        /// The changes.
+        ops: Vec<AlterConfigOp>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// AlterConfigs for one resource.
+    AlterConfigs {
+        /// The resource.
+        resource: ConfigResource,
+        /// The whole new set.
+        configs: Vec<(String, Option<String>)>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// A broker registers.
+    RegisterBroker(BrokerRegistration),
+    /// A broker is fenced.
+    FenceBroker {
+        /// The broker.
+        broker_id: i32,
+    },
+    /// A broker needs a block of producer ids.
+    AllocateProducerIds {
+        /// The broker.
+        broker_id: i32,
+    },
+}
+
+/// What an [`Operation`] returned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Per topic of CreateTopics.
+    CreatedTopics(Vec<Result<TopicImage, ControllerError>>),
+    /// Per topic of DeleteTopics.
+    DeletedTopics(Vec<Result<(String, Uuid), ControllerError>>),
+    /// A producer-id block: first id and size.
+    ProducerIds(Result<(i64, i64), ControllerError>),
+    /// Every other operation.
+    Done(Result<(), ControllerError>),
+}
+
+/// The leader's answer to a forwarded operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// What the operation returned.
+    pub outcome: Outcome,
+    /// The leader's image offset after it: the forwarding voter waits for its
+    /// own image to reach it.
+    pub offset: i64,
+}
+
+fn mismatch() -> ControllerError {
+    ControllerError::Internal("the active controller answered another operation".to_string())
+}
+
+impl QuorumController {
+    /// Runs `operation` on this node, which must lead the quorum (the
+    /// controller listener calls this for forwarded operations).
+    pub async fn execute_local(&self, operation: Operation) -> Forwarded {
+        let outcome = match operation {
+            Operation::CreateTopics { topics, validate_only } => Outcome::CreatedTopics(
+                self.create_topics_local(topics, validate_only)
+                    .await
+                    .into_iter()
+                    .map(|r| r.map(|topic| (*topic).clone()))
+                    .collect(),
+            ),
+            Operation::DeleteTopics { topics } => Outcome::DeletedTopics(self.delete_topics_local(topics).await),
+            Operation::CreatePartitions { topic, new_total, assignments, validate_only } => {
+                Outcome::Done(self.create_partitions_local(&topic, new_total, assignments, validate_only).await)
+            }
+            Operation::IncrementalAlterConfigs { resource, ops, validate_only } => {
+                Outcome::Done(self.incremental_alter_configs_local(resource, ops, validate_only).await)
+            }
+            Operation::AlterConfigs { resource, configs, validate_only } => {
+                Outcome::Done(self.alter_configs_local(resource, configs, validate_only).await)
+            }
+            Operation::RegisterBroker(registration) => Outcome::Done(self.register_broker_local(registration).await),
+            Operation::FenceBroker { broker_id } => Outcome::Done(self.fence_broker_local(broker_id).await),
+            Operation::AllocateProducerIds { broker_id } => {
+                Outcome::ProducerIds(self.allocate_producer_ids_local(broker_id).await)
+            }
+        };
+        Forwarded { outcome, offset: self.image().last_offset }
+    }
+
+    /// The leader's controller address when another voter leads. While no
+    /// leader is known (an election is on) it waits for one, up to
+    /// [`ELECTION_WAIT`]; then the operation runs here and fails with
+    /// NOT_CONTROLLER.
+    async fn remote_leader(&self) -> Option<String> {
+        let elected = self.raft.wait(Some(ELECTION_WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await;
+        let metrics = match elected {
+            Ok(metrics) => metrics,
+            Err(_) => self.raft.metrics().borrow().clone(),
+        };
+        let leader = metrics.current_leader.filter(|leader| *leader != metrics.id)?;
+        metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone())
+    }
+
+    /// Sends `operation` to the leader at `address`, then waits for this
+    /// node's image to catch up with it.
+    async fn forward(&self, address: &str, operation: Operation) -> Result<Outcome, ControllerError> {
+        let unreachable = |e: std::io::Error| {
+            ControllerError::NotController(format!("cannot reach the active controller at {address}: {e}"))
+        };
+        let answer = client::call_once(address, &ControllerRequest::Forward(operation), FORWARD_TIMEOUT)
+            .await
+            .map_err(unreachable)?;
+        let ControllerResponse::Forwarded(forwarded) = answer else {
+            return Err(mismatch());
+        };
+        let forwarded = forwarded?;
+        let mut images = self.images.clone();
+        let caught_up =
+            tokio::time::timeout(CATCH_UP_TIMEOUT, images.wait_for(|image| image.last_offset >= forwarded.offset))
+                .await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::warn!(offset = forwarded.offset, "this voter's metadata image is behind a forwarded change");
+        }
+        Ok(forwarded.outcome)
+    }
+
+    /// Creates topics. One result per input, in order; all successful topics
+    /// of the request are committed in one atomic log entry.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<CreateTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
+        let Some(leader) = self.remote_leader().await else {
+            return self.create_topics_local(topics, validate_only).await;
+        };
+        let count = topics.len();
+        match self.forward(&leader, Operation::CreateTopics { topics, validate_only }).await {
+            Ok(Outcome::CreatedTopics(results)) => results.into_iter().map(|r| r.map(Arc::new)).collect(),
+            Ok(_) => vec![Err(mismatch()); count],
+            Err(e) => vec![Err(e); count],
+        }
+    }
+
+    /// Deletes topics by name or id. One result per input, in order, giving
+    /// the deleted topic's name and id; all deletions commit in one entry.
+    pub async fn delete_topics(&self, topics: Vec<TopicRef>) -> Vec<Result<(String, Uuid), ControllerError>> {
+        let Some(leader) = self.remote_leader().await else {
+            return self.delete_topics_local(topics).await;
+        };
+        let count = topics.len();
+        match self.forward(&leader, Operation::DeleteTopics { topics }).await {
+            Ok(Outcome::DeletedTopics(results)) => results,
+            Ok(_) => vec![Err(mismatch()); count],
+            Err(e) => vec![Err(e); count],
+        }
+    }
+
+    /// Hands a registered broker the next block of producer ids: returns the
+    /// first id and the block size. Blocks never overlap, across restarts too.
+    pub async fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
+        let Some(leader) = self.remote_leader().await else {
+            return self.allocate_producer_ids_local(broker_id).await;
+        };
+        match self.forward(&leader, Operation::AllocateProducerIds { broker_id }).await? {
+            Outcome::ProducerIds(result) => result,
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// Runs an operation that answers only success or an error.
+    async fn run_done(&self, operation: Operation) -> Result<(), ControllerError> {
+        let Some(leader) = self.remote_leader().await else {
+            return match self.execute_local(operation).await.outcome {
+                Outcome::Done(result) => result,
+                _ => Err(mismatch()),
+            };
+        };
+        match self.forward(&leader, operation).await? {
+            Outcome::Done(result) => result,
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// Grows a topic to `new_total` partitions, placing new replicas
+    /// automatically or from `assignments` (one replica list per new partition).
+    pub async fn create_partitions(
+        &self,
+        topic: &str,
+        new_total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        let topic = topic.to_string();
+        self.run_done(Operation::CreatePartitions { topic, new_total, assignments, validate_only }).await
+    }
+
+    /// IncrementalAlterConfigs for one resource.
+    pub async fn incremental_alter_configs(
+        &self,
+        resource: ConfigResource,
+        ops: Vec<AlterConfigOp>,
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        self.run_done(Operation::IncrementalAlterConfigs { resource, ops, validate_only }).await
+    }
+
+    /// Legacy AlterConfigs: replaces the resource's whole explicit config set.
+    pub async fn alter_configs(
+        &self,
+        resource: ConfigResource,
+        configs: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        self.run_done(Operation::AlterConfigs { resource, configs, validate_only }).await
+    }
+
+    /// Registers a broker and unfences it (see `brokers.rs` for its epoch).
+    pub async fn register_broker(&self, registration: BrokerRegistration) -> Result<(), ControllerError> {
+        self.run_done(Operation::RegisterBroker(registration)).await
+    }
+
+    /// Fences a broker: it leaves every ISR it is in and gives up its
+    /// leaderships (see `brokers.rs`).
+    pub async fn fence_broker(&self, broker_id: i32) -> Result<(), ControllerError> {
+        self.run_done(Operation::FenceBroker { broker_id }).await
+    }
+}
