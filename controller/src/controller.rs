@@ -145,8 +145,7 @@ impl QuorumController {
         receiver
     }
 
-    /// Creates topics. One result per input, in order; all successful topics
-    /// of the request are committed in one atomic log entry.
+    /// The leader's side of [`QuorumController::create_topics`].
     pub(super) async fn create_topics_local(
         &self,
         topics: Vec<CreateTopic>,
@@ -303,8 +302,7 @@ impl QuorumController {
         place_replicas(&image.brokers, start, num_partitions, rf)
     }
 
-    /// Deletes topics by name or id. One result per input, in order, giving
-    /// the deleted topic's name and id; all deletions commit in one entry.
+    /// The leader's side of [`QuorumController::delete_topics`].
     pub(super) async fn delete_topics_local(
         &self,
         topics: Vec<TopicRef>,
@@ -354,8 +352,7 @@ impl QuorumController {
         results
     }
 
-    /// Grows a topic to `new_total` partitions, placing new replicas
-    /// automatically or from `assignments` (one replica list per new partition).
+    /// The leader's side of [`QuorumController::create_partitions`].
     pub(super) async fn create_partitions_local(
         &self,
         topic: &str,

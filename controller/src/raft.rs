@@ -44,3 +44,14 @@ pub struct MetadataApplied {
     /// the same image.
     pub error: Option<String>,
 }
+
+/// Waits (up to 20 s) until `raft` knows a leader other than `not`; returns it.
+#[cfg(test)]
+pub(crate) async fn wait_for_leader(raft: &openraft::Raft<TypeConfig>, not: Option<NodeId>) -> NodeId {
+    let metrics = raft
+        .wait(Some(std::time::Duration::from_secs(20)))
+        .metrics(|m| m.current_leader.is_some() && m.current_leader != not, "a leader")
+        .await
+        .expect("a leader is elected");
+    metrics.current_leader.unwrap_or_default()
+}

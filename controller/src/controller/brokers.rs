@@ -11,9 +11,7 @@
 use super::*;
 
 impl QuorumController {
-    /// Registers a broker (see the module doc for its epoch) and,
-    /// this being a single-node quorum, unfences it right away; leaderless
-    /// partitions that have it in their ISR get it as leader.
+    /// The leader's side of [`QuorumController::register_broker`].
     pub(super) async fn register_broker_local(&self, reg: BrokerRegistration) -> Result<(), ControllerError> {
         let guard = self.lock().await?;
         let image = self.image();
@@ -50,9 +48,7 @@ impl QuorumController {
         Ok(())
     }
 
-    /// Fences a broker: it leaves every ISR it is in (never shrinking an ISR
-    /// to nothing), and partitions it led get the first other unfenced ISR
-    /// member as leader, or no leader (-1).
+    /// The leader's side of [`QuorumController::fence_broker`].
     pub(super) async fn fence_broker_local(&self, broker_id: i32) -> Result<(), ControllerError> {
         let guard = self.lock().await?;
         let image = self.image();
@@ -97,8 +93,7 @@ impl QuorumController {
         Ok(())
     }
 
-    /// Hands a registered broker the next block of producer ids: returns the
-    /// first id and the block size. Blocks never overlap, across restarts too.
+    /// The leader's side of [`QuorumController::allocate_producer_ids`].
     pub(super) async fn allocate_producer_ids_local(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
         let guard = self.lock().await?;
         let image = self.image();

@@ -50,13 +50,7 @@ fn topic(name: &str, partitions: i32, replication_factor: i16) -> CreateTopic {
 }
 
 async fn leader_of(controller: &QuorumController, not: Option<u64>) -> u64 {
-    let metrics = controller
-        .raft
-        .wait(Some(Duration::from_secs(20)))
-        .metrics(|m| m.current_leader.is_some() && m.current_leader != not, "a leader")
-        .await
-        .unwrap();
-    metrics.current_leader.unwrap_or_default()
+    crate::raft::wait_for_leader(&controller.raft, not).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

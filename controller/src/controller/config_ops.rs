@@ -28,7 +28,7 @@ impl QuorumController {
         map.get(resource.name()).cloned().unwrap_or_default()
     }
 
-    /// IncrementalAlterConfigs for one resource.
+    /// The leader's side of [`QuorumController::incremental_alter_configs`].
     pub(super) async fn incremental_alter_configs_local(
         &self,
         resource: ConfigResource,
@@ -47,7 +47,7 @@ impl QuorumController {
         Ok(())
     }
 
-    /// Legacy AlterConfigs: replaces the resource's whole explicit config set.
+    /// The leader's side of [`QuorumController::alter_configs`].
     pub(super) async fn alter_configs_local(
         &self,
         resource: ConfigResource,

@@ -99,13 +99,7 @@ impl Voter {
 
     /// Waits until this voter knows a leader other than `not`; returns it.
     async fn wait_for_leader(&self, not: Option<NodeId>) -> NodeId {
-        let metrics = self
-            .raft
-            .wait(Some(Duration::from_secs(20)))
-            .metrics(|m| m.current_leader.is_some() && m.current_leader != not, "a leader")
-            .await
-            .unwrap();
-        metrics.current_leader.unwrap_or_default()
+        crate::raft::wait_for_leader(&self.raft, not).await
     }
 }
 
