@@ -29,18 +29,27 @@ pub async fn call_once(
     request: &ControllerRequest,
     timeout: Duration,
 ) -> std::io::Result<ControllerResponse> {
-    let exchange = async {
-        let stream = TcpStream::connect(address).await?;
-        let _ = stream.set_nodelay(true);
-        let mut stream = BufReader::new(stream);
-        write_frame(stream.get_mut(), request).await?;
-        read_frame(&mut stream).await?.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the controller closed the connection")
-        })
-    };
+    let exchange = async { round_trip(&mut connect(address).await?, request).await };
     tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")))
     })
+}
+
+async fn connect(address: &str) -> std::io::Result<BufReader<TcpStream>> {
+    let stream = TcpStream::connect(address).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(BufReader::new(stream))
+}
+
+/// Writes `request` on `connection` and reads the answer.
+async fn round_trip(
+    connection: &mut BufReader<TcpStream>,
+    request: &ControllerRequest,
+) -> std::io::Result<ControllerResponse> {
+    write_frame(connection.get_mut(), request).await?;
+    read_frame(connection)
+        .await?
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the controller closed the connection"))
 }
 
 /// Creates a [`VoterClient`] per peer; peers are reached at their
@@ -93,21 +102,26 @@ impl VoterClient {
     }
 
     async fn exchange(&mut self, request: ControllerRequest) -> Result<ControllerResponse, CallError> {
-        if self.connection.is_none() {
-            let stream = TcpStream::connect(&self.node.addr).await.map_err(CallError::Unreachable)?;
-            let _ = stream.set_nodelay(true);
-            self.connection = Some(BufReader::new(stream));
-        }
-        let Some(connection) = self.connection.as_mut() else {
-            return Err(CallError::Network(std::io::Error::other("no connection")));
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(connect(&self.node.addr).await.map_err(CallError::Unreachable)?),
         };
-        write_frame(connection.get_mut(), &request).await.map_err(CallError::Network)?;
-        read_frame(connection).await.map_err(CallError::Network)?.ok_or_else(|| {
-            CallError::Network(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("controller {} closed the connection", self.target),
-            ))
-        })
+        round_trip(connection, &request).await.map_err(CallError::Network)
+    }
+
+    /// One Raft RPC: `pick` takes the answer out of the response of the
+    /// request's own kind.
+    async fn rpc<T, E: std::error::Error>(
+        &mut self,
+        request: ControllerRequest,
+        option: RPCOption,
+        pick: fn(ControllerResponse) -> Option<Result<T, E>>,
+    ) -> Result<T, RPCError<NodeId, BasicNode, E>> {
+        match self.call(request, option.hard_ttl()).await.map(pick) {
+            Ok(Some(answer)) => answer.map_err(|e| self.remote(e)),
+            Ok(None) => Err(self.mismatch()),
+            Err(e) => Err(e.into_rpc()),
+        }
     }
 
     fn mismatch<E: std::error::Error>(&mut self) -> RPCError<NodeId, BasicNode, E> {
@@ -129,11 +143,11 @@ impl RaftNetwork<TypeConfig> for VoterClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(ControllerRequest::AppendEntries(rpc), option.hard_ttl()).await {
-            Ok(ControllerResponse::AppendEntries(answer)) => answer.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.mismatch()),
-            Err(e) => Err(e.into_rpc()),
-        }
+        self.rpc(ControllerRequest::AppendEntries(rpc), option, |response| match response {
+            ControllerResponse::AppendEntries(answer) => Some(answer),
+            _ => None,
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -142,11 +156,11 @@ impl RaftNetwork<TypeConfig> for VoterClient {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        match self.call(ControllerRequest::InstallSnapshot(rpc), option.hard_ttl()).await {
-            Ok(ControllerResponse::InstallSnapshot(answer)) => answer.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.mismatch()),
-            Err(e) => Err(e.into_rpc()),
-        }
+        self.rpc(ControllerRequest::InstallSnapshot(rpc), option, |response| match response {
+            ControllerResponse::InstallSnapshot(answer) => Some(answer),
+            _ => None,
+        })
+        .await
     }
 
     async fn vote(
@@ -154,10 +168,10 @@ impl RaftNetwork<TypeConfig> for VoterClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(ControllerRequest::Vote(rpc), option.hard_ttl()).await {
-            Ok(ControllerResponse::Vote(answer)) => answer.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.mismatch()),
-            Err(e) => Err(e.into_rpc()),
-        }
+        self.rpc(ControllerRequest::Vote(rpc), option, |response| match response {
+            ControllerResponse::Vote(answer) => Some(answer),
+            _ => None,
+        })
+        .await
     }
 }

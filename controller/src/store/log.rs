@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -12,7 +13,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{column, synced, CF_LOG, CF_STATE, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
+use super::{column, write_batch, CF_LOG, CF_STATE, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
 use crate::raft::{Entry, LogId, NodeId, TypeConfig};
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -22,6 +23,10 @@ type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 #[derive(Debug, Clone)]
 pub struct MetadataLogStore {
     db: Arc<DB>,
+    /// Encoded bytes appended since the last snapshot, shared with the state
+    /// machine (which resets it) and the controller (which snapshots when it
+    /// passes `metadata.log.max.record.bytes.between.snapshots`).
+    bytes_since_snapshot: Arc<AtomicU64>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -51,8 +56,8 @@ fn write_logs(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 }
 
 impl MetadataLogStore {
-    pub(super) fn new(db: Arc<DB>) -> Self {
-        MetadataLogStore { db }
+    pub(super) fn new(db: Arc<DB>, bytes_since_snapshot: Arc<AtomicU64>) -> Self {
+        MetadataLogStore { db, bytes_since_snapshot }
     }
 
     /// A handle to wait for the database to close after shutdown.
@@ -68,11 +73,18 @@ impl MetadataLogStore {
         serde_json::from_slice(&bytes).map(Some).map_err(|e| io_error(subject, ErrorVerb::Read, e))
     }
 
-    fn put_state<T: Serialize>(&self, key: &str, value: &T, sync: bool, subject: ErrorSubject<NodeId>) -> Result<()> {
+    async fn put_state<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        sync: bool,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<()> {
         let cf = column(&self.db, CF_STATE).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
         let bytes = serde_json::to_vec(value).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
-        let options = if sync { synced() } else { rocksdb::WriteOptions::default() };
-        self.db.put_cf_opt(cf, key, bytes, &options).map_err(|e| io_error(subject, ErrorVerb::Write, e))
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, key, bytes);
+        write_batch(&self.db, batch, sync).await.map_err(|e| io_error(subject, ErrorVerb::Write, e))
     }
 
     /// The entry with the highest index, if the log holds any.
@@ -133,7 +145,7 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<()> {
-        self.put_state(KEY_VOTE, vote, true, ErrorSubject::Vote)
+        self.put_state(KEY_VOTE, vote, true, ErrorSubject::Vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>> {
@@ -141,7 +153,7 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<()> {
-        self.put_state(KEY_COMMITTED, &committed, false, ErrorSubject::Store)
+        self.put_state(KEY_COMMITTED, &committed, false, ErrorSubject::Store).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>> {
@@ -155,12 +167,15 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
     {
         let cf = column(&self.db, CF_LOG).map_err(write_logs)?;
         let mut batch = WriteBatch::default();
+        let mut bytes = 0u64;
         for entry in entries {
             let value = serde_json::to_vec(&entry).map_err(write_logs)?;
+            bytes += value.len() as u64;
             batch.put_cf(cf, index_key(entry.log_id.index), value);
         }
         // On error the callback is dropped and openraft stops on the returned error.
-        self.db.write_opt(batch, &synced()).map_err(write_logs)?;
+        write_batch(&self.db, batch, true).await.map_err(write_logs)?;
+        self.bytes_since_snapshot.fetch_add(bytes, Ordering::Relaxed);
         callback.log_io_completed(Ok(()));
         Ok(())
     }
@@ -172,7 +187,7 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
         batch.delete_range_cf(cf, index_key(log_id.index), index_key(u64::MAX));
         // delete_range's end is exclusive: the last possible index goes separately.
         batch.delete_cf(cf, index_key(u64::MAX));
-        self.db.write_opt(batch, &synced()).map_err(write_logs)
+        write_batch(&self.db, batch, true).await.map_err(write_logs)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<()> {
@@ -182,6 +197,6 @@ impl RaftLogStorage<TypeConfig> for MetadataLogStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(state, KEY_LAST_PURGED, serde_json::to_vec(&log_id).map_err(write_logs)?);
         batch.delete_range_cf(log, index_key(0), index_key(log_id.index.saturating_add(1)));
-        self.db.write(batch).map_err(write_logs)
+        write_batch(&self.db, batch, false).await.map_err(write_logs)
     }
 }

@@ -28,6 +28,9 @@
 //!   On open, the image is rebuilt from the latest snapshot and openraft
 //!   re-applies the log after it up to `committed`.
 //!
+//! Every write runs on a blocking thread (`write_batch`), so a sync never
+//! stalls a runtime worker.
+//!
 //! RocksDB checks its own blocks and WAL records with checksums; a database it
 //! cannot open is refused with the path and RocksDB's message, and never
 //! recreated over.
@@ -43,7 +46,9 @@ mod state_machine;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use std::sync::atomic::AtomicU64;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, DB};
 use tokio::sync::watch;
 
 pub use self::import::{import_legacy_log, Imported, IMPORTED_LOG_FILE};
@@ -73,8 +78,9 @@ pub fn open_store(
     images: watch::Sender<Arc<MetadataImage>>,
 ) -> Result<(MetadataLogStore, MetadataStateMachine), ControllerError> {
     let db = Arc::new(open_db(metadata_dir)?);
-    let state_machine = MetadataStateMachine::open(db.clone(), images)?;
-    Ok((MetadataLogStore::new(db), state_machine))
+    let bytes_since_snapshot = Arc::new(AtomicU64::new(0));
+    let state_machine = MetadataStateMachine::open(db.clone(), images, bytes_since_snapshot.clone())?;
+    Ok((MetadataLogStore::new(db, bytes_since_snapshot), state_machine))
 }
 
 fn open_db(metadata_dir: &Path) -> Result<DB, ControllerError> {
@@ -123,6 +129,19 @@ fn synced() -> rocksdb::WriteOptions {
     let mut options = rocksdb::WriteOptions::default();
     options.set_sync(true);
     options
+}
+
+/// Writes `batch` (its WAL synced when `sync`) on a blocking thread, so an
+/// fsync never stalls a runtime worker.
+async fn write_batch(db: &Arc<DB>, batch: WriteBatch, sync: bool) -> std::io::Result<()> {
+    let db = db.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let options = if sync { synced() } else { rocksdb::WriteOptions::default() };
+        db.write_opt(batch, &options)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    written.map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 #[cfg(test)]

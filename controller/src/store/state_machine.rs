@@ -16,7 +16,7 @@ use openraft::{
 use rocksdb::{WriteBatch, DB};
 use tokio::sync::watch;
 
-use super::{column, synced, CF_SNAPSHOT, KEY_DATA, KEY_META};
+use super::{column, write_batch, CF_SNAPSHOT, KEY_DATA, KEY_META};
 use crate::error::ControllerError;
 use crate::image::{ImageBuilder, MetadataImage};
 use crate::raft::{Entry, LogId, MetadataApplied, NodeId, TypeConfig};
@@ -34,7 +34,8 @@ pub struct MetadataStateMachine {
     last_applied: Option<LogId>,
     membership: Membership,
     images: watch::Sender<Arc<MetadataImage>>,
-    /// Encoded bytes of the records applied since the last snapshot.
+    /// Encoded bytes the log store appended since the last snapshot; reset
+    /// by snapshots (see [`MetadataLogStore`](super::MetadataLogStore)).
     bytes_since_snapshot: Arc<AtomicU64>,
 }
 
@@ -74,13 +75,13 @@ fn stored_snapshot(db: &DB) -> Result<Option<(Meta, Vec<u8>)>> {
 }
 
 /// Stores `meta` and `data` as the one current snapshot, synced.
-fn store_snapshot(db: &DB, meta: &Meta, data: &[u8]) -> Result<()> {
+async fn store_snapshot(db: &Arc<DB>, meta: &Meta, data: &[u8]) -> Result<()> {
     let write = |e| snapshot_error(Some(meta), ErrorVerb::Write, e);
     let cf = column(db, CF_SNAPSHOT).map_err(write)?;
     let mut batch = WriteBatch::default();
     batch.put_cf(cf, KEY_META, serde_json::to_vec(meta).map_err(|e| snapshot_error(Some(meta), ErrorVerb::Write, e))?);
     batch.put_cf(cf, KEY_DATA, data);
-    db.write_opt(batch, &synced()).map_err(|e| snapshot_error(Some(meta), ErrorVerb::Write, e))
+    write_batch(db, batch, true).await.map_err(|e| snapshot_error(Some(meta), ErrorVerb::Write, e))
 }
 
 impl MetadataStateMachine {
@@ -88,6 +89,7 @@ impl MetadataStateMachine {
     pub(super) fn open(
         db: Arc<DB>,
         images: watch::Sender<Arc<MetadataImage>>,
+        bytes_since_snapshot: Arc<AtomicU64>,
     ) -> std::result::Result<Self, ControllerError> {
         let unreadable = |e: &dyn std::fmt::Display| {
             ControllerError::Storage(format!("the stored metadata snapshot is unreadable: {e}"))
@@ -103,11 +105,10 @@ impl MetadataStateMachine {
         };
         let image = Arc::new(image);
         images.send_replace(image.clone());
-        let bytes_since_snapshot = Arc::new(AtomicU64::new(0));
         Ok(MetadataStateMachine { db, image, last_applied, membership, images, bytes_since_snapshot })
     }
 
-    /// Encoded bytes of the records applied since the last snapshot; the
+    /// Encoded bytes of the entries appended since the last snapshot; the
     /// controller snapshots when it passes its limit.
     pub fn bytes_since_snapshot(&self) -> Arc<AtomicU64> {
         self.bytes_since_snapshot.clone()
@@ -129,7 +130,7 @@ impl RaftSnapshotBuilder<TypeConfig> for MetadataSnapshotBuilder {
             None => format!("--{nanos}"),
         };
         let meta = Meta { last_log_id: self.last_applied, last_membership: self.membership.clone(), snapshot_id };
-        store_snapshot(&self.db, &meta, &data)?;
+        store_snapshot(&self.db, &meta, &data).await?;
         self.bytes_since_snapshot.fetch_sub(self.covered_bytes, Ordering::Relaxed);
         tracing::info!(
             last_offset = image_offset(self.last_applied.as_ref()),
@@ -161,8 +162,6 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
             match &entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(data) => {
-                    let bytes = serde_json::to_vec(&data.records).map_or(0, |encoded| encoded.len() as u64);
-                    self.bytes_since_snapshot.fetch_add(bytes, Ordering::Relaxed);
                     // Replayed onto a scratch copy: an entry applies whole or not at all.
                     let mut scratch = builder.clone();
                     match scratch.replay_entry(offset, &data.records) {
@@ -205,7 +204,7 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
         let data = snapshot.into_inner();
         let image = decode_snapshot(&data, image_offset(meta.last_log_id.as_ref()))
             .map_err(|e| snapshot_error(Some(meta), ErrorVerb::Read, std::io::Error::other(e.to_string())))?;
-        store_snapshot(&self.db, meta, &data)?;
+        store_snapshot(&self.db, meta, &data).await?;
         tracing::info!(
             last_offset = image.last_offset,
             bytes = data.len(),
