@@ -32,10 +32,12 @@ ifdef ROCKSDB_LIB_DIR
   export ROCKSDB_LIB_DIR
 endif
 
-.PHONY: help run build release build-deps deps test compat fuzz cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
+.PHONY: help run cluster cluster-stop build release build-deps deps test compat fuzz cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
 
 help:
 	@echo "make run        release build, then weir --config weir.yaml (foreground, data in ./data)"
+	@echo "make cluster   release build, then three nodes in the background (127.0.0.1:9092-9094)"
+	@echo "make cluster-stop  stops the nodes make cluster started"
 	@echo "make test       install test deps, build, cargo test, compat-tests (not slow)"
 	@echo "make compat     like test, plus the slow compat-tests"
 	@echo "make fmt-check  cargo fmt --check"
@@ -54,6 +56,14 @@ release: build-deps
 
 run: release
 	$(TARGET_DIR)/release/weir --config weir.yaml
+
+# Three combined broker+controller nodes from deploy/cluster/*.yaml, data and logs in
+# cluster-data/; starts whichever is not running and returns once all three serve clients.
+cluster: release
+	WEIR_BIN=$(TARGET_DIR)/release/weir scripts/cluster.sh start
+
+cluster-stop:
+	scripts/cluster.sh stop
 
 build: build-deps
 	$(CARGO) build -p weir-broker

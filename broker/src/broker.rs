@@ -1,17 +1,17 @@
-//! The broker's shared state: configuration, the controller (a quorum of one
-//! for now), the partition replicas and the producer-id allocator. Every
-//! request handler gets an `Arc<Broker>`.
+//! The broker's shared state: configuration, the controller (this node's
+//! voter of the metadata quorum), the partition replicas and the producer-id
+//! allocator. Every request handler gets an `Arc<Broker>`.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use tracing::info;
-use uuid::Uuid;
-use weir_controller::{BrokerRegistration, ControllerConfig, Endpoint, MetadataImage, QuorumController};
+use weir_controller::{ControllerConfig, MetadataImage, QuorumController};
 
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
+use crate::lifecycle::{self, Membership};
 use crate::meta_properties;
 use crate::replica::ReplicaManager;
 use crate::txn::producer_ids::ProducerIdManager;
@@ -20,7 +20,7 @@ use crate::txn::producer_ids::ProducerIdManager;
 pub struct Broker {
     /// Configuration.
     pub config: Arc<BrokerConfig>,
-    /// The metadata quorum (this node alone for now).
+    /// This node's voter of the metadata quorum.
     pub controller: QuorumController,
     /// Partition replicas hosted here.
     pub replicas: ReplicaManager,
@@ -30,14 +30,21 @@ pub struct Broker {
     pub fetch_sessions: FetchSessionCache,
     /// Consumer groups.
     pub groups: GroupCoordinator,
+    /// This broker's registration with the controller.
+    pub membership: Membership,
 }
 
 /// Directory of the metadata log under `metadata.log.dir`, named as KRaft names it.
 const METADATA_DIR: &str = "__cluster_metadata-0";
 
 impl Broker {
-    /// Opens the metadata log, registers this broker, and opens its partitions.
-    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    /// Opens the metadata quorum (serving its RPCs on `controller_listener`
+    /// when the quorum has several voters), registers this broker, opens its
+    /// partitions, and returns once the controller unfenced it.
+    pub async fn start(
+        config: BrokerConfig,
+        controller_listener: Option<tokio::net::TcpListener>,
+    ) -> anyhow::Result<Arc<Broker>> {
         let config = Arc::new(config);
         // Another node's directories are refused before anything in them is opened.
         let mut data_dirs = config.log_dirs.clone();
@@ -47,42 +54,36 @@ impl Broker {
         for dir in &data_dirs {
             meta_properties::check_node_id(dir, config.node_id)?;
         }
-        let controller = QuorumController::open(ControllerConfig {
+        let controller_address = match (config.quorum_voters.get(&config.node_id), &controller_listener) {
+            (Some(address), _) => address.clone(),
+            (None, Some(listener)) => listener.local_addr()?.to_string(),
+            (None, None) => String::new(),
+        };
+        let controller_config = ControllerConfig {
             node_id: config.node_id,
             metadata_dir: config.metadata_log_dir.join(METADATA_DIR),
             default_num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             producer_id_block_size: 1000,
             snapshot_max_bytes: config.metadata_snapshot_max_bytes,
-            controller_address: String::new(),
-            voters: Default::default(),
-        })
-        .await
-        .context("opening the metadata quorum")?;
+            controller_address,
+            voters: config.quorum_voters.clone(),
+            broker_session_timeout_ms: config.broker_session_timeout_ms,
+        };
+        let controller = QuorumController::open_with_listener(controller_config, controller_listener)
+            .await
+            .context("opening the metadata quorum")?;
         if let Err(e) = meta_properties::ensure(&data_dirs, config.node_id, &controller.image().cluster_id) {
             controller.shutdown().await;
             return Err(e);
         }
-        controller
-            .register_broker(BrokerRegistration {
-                id: config.node_id,
-                incarnation_id: Uuid::new_v4(),
-                listeners: config
-                    .advertised_listeners
-                    .iter()
-                    .map(|l| Endpoint {
-                        name: l.name.clone(),
-                        host: l.host.clone(),
-                        port: l.port,
-                        security_protocol: 0,
-                    })
-                    .collect(),
-                rack: config.raw.get("broker.rack").cloned(),
-                fenced: false,
-                epoch: 0,
-            })
-            .await
-            .context("registering the broker")?;
+        let membership = match lifecycle::register(&controller, &config, config.quorum_voters.len() > 1).await {
+            Ok(membership) => membership,
+            Err(e) => {
+                controller.shutdown().await;
+                return Err(anyhow::Error::new(e).context("registering the broker"));
+            }
+        };
         let replicas = ReplicaManager::new(config.clone()).context("creating the log dir")?;
         let groups = GroupCoordinator::new(&config);
         let broker = Arc::new(Broker {
@@ -92,13 +93,32 @@ impl Broker {
             producer_ids: ProducerIdManager::default(),
             fetch_sessions: FetchSessionCache::default(),
             groups,
+            membership,
         });
         let image = broker.image();
         broker.replicas.reconcile(&image);
         broker.replicas.delete_orphan_dirs();
         broker.groups.load(&broker);
+        follow_metadata(&broker);
         info!(cluster_id = %image.cluster_id, topics = image.topics.len(), partitions = broker.replicas.all().len(), "metadata loaded");
+        // Serving starts once the controller unfenced this broker, with its logs open.
+        if let Err(e) = lifecycle::wait_until_unfenced(&broker).await {
+            broker.replicas.shutdown();
+            broker.controller.shutdown().await;
+            return Err(anyhow::Error::new(e).context("unfencing the broker"));
+        }
         Ok(broker)
+    }
+
+    /// The controller id Metadata and DescribeCluster report: the active
+    /// controller, which in combined mode is also a broker clients can reach;
+    /// while there is none (an election), this broker, as clients need a
+    /// live node there (Kafka reports a random live broker).
+    pub fn controller_id(&self, image: &MetadataImage) -> i32 {
+        self.controller
+            .active_controller()
+            .filter(|id| image.brokers.get(id).is_some_and(|b| !b.fenced))
+            .unwrap_or(self.config.node_id)
     }
 
     /// The current metadata image.
@@ -108,8 +128,24 @@ impl Broker {
 
     /// Applies the controller's latest image to the local replicas. Called
     /// after every metadata change this broker made, so its answer already
-    /// reflects the change.
+    /// reflects the change; [`follow_metadata`] applies everyone else's.
     pub fn metadata_changed(&self) {
         self.replicas.reconcile(&self.image());
     }
+}
+
+/// Applies every image the quorum publishes to the local replicas, whichever
+/// node's operation committed it: a topic created through another broker
+/// gets its partitions here as soon as this node applies the entry. Ends
+/// when the quorum stops or the broker is dropped.
+fn follow_metadata(broker: &Arc<Broker>) {
+    let mut images = broker.controller.subscribe();
+    let broker = Arc::downgrade(broker);
+    tokio::spawn(async move {
+        while images.changed().await.is_ok() {
+            let Some(broker) = broker.upgrade() else { return };
+            let image = images.borrow_and_update().clone();
+            let _ = tokio::task::spawn_blocking(move || broker.replicas.reconcile(&image)).await;
+        }
+    });
 }

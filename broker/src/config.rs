@@ -48,10 +48,23 @@ pub struct BrokerConfig {
     pub raw: BTreeMap<String, String>,
     /// `node.id`.
     pub node_id: i32,
-    /// `listeners`.
+    /// `listeners` that serve clients (every listener but the controller's).
     pub listeners: Vec<Listener>,
-    /// `advertised.listeners` (defaults to `listeners`, with `localhost` for an empty host).
+    /// `advertised.listeners` (defaults to `listeners`, with `localhost` for
+    /// an empty host); never the controller listener.
     pub advertised_listeners: Vec<Listener>,
+    /// The listener named by `controller.listener.names`, which serves the
+    /// metadata quorum's RPCs; none for a quorum of this node alone.
+    pub controller_listener: Option<Listener>,
+    /// `controller.quorum.voters` (`id@host:port,...`): node id ->
+    /// controller listener address. Empty means this node alone.
+    pub quorum_voters: BTreeMap<i32, String>,
+    /// `broker.heartbeat.interval.ms`: how often the broker heartbeats to the
+    /// active controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: the active controller fences a broker it
+    /// has not heard from for this long.
+    pub broker_session_timeout_ms: u64,
     /// `log.dirs` (or `log.dir`).
     pub log_dirs: Vec<PathBuf>,
     /// `metadata.log.dir`, defaulting to the first log dir.
@@ -141,12 +154,19 @@ impl BrokerConfig {
     /// Builds the typed view of a raw property map.
     pub fn from_raw(raw: BTreeMap<String, String>) -> anyhow::Result<BrokerConfig> {
         let get = |k: &str| raw.get(k).map(String::as_str);
-        let listeners = Listener::parse_list(get("listeners").unwrap_or(DEFAULT_LISTENERS))?;
+        check_process_roles(get("process.roles"))?;
+        let node_id = parse(&raw, "node.id", 1)?;
+        let (listeners, controller_listener) =
+            split_controller_listener(Listener::parse_list(get("listeners").unwrap_or(DEFAULT_LISTENERS))?, &raw)?;
         if listeners.is_empty() {
-            bail!("listeners is empty");
+            bail!("listeners names no broker listener");
         }
+        let quorum_voters = quorum_voters(&raw, node_id, controller_listener.as_ref())?;
         let advertised_listeners = match get("advertised.listeners") {
-            Some(v) => Listener::parse_list(v)?,
+            Some(v) => {
+                let names = controller_listener_names(&raw);
+                Listener::parse_list(v)?.into_iter().filter(|l| !names.contains(&l.name)).collect()
+            }
             None => listeners
                 .iter()
                 .map(|l| Listener {
@@ -169,9 +189,13 @@ impl BrokerConfig {
         let socket_request_max_bytes =
             parse(&raw, "socket.request.max.bytes", weir_protocol::frame::DEFAULT_MAX_REQUEST_BYTES)?;
         Ok(BrokerConfig {
-            node_id: parse(&raw, "node.id", 1)?,
+            node_id,
             listeners,
             advertised_listeners,
+            controller_listener,
+            quorum_voters,
+            broker_heartbeat_interval_ms: parse(&raw, "broker.heartbeat.interval.ms", 2_000)?,
+            broker_session_timeout_ms: parse(&raw, "broker.session.timeout.ms", 9_000)?,
             log_dirs,
             metadata_log_dir,
             num_partitions: parse(&raw, "num.partitions", 1)?,
@@ -228,6 +252,122 @@ impl BrokerConfig {
 }
 
 /// `fetch.max.bytes`: Kafka's default is 55 MiB, and it must be at least 1024.
+/// `process.roles`: Weir runs every node as a combined broker and controller
+/// (KRaft's combined mode); a broker-only or controller-only node is refused
+/// rather than run as something it is not.
+fn check_process_roles(value: Option<&str>) -> anyhow::Result<()> {
+    let Some(value) = value else { return Ok(()) };
+    let mut roles: Vec<&str> = value.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    for role in &roles {
+        if *role != "broker" && *role != "controller" {
+            bail!("process.roles: unknown role {role:?} (the roles are broker and controller)");
+        }
+    }
+    if roles != ["broker", "controller"] {
+        bail!(
+            "process.roles={value}: Weir runs each node as a combined broker and controller; set \
+             process.roles=broker,controller (dedicated broker or controller nodes are not supported yet)"
+        );
+    }
+    Ok(())
+}
+
+/// `controller.listener.names`, Kafka's default being `CONTROLLER`.
+fn controller_listener_names(raw: &BTreeMap<String, String>) -> Vec<String> {
+    raw.get("controller.listener.names")
+        .map(String::as_str)
+        .unwrap_or("CONTROLLER")
+        .split(',')
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Splits `listeners` into the client listeners and the controller listener
+/// (the first one `controller.listener.names` names; Kafka's controllers also
+/// serve the first only).
+fn split_controller_listener(
+    listeners: Vec<Listener>,
+    raw: &BTreeMap<String, String>,
+) -> anyhow::Result<(Vec<Listener>, Option<Listener>)> {
+    let names = controller_listener_names(raw);
+    let (controller, clients): (Vec<Listener>, Vec<Listener>) =
+        listeners.into_iter().partition(|l| names.contains(&l.name));
+    if raw.contains_key("controller.listener.names") && controller.is_empty() {
+        bail!("controller.listener.names={} names no listener in listeners", names.join(","));
+    }
+    if controller.len() > 1 {
+        bail!("listeners has {} controller listeners; Weir serves the quorum on one", controller.len());
+    }
+    Ok((clients, controller.into_iter().next()))
+}
+
+/// `controller.quorum.voters`: `id@host:port` entries. A node that is one of
+/// several voters needs a controller listener; its own entry must be in the
+/// set (every node is a controller).
+fn quorum_voters(
+    raw: &BTreeMap<String, String>,
+    node_id: i32,
+    controller_listener: Option<&Listener>,
+) -> anyhow::Result<BTreeMap<i32, String>> {
+    if raw.get("controller.quorum.bootstrap.servers").is_some_and(|v| !v.trim().is_empty())
+        && raw.get("controller.quorum.voters").is_none_or(|v| v.trim().is_empty())
+    {
+        bail!(
+            "controller.quorum.bootstrap.servers without controller.quorum.voters: Weir's quorum has a static voter \
+             set (KIP-853 dynamic voters are not supported yet); list the voters in controller.quorum.voters"
+        );
+    }
+    let mut voters = BTreeMap::new();
+    let value = raw.get("controller.quorum.voters").map(String::as_str).unwrap_or("");
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let parsed = entry.split_once('@').and_then(|(id, address)| {
+            let id: i32 = id.trim().parse().ok().filter(|id| *id >= 0)?;
+            let (host, port) = address.rsplit_once(':')?;
+            let port: u16 = port.parse().ok()?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            (!host.is_empty())
+                .then(|| (id, if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }))
+        });
+        let Some((id, address)) = parsed else {
+            bail!("controller.quorum.voters: {entry:?} is not id@host:port");
+        };
+        if voters.insert(id, address).is_some() {
+            bail!("controller.quorum.voters names node {id} twice");
+        }
+    }
+    if voters.is_empty() {
+        return Ok(voters);
+    }
+    if !voters.contains_key(&node_id) {
+        bail!(
+            "node.id {node_id} is not one of controller.quorum.voters ({value}): every Weir node is a controller \
+             and must be a voter"
+        );
+    }
+    if let (Some(listener), Some(own)) = (controller_listener, voters.get(&node_id)) {
+        let voter_port = own.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
+        if listener.port != 0 && voter_port != Some(listener.port) {
+            bail!(
+                "controller.quorum.voters gives node {node_id}'s controller as {own}, but its {} listener is on port {} \
+                 (is another node using node.id {node_id}?)",
+                listener.name,
+                listener.port
+            );
+        }
+    }
+    if voters.len() > 1 && controller_listener.is_none() {
+        bail!(
+            "controller.quorum.voters names {} voters, but listeners has no controller listener (a listener named in \
+             controller.listener.names, CONTROLLER by default)",
+            voters.len()
+        );
+    }
+    Ok(voters)
+}
+
 fn fetch_max_bytes(raw: &BTreeMap<String, String>) -> anyhow::Result<i32> {
     let value: i32 = parse(raw, "fetch.max.bytes", 57_671_680)?;
     anyhow::ensure!(value >= 1024, "config fetch.max.bytes={value}: must be at least 1024");
@@ -451,5 +591,57 @@ mod tests {
         assert!(limits(&[("max.connections.per.ip", "0"), ("max.connections.per.ip.overrides", "10.0.0.1:2")]).is_ok());
         assert!(limits(&[("max.connections.per.ip.overrides", "10.0.0.1")]).is_err());
         assert!(limits(&[("max.connections.per.ip.overrides", "10.0.0.1:x")]).is_err());
+    }
+
+    #[test]
+    fn cluster_keys_split_the_controller_listener_and_read_the_voters() {
+        let config = |pairs: &[(&str, &str)]| {
+            BrokerConfig::from_raw(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let node = [
+            ("node.id", "2"),
+            ("process.roles", "controller, broker"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9093,CONTROLLER://127.0.0.1:19093"),
+            ("controller.quorum.voters", "1@127.0.0.1:19092, 2@localhost:19093,3@[::1]:19094"),
+        ];
+        let c = config(&node).unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.advertised_listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["PLAINTEXT"]);
+        assert_eq!(c.controller_listener.as_ref().map(|l| l.port), Some(19093));
+        assert_eq!(
+            c.quorum_voters,
+            BTreeMap::from([
+                (1, "127.0.0.1:19092".to_string()),
+                (2, "localhost:19093".to_string()),
+                (3, "[::1]:19094".to_string())
+            ])
+        );
+        // An advertised CONTROLLER listener is never told to clients.
+        let mut advertised = node.to_vec();
+        advertised.push(("advertised.listeners", "PLAINTEXT://h:9093,CONTROLLER://h:19093"));
+        assert_eq!(config(&advertised).unwrap().advertised_listeners.len(), 1);
+        // A single node needs none of it.
+        let single = config(&[]).unwrap();
+        assert!(single.controller_listener.is_none() && single.quorum_voters.is_empty());
+
+        let refused = |change: (&str, &str), needle: &str| {
+            let mut pairs: Vec<(&str, &str)> = node.iter().copied().filter(|(k, _)| *k != change.0).collect();
+            pairs.push(change);
+            let error = format!("{:#}", config(&pairs).unwrap_err());
+            assert!(error.contains(needle), "{change:?}: {error}");
+        };
+        refused(("process.roles", "broker"), "combined");
+        refused(("process.roles", "controller"), "combined");
+        refused(("process.roles", "broker,observer"), "unknown role");
+        refused(("node.id", "4"), "not one of controller.quorum.voters");
+        refused(("controller.quorum.voters", "1@a:1,1@b:2"), "twice");
+        refused(("controller.quorum.voters", "1@a"), "not id@host:port");
+        refused(("controller.quorum.voters", "x@a:1"), "not id@host:port");
+        refused(("listeners", "PLAINTEXT://127.0.0.1:9093"), "no controller listener");
+        refused(("listeners", "CONTROLLER://127.0.0.1:19093"), "no broker listener");
+        refused(("controller.listener.names", "CTRL"), "names no listener");
+        refused(("node.id", "1"), "but its CONTROLLER listener is on port 19093");
+        assert!(format!("{:#}", config(&[("controller.quorum.bootstrap.servers", "127.0.0.1:19092")]).unwrap_err())
+            .contains("static voter set"));
     }
 }

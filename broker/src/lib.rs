@@ -16,6 +16,7 @@ pub mod config;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod lifecycle;
 pub mod meta_properties;
 pub mod net;
 pub mod replica;

@@ -35,6 +35,21 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             .map_err(|e| anyhow::anyhow!("binding {}://{}:{}: {e}", listener.name, listener.host, listener.port))?;
         listeners.push((listener.name.clone(), tcp));
     }
+    let controller_listener = match &config.controller_listener {
+        Some(listener) => {
+            let tcp = bind(&listener.host, listener.port).map_err(|e| {
+                anyhow::anyhow!(
+                    "binding the controller listener {}://{}:{}: {e}",
+                    listener.name,
+                    listener.host,
+                    listener.port
+                )
+            })?;
+            info!(listener = %listener.name, addr = %tcp.local_addr()?, "controller listener bound");
+            Some(tcp)
+        }
+        None => None,
+    };
     for advertised in &mut config.advertised_listeners {
         if advertised.port == 0 {
             if let Some((_, tcp)) = listeners.iter().find(|(name, _)| *name == advertised.name) {
@@ -42,7 +57,7 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             }
         }
     }
-    let broker = Broker::start(config).await?;
+    let broker = Broker::start(config, controller_listener).await?;
     let (notify_shutdown, _) = broadcast::channel(1);
     let (done_tx, done_rx) = mpsc::channel(1);
     let quotas = ConnectionQuotas::new(broker.config.connection_limits.clone());
@@ -64,6 +79,7 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
             done_tx.clone(),
         ));
     }
+    crate::lifecycle::spawn_heartbeats(broker.clone(), notify_shutdown.subscribe());
     spawn_housekeeping(broker.clone(), notify_shutdown.subscribe());
     spawn_group_timers(broker.clone(), notify_shutdown.subscribe());
     info!(node_id = broker.config.node_id, cluster_id = %broker.image().cluster_id, "Weir started");
@@ -126,12 +142,14 @@ fn spawn_group_timers(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
 }
 
 impl RunningBroker {
-    /// Stops accepting, lets every connection finish its current request,
-    /// then closes the logs with their clean-shutdown markers.
+    /// Stops accepting and heartbeating, asks the controller to fence this
+    /// broker (controlled shutdown), lets every connection finish its current
+    /// request, then closes the logs with their clean-shutdown markers.
     pub async fn shutdown(self) {
         let RunningBroker { broker, notify_shutdown, done_tx, mut done_rx, .. } = self;
         info!("shutting down");
         let _ = notify_shutdown.send(());
+        crate::lifecycle::controlled_shutdown(&broker).await;
         drop(done_tx);
         // Every connection task holds a sender; recv returns None once all are gone.
         let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await;

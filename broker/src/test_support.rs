@@ -17,7 +17,7 @@ pub async fn test_broker(dir: &Path, overrides: &[(&str, &str)]) -> Arc<Broker> 
     for (key, value) in overrides {
         raw.insert(key.to_string(), value.to_string());
     }
-    Broker::start(BrokerConfig::from_raw(raw).expect("config")).await.expect("broker starts")
+    Broker::start(BrokerConfig::from_raw(raw).expect("config"), None).await.expect("broker starts")
 }
 
 /// Creates `name` with `partitions` partitions and opens them on `broker`.

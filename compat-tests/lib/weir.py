@@ -112,7 +112,8 @@ class Weir:
             cmd += ["--override", f"{k}={v}"]
         return cmd
 
-    def start(self) -> "Weir":
+    def start(self, wait: bool = True) -> "Weir":
+        """Starts the process; with `wait`, returns once it serves requests."""
         if self.alive():
             raise WeirError(f"{self.name} already running (pid {self.pid})")
         if not self.bin.exists():
@@ -120,7 +121,7 @@ class Weir:
         # Our own WEIR_* variables (WEIR_BIN, ...) must not leak into the broker's config.
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
         env.setdefault("RUST_BACKTRACE", "1")
-        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_LOG", "info,openraft=warn")
         env.setdefault("NO_COLOR", "1")
         env.update(self.env)
         self.starts += 1
@@ -131,7 +132,8 @@ class Weir:
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 cwd=str(self.tmp), env=env,
             )
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
@@ -169,6 +171,7 @@ class Weir:
             return None
         if self.alive():
             os.kill(self.proc.pid, signal.SIGTERM)
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused process handles SIGTERM only once resumed
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -177,11 +180,22 @@ class Weir:
                 self._kill()
         return self.proc.returncode
 
-    def restart(self) -> "Weir":
+    def restart(self, wait: bool = True) -> "Weir":
         """Starts again on the same port with the same data dir (stops it first if running)."""
         if self.alive():
             self.stop()
-        return self.start()
+        return self.start(wait=wait)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, but answers nothing until resume()."""
+        if not self.alive():
+            raise WeirError(f"{self.name} is not running\n{self.tail()}")
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def cleanup(self) -> None:
         self.stop()

@@ -487,3 +487,17 @@ def fetch_v4(conn: Conn, topic: str, partition: int, offset: int, max_bytes: int
     if result is None:
         raise AssertionError(f"Fetch response has no {topic}-{partition}")
     return result
+
+
+# ---------------------------------------------------------------- Metadata v1 (key 3)
+
+def metadata_brokers_v1(conn: Conn) -> tuple[list[int], int]:
+    """Metadata v1 for no topics: (broker ids, controller id), as this one broker answers."""
+    r = conn.request(METADATA, 1, i32(0))
+    brokers = []
+    for _ in range(r.i32()):
+        brokers.append(r.i32())
+        r.string()  # host
+        r.i32()  # port
+        r.string()  # rack
+    return sorted(brokers), r.i32()

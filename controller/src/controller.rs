@@ -58,6 +58,9 @@ pub struct ControllerConfig {
     /// The voters (`controller.quorum.voters`): node id -> controller
     /// listener `host:port`. Empty means this node alone.
     pub voters: BTreeMap<i32, String>,
+    /// A broker not heard from for this long is fenced
+    /// (`broker.session.timeout.ms`, Kafka: 9000).
+    pub broker_session_timeout_ms: u64,
 }
 
 impl ControllerConfig {
@@ -73,6 +76,7 @@ impl ControllerConfig {
             snapshot_max_bytes: 20 * 1024 * 1024,
             controller_address: String::new(),
             voters: BTreeMap::new(),
+            broker_session_timeout_ms: 9_000,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct QuorumController {
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     /// Tells the controller listener's connections to stop.
     stop_listener: Arc<watch::Sender<bool>>,
+    /// Brokers' last heartbeats, while this node is the active controller.
+    sessions: Arc<std::sync::Mutex<sessions::BrokerSessions>>,
 }
 
 impl std::fmt::Debug for QuorumController {
@@ -136,6 +142,11 @@ impl QuorumController {
     /// The latest image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.images.borrow().clone()
+    }
+
+    /// The node id of the quorum's leader (the active controller), if one is known.
+    pub fn active_controller(&self) -> Option<i32> {
+        self.raft.metrics().borrow().current_leader.and_then(|id| i32::try_from(id).ok())
     }
 
     /// A receiver that sees every newly published image.
@@ -415,7 +426,7 @@ fn too_many_partitions() -> ControllerError {
     ControllerError::PolicyViolation("Excessively large number of partitions per request.".to_string())
 }
 
-/// A new partition: ISR = its unfenced replicas, leader = first of them.
+/// A new partition: leader and ISR = its first unfenced replica.
 fn partition_record(
     brokers: &BTreeMap<i32, BrokerRegistration>,
     topic_id: Uuid,
@@ -438,11 +449,15 @@ mod brokers;
 mod config_ops;
 mod forward;
 mod quorum;
+mod sessions;
 
 pub use forward::{Forwarded, Operation, Outcome};
 pub use quorum::{QuorumDescription, QuorumReplica, WriteGuard};
+pub use sessions::{BrokerHeartbeat, HeartbeatReply};
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod sessions_tests;
 #[cfg(test)]
 mod tests;

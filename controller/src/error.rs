@@ -46,6 +46,11 @@ pub enum ControllerError {
     /// (STALE_BROKER_EPOCH, 77).
     #[error("{0}")]
     StaleBrokerEpoch(String),
+    /// Another incarnation of the broker id is registered and its session
+    /// is alive (DUPLICATE_BROKER_REGISTRATION, 101): retriable once that
+    /// session expires.
+    #[error("{0}")]
+    DuplicateBrokerRegistration(String),
     /// This node is not the active controller, or lost that role while the
     /// request was being committed (NOT_CONTROLLER, 41): retriable.
     #[error("{0}")]
@@ -76,6 +81,7 @@ impl ControllerError {
             ControllerError::InvalidRequest(_) => 42,
             ControllerError::PolicyViolation(_) => 44,
             ControllerError::StaleBrokerEpoch(_) => 77,
+            ControllerError::DuplicateBrokerRegistration(_) => 101,
             ControllerError::NotController(_) => 41,
             ControllerError::Storage(_) | ControllerError::Internal(_) => -1,
         }

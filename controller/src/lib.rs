@@ -8,8 +8,10 @@
 //! openraft quorum whose log, vote and [`snapshot`]s live in RocksDB
 //! ([`store`], with the types of [`raft`]); the state machine replays each
 //! committed entry and publishes the new image on a `tokio::sync::watch`
-//! channel. The quorum is this node alone for now; [`rpc`] carries Raft
-//! between voters. A data dir written before the quorum (its
+//! channel. The voters are `controller.quorum.voters` (this node alone by
+//! default); [`rpc`] carries Raft between them and the operations other
+//! voters forward to the leader, and the leader keeps the brokers' sessions
+//! (heartbeats, fencing). A data dir written before the quorum (its
 //! `metadata.log`, [`log`]) is imported once as the first snapshot.
 //!
 //! State changes only through replay, so restarting rebuilds exactly the
@@ -65,8 +67,8 @@ pub mod topic_name;
 
 pub use configs::{AlterConfigOp, AlterOp, ConfigResource};
 pub use controller::{
-    ControllerConfig, CreateTopic, QuorumController, QuorumDescription, QuorumReplica, TopicRef,
-    MAX_PARTITIONS_PER_REQUEST,
+    BrokerHeartbeat, ControllerConfig, CreateTopic, HeartbeatReply, QuorumController, QuorumDescription, QuorumReplica,
+    TopicRef, MAX_PARTITIONS_PER_REQUEST,
 };
 pub use error::ControllerError;
 pub use ids::{kafka_uuid_string, parse_kafka_uuid, random_kafka_uuid};

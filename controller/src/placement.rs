@@ -90,10 +90,13 @@ pub fn validate_manual_assignment(
     Ok(())
 }
 
-/// The replicas of a new partition that start in its ISR: the unfenced ones,
-/// in replica order (the first becomes leader).
+/// The ISR a new partition starts with: its first unfenced replica alone,
+/// which becomes the leader. The other replicas hold none of its data until
+/// they fetch it (replica fetchers are the replication issue's work), so the
+/// ISR says only what is true, and `min.insync.replicas` above 1 refuses
+/// `acks=all` rather than acknowledge a record on one copy.
 pub fn initial_isr(brokers: &BTreeMap<i32, BrokerRegistration>, replicas: &[i32]) -> Vec<i32> {
-    replicas.iter().copied().filter(|r| brokers.get(r).is_some_and(|b| !b.fenced)).collect()
+    replicas.iter().copied().filter(|r| brokers.get(r).is_some_and(|b| !b.fenced)).take(1).collect()
 }
 
 #[cfg(test)]
@@ -138,6 +141,7 @@ mod tests {
         let f = brokers(&[(1, true), (2, false)]);
         assert_eq!(validate_manual_assignment(&f, 0, &[1], None).unwrap_err().error_code(), 39);
         assert_eq!(initial_isr(&f, &[1, 2]), vec![2]);
+        assert_eq!(initial_isr(&b, &[2, 1]), vec![2]);
         for (r, rf) in [(vec![], None), (vec![1, 1], None), (vec![1, 9], None), (vec![1], Some(2))] {
             assert_eq!(validate_manual_assignment(&b, 0, &r, rf).unwrap_err().error_code(), 39);
         }

@@ -49,8 +49,7 @@ pub async fn handle(
                     }
                     let outcome = broker
                         .replicas
-                        .get(&name, p.partition_index)
-                        .ok_or_else(|| broker.replicas.absent_error(&name, p.partition_index))
+                        .lookup(&name, p.partition_index)
                         .and_then(|partition| partition.delete_records_before(p.offset));
                     match outcome {
                         Ok(low_watermark) => result.with_low_watermark(low_watermark),

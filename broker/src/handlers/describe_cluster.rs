@@ -27,7 +27,7 @@ pub async fn handle(
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(broker.controller_id(&image)))
         .with_cluster_authorized_operations(authorized_operations(
             request.include_cluster_authorized_operations,
             CLUSTER_OPERATIONS,

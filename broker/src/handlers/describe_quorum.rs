@@ -3,19 +3,20 @@
 //!
 //! Behaviour, as KRaft's `handleDescribeQuorumRequest`: the request must name
 //! `__cluster_metadata` partition 0 (anything else gets the request's
-//! partitions back with UNKNOWN_TOPIC_OR_PARTITION); a node that does not lead
-//! the quorum answers NOT_LEADER_OR_FOLLOWER; the leader answers its id,
-//! epoch, high watermark and each voter's and observer's log end offset and
-//! last fetch / caught-up timestamps (its own are now).
+//! partitions back with UNKNOWN_TOPIC_OR_PARTITION); any node asks the active
+//! controller, as a Kafka broker forwards the request to it, and answers its
+//! id, epoch, high watermark and each voter's and observer's log end offset
+//! and last fetch / caught-up timestamps (the leader's own are now);
+//! NOT_LEADER_OR_FOLLOWER while there is no leader.
 //!
-//! Deviations: a Kafka broker forwards this request to the active controller;
-//! Weir's quorum is this node alone for now, so it answers itself. Replica
-//! directory ids are unknown (zero), and v2's node endpoints are empty while
-//! Weir has no controller listener.
+//! v2's `nodes` carry each voter's controller listener.
+//!
+//! Deviations: replica directory ids are unknown (zero); a follower's timestamps are -1 (unknown): openraft reports how
+//! far each follower replicated, not when it last fetched.
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+use kafka_protocol::messages::describe_quorum_response::{Listener, Node, PartitionData, ReplicaState, TopicData};
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use weir_controller::QuorumReplica;
@@ -42,7 +43,7 @@ fn topic_name(name: &str) -> TopicName {
 /// Serves DescribeQuorum.
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
     let valid = request.topics.len() == 1
@@ -68,13 +69,19 @@ pub async fn handle(
             .collect();
         return DescribeQuorumResponse::default().with_topics(topics);
     }
-    let partition = match broker.controller.describe_quorum() {
-        Ok(quorum) => PartitionData::default()
-            .with_leader_id(BrokerId(quorum.leader_id))
-            .with_leader_epoch(quorum.leader_epoch)
-            .with_high_watermark(quorum.high_watermark)
-            .with_current_voters(quorum.voters.iter().map(replica_state).collect())
-            .with_observers(quorum.observers.iter().map(replica_state).collect()),
+    let mut nodes = Vec::new();
+    let partition = match broker.controller.describe_quorum().await {
+        Ok(quorum) => {
+            if ctx.version >= 2 {
+                nodes = quorum.voters.iter().filter_map(|voter| node_endpoint(broker, voter)).collect();
+            }
+            PartitionData::default()
+                .with_leader_id(BrokerId(quorum.leader_id))
+                .with_leader_epoch(quorum.leader_epoch)
+                .with_high_watermark(quorum.high_watermark)
+                .with_current_voters(quorum.voters.iter().map(replica_state).collect())
+                .with_observers(quorum.observers.iter().map(replica_state).collect())
+        }
         Err(e) => PartitionData::default()
             .with_error_code(ErrorCode::NotLeaderOrFollower.code())
             .with_error_message(Some(StrBytes::from_string(e.message())))
@@ -83,5 +90,17 @@ pub async fn handle(
             .with_high_watermark(-1),
     };
     let topic = TopicData::default().with_topic_name(topic_name(METADATA_TOPIC)).with_partitions(vec![partition]);
-    DescribeQuorumResponse::default().with_topics(vec![topic])
+    DescribeQuorumResponse::default().with_topics(vec![topic]).with_nodes(nodes)
+}
+
+/// A voter's controller listener, for v2's `nodes` (the listener name is
+/// this node's: every voter is configured alike).
+fn node_endpoint(broker: &Broker, voter: &QuorumReplica) -> Option<Node> {
+    let listener = broker.config.controller_listener.as_ref()?;
+    let (host, port) = voter.address.rsplit_once(':')?;
+    let listener = Listener::default()
+        .with_name(StrBytes::from_string(listener.name.clone()))
+        .with_host(StrBytes::from_string(host.trim_start_matches('[').trim_end_matches(']').to_string()))
+        .with_port(port.parse().ok()?);
+    Some(Node::default().with_node_id(BrokerId(voter.id)).with_listeners(vec![listener]))
 }

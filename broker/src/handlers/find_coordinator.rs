@@ -1,8 +1,7 @@
 //! FindCoordinator: v0-6.
 //!
 //! Behaviour: for a group (key type 0) the coordinator is the leader of the
-//! group's `__consumer_offsets` partition: in a single-node cluster, this
-//! broker. The topic is created on the first such request, as Kafka does.
+//! group's `__consumer_offsets` partition. The topic is created on the first such request, as Kafka does.
 //! v4+ batches keys, each with its own answer. Another key type gets
 //! INVALID_REQUEST.
 //!
@@ -26,6 +25,8 @@ use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
+use crate::group::records::partition_for;
+use crate::group::OFFSETS_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -33,15 +34,20 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 /// The error message refusing a transactional id.
 pub(crate) const TRANSACTIONS_UNSUPPORTED: &str = "Transactions are not supported by this broker yet";
 
-/// (node, host, port) of the coordinator, or the error.
-async fn coordinator_for(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), ErrorCode> {
+/// (node, host, port) of the coordinator of `key`, or the error. A group's
+/// coordinator is the leader of its `__consumer_offsets` partition, as
+/// Kafka's; COORDINATOR_NOT_AVAILABLE while that partition has no live leader.
+async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), ErrorCode> {
     match key_type {
         KEY_TYPE_GROUP => {
             broker.groups.ensure_offsets_topic(broker).await?;
             let image = broker.image();
-            let me = image.broker(broker.config.node_id).ok_or(ErrorCode::CoordinatorNotAvailable)?;
-            let endpoint = me.listeners.first().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-            Ok((me.id, endpoint.host.clone(), endpoint.port as i32))
+            let topic = image.topic(OFFSETS_TOPIC).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            let index = partition_for(key, topic.partitions.len() as i32);
+            let leader = topic.partitions.get(index as usize).map_or(-1, |p| p.leader);
+            let node = image.broker(leader).filter(|b| !b.fenced).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            let endpoint = node.listeners.first().ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            Ok((node.id, endpoint.host.clone(), endpoint.port as i32))
         }
         KEY_TYPE_TRANSACTION => Err(ErrorCode::TransactionalIdAuthorizationFailed),
         _ => Err(ErrorCode::InvalidRequest),
@@ -63,29 +69,26 @@ pub async fn handle(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let key_type = if ctx.version >= 1 { request.key_type } else { KEY_TYPE_GROUP };
-    let found = coordinator_for(broker, key_type).await;
     if ctx.version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let c = Coordinator::default().with_key(key);
-                match &found {
-                    Ok((node, host, port)) => {
-                        c.with_node_id(BrokerId(*node)).with_host(StrBytes::from_string(host.clone())).with_port(*port)
-                    }
-                    Err(code) => c
-                        .with_node_id(BrokerId(-1))
-                        .with_host(StrBytes::default())
-                        .with_port(-1)
-                        .with_error_code(code.code())
-                        .with_error_message(Some(message(*code))),
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            let found = coordinator_for(broker, key_type, &key).await;
+            let c = Coordinator::default().with_key(key);
+            coordinators.push(match found {
+                Ok((node, host, port)) => {
+                    c.with_node_id(BrokerId(node)).with_host(StrBytes::from_string(host)).with_port(port)
                 }
-            })
-            .collect();
+                Err(code) => c
+                    .with_node_id(BrokerId(-1))
+                    .with_host(StrBytes::default())
+                    .with_port(-1)
+                    .with_error_code(code.code())
+                    .with_error_message(Some(message(code))),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match found {
+    match coordinator_for(broker, key_type, &request.key).await {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
             .with_host(StrBytes::from_string(host))

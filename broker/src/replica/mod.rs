@@ -86,7 +86,12 @@ pub struct ReplicaManager {
     /// The partitions the last reconcile found placed here by the image, with
     /// their topic ids (`None` before the first reconcile).
     placed: RwLock<Option<HashMap<(String, i32), Uuid>>>,
-    reconcile_lock: Mutex<()>,
+    /// Serializes reconciles; true once the manager shut down, after which
+    /// no reconcile opens a log again.
+    reconcile_lock: Mutex<bool>,
+    /// The image of the last reconcile: tells a partition led elsewhere
+    /// (NOT_LEADER_OR_FOLLOWER) from one that does not exist.
+    last_image: RwLock<Option<Arc<MetadataImage>>>,
     /// Recovery points read from the log dir's checkpoint at start, for the
     /// first open of each log.
     recovery_points_at_start: Mutex<OffsetMap>,
@@ -114,7 +119,8 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
             placed: RwLock::new(None),
-            reconcile_lock: Mutex::new(()),
+            reconcile_lock: Mutex::new(false),
+            last_image: RwLock::new(None),
             recovery_points_at_start: Mutex::new(recovery_points_at_start),
             last_checkpoint: Mutex::new(Instant::now()),
             data_arrived: Notify::new(),
@@ -141,17 +147,32 @@ impl ReplicaManager {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), partition)).cloned()
     }
 
-    /// A hosted partition, or the error a request for it gets: KAFKA_STORAGE_ERROR
-    /// when it is offline here, UNKNOWN_TOPIC_OR_PARTITION when it is not hosted.
+    /// A partition this broker leads, or the error a client's request for it
+    /// gets: NOT_LEADER_OR_FOLLOWER when it is hosted but led elsewhere, else
+    /// [`ReplicaManager::absent_error`].
     pub fn lookup(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ErrorCode> {
-        self.get(topic, partition).ok_or_else(|| self.absent_error(topic, partition))
+        match self.get(topic, partition) {
+            Some(hosted) if hosted.is_leader() => Ok(hosted),
+            Some(_) => Err(ErrorCode::NotLeaderOrFollower),
+            None => Err(self.absent_error(topic, partition)),
+        }
     }
 
     /// The error for a partition that [`ReplicaManager::get`] did not find:
-    /// KAFKA_STORAGE_ERROR when it is offline here, else UNKNOWN_TOPIC_OR_PARTITION.
+    /// KAFKA_STORAGE_ERROR when it is offline here, NOT_LEADER_OR_FOLLOWER
+    /// when the metadata places it on other brokers (as Kafka answers for a
+    /// partition it knows but does not host), else UNKNOWN_TOPIC_OR_PARTITION.
     pub fn absent_error(&self, topic: &str, partition: i32) -> ErrorCode {
         if self.offline_error(topic, partition).is_some() {
-            ErrorCode::KafkaStorageError
+            return ErrorCode::KafkaStorageError;
+        }
+        let image = self.last_image.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let known = image
+            .as_ref()
+            .and_then(|image| image.topic(topic))
+            .is_some_and(|t| usize::try_from(partition).is_ok_and(|index| index < t.partitions.len()));
+        if known {
+            ErrorCode::NotLeaderOrFollower
         } else {
             ErrorCode::UnknownTopicOrPartition
         }
@@ -182,8 +203,12 @@ impl ReplicaManager {
     }
 
     /// Brings the hosted partitions in line with `image`.
-    pub fn reconcile(&self, image: &MetadataImage) {
-        let _serialized = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn reconcile(&self, image: &Arc<MetadataImage>) {
+        let closed = self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            return;
+        }
+        *self.last_image.write().unwrap_or_else(|p| p.into_inner()) = Some(image.clone());
         if self.log_dir_failure.reason().is_some() {
             // Nothing is opened, created or deleted in a failed log dir.
             return;
@@ -198,8 +223,11 @@ impl ReplicaManager {
                     continue;
                 }
                 let key = (topic.name.clone(), index as i32);
-                let leadership =
-                    Leadership { leader_epoch: registration.leader_epoch, isr_size: registration.isr.len() };
+                let leadership = Leadership {
+                    is_leader: registration.leader == node_id,
+                    leader_epoch: registration.leader_epoch,
+                    isr_size: registration.isr.len(),
+                };
                 wanted.insert(key.clone(), topic.id);
                 match self.get(&topic.name, index as i32) {
                     Some(existing) if existing.topic_id == topic.id => {
@@ -367,6 +395,7 @@ impl ReplicaManager {
     /// the recovery-point checkpoint. Logs of a failed log dir are left as
     /// they are: the next start recovers them.
     pub fn shutdown(&self) {
+        *self.reconcile_lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
         let drained: Vec<Arc<Partition>> =
             self.partitions.write().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, p)| p).collect();
         if let Some(reason) = self.log_dir_failure.reason() {

@@ -49,6 +49,9 @@ pub struct ReadOutcome {
 /// This broker's leadership of a partition, from the metadata image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leadership {
+    /// Whether this broker leads the partition (only the leader takes
+    /// produce requests and serves consumers).
+    pub is_leader: bool,
     /// The leader epoch.
     pub leader_epoch: i32,
     /// How many replicas are in sync.
@@ -159,6 +162,11 @@ impl Partition {
         state.leadership = leadership;
     }
 
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        self.state().leadership.is_leader
+    }
+
     /// The current leader epoch.
     pub fn leader_epoch(&self) -> i32 {
         self.state().leadership.leader_epoch
@@ -201,6 +209,12 @@ impl Partition {
     pub fn append(&self, records: &Bytes, required_acks: i16, now_ms: i64) -> Result<AppendOutcome, RecordsRejected> {
         let mut state = self.live_state().map_err(|code| RecordsRejected::new(code, "the partition was deleted"))?;
         let name = self.name();
+        if !state.leadership.is_leader {
+            return Err(RecordsRejected::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("This broker is not the leader of {name}"),
+            ));
+        }
         let mut valid = validate_records(records, &state.settings, &name, now_ms)?;
         if required_acks == -1 && (state.leadership.isr_size as i32) < state.settings.min_insync_replicas {
             return Err(RecordsRejected::new(

@@ -25,7 +25,7 @@ fn manager(dir: &Path) -> ReplicaManager {
 }
 
 /// An image placing every partition of `topics` (name, id, partition count) on this broker.
-fn image(topics: &[(&str, Uuid, usize)]) -> MetadataImage {
+fn image(topics: &[(&str, Uuid, usize)]) -> Arc<MetadataImage> {
     let mut image = MetadataImage::default();
     for &(name, id, count) in topics {
         let partitions = (0..count)
@@ -40,7 +40,7 @@ fn image(topics: &[(&str, Uuid, usize)]) -> MetadataImage {
         image.topics.insert(name.to_string(), Arc::new(TopicImage { name: name.to_string(), id, partitions }));
         image.topic_ids.insert(id, name.to_string());
     }
-    image
+    Arc::new(image)
 }
 
 fn record_batch(values: &[&str]) -> Bytes {

@@ -1,4 +1,5 @@
-//! Broker lifecycle (registration, fencing) and producer-id blocks.
+//! Broker lifecycle (registration, fencing, unfencing) and producer-id blocks;
+//! `sessions.rs` decides when a broker is fenced or unfenced.
 //!
 //! Broker epoch = one past the image's last offset when the registration is
 //! committed: at most the registration entry's own log offset, above every
@@ -19,37 +20,54 @@ impl QuorumController {
         // applied before the next begins: unique and increasing per broker.
         let epoch = image.last_offset + 1;
         let id = reg.id;
-        let mut records = vec![
-            MetadataRecord::RegisterBroker {
-                id,
-                incarnation_id: reg.incarnation_id,
-                listeners: reg.listeners,
-                rack: reg.rack,
-                fenced: true,
-                epoch,
-            },
-            MetadataRecord::UnfenceBroker { id, epoch },
-        ];
-        for topic in image.topics.values() {
-            for (p, part) in topic.partitions.iter().enumerate() {
-                if part.leader == -1 && part.isr.contains(&id) {
-                    records.push(MetadataRecord::PartitionChange {
-                        topic_id: topic.id,
-                        partition_id: p as i32,
-                        leader: Some(id),
-                        isr: None,
-                        replicas: None,
-                    });
-                }
+        if let Some(existing) = image.broker(id) {
+            if existing.incarnation_id != reg.incarnation_id && self.session_alive(id) {
+                return Err(ControllerError::DuplicateBrokerRegistration(format!(
+                    "Another broker is registered with that broker id, {id}, and its session has not expired"
+                )));
             }
         }
+        let mut records = vec![MetadataRecord::RegisterBroker {
+            id,
+            incarnation_id: reg.incarnation_id,
+            listeners: reg.listeners,
+            rack: reg.rack,
+            fenced: true,
+            epoch,
+        }];
+        if !reg.fenced {
+            records.extend(unfence_records(&image, id, epoch));
+        }
         self.commit(&guard, records).await?;
-        tracing::info!(broker = id, epoch, "broker registered and unfenced");
+        if reg.fenced {
+            tracing::info!(broker = id, epoch, "broker registered, fenced until it has caught up");
+        } else {
+            tracing::info!(broker = id, epoch, "broker registered and unfenced");
+        }
+        Ok(())
+    }
+
+    /// Unfences a registered broker (its heartbeat showed it caught up).
+    pub(super) async fn unfence_broker_local(&self, broker_id: i32, epoch: i64) -> Result<(), ControllerError> {
+        let guard = self.lock().await?;
+        let image = self.image();
+        match image.broker(broker_id) {
+            Some(b) if b.epoch == epoch && b.fenced => {}
+            Some(b) if b.epoch == epoch => return Ok(()),
+            _ => {
+                return Err(ControllerError::StaleBrokerEpoch(format!(
+                    "Broker {broker_id} is not registered with epoch {epoch}"
+                )))
+            }
+        }
+        self.commit(&guard, unfence_records(&image, broker_id, epoch)).await?;
+        tracing::info!(broker = broker_id, epoch, "broker unfenced");
         Ok(())
     }
 
     /// The leader's side of [`QuorumController::fence_broker`].
-    pub(super) async fn fence_broker_local(&self, broker_id: i32) -> Result<(), ControllerError> {
+    /// `reason` goes into the log line.
+    pub(super) async fn fence_broker_local(&self, broker_id: i32, reason: &str) -> Result<(), ControllerError> {
         let guard = self.lock().await?;
         let image = self.image();
         let broker = image.broker(broker_id).ok_or_else(|| {
@@ -89,7 +107,7 @@ impl QuorumController {
         }
         records.push(MetadataRecord::FenceBroker { id: broker_id, epoch: broker.epoch });
         self.commit(&guard, records).await?;
-        tracing::info!(broker = broker_id, "broker fenced");
+        tracing::info!(broker = broker_id, reason, "broker fenced");
         Ok(())
     }
 
@@ -112,4 +130,24 @@ impl QuorumController {
         .await?;
         Ok((first, size))
     }
+}
+
+/// Unfencing a broker: the record, and leadership back for every leaderless
+/// partition whose ISR holds it.
+fn unfence_records(image: &MetadataImage, id: i32, epoch: i64) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch }];
+    for topic in image.topics.values() {
+        for (p, part) in topic.partitions.iter().enumerate() {
+            if part.leader == -1 && part.isr.contains(&id) {
+                records.push(MetadataRecord::PartitionChange {
+                    topic_id: topic.id,
+                    partition_id: p as i32,
+                    leader: Some(id),
+                    isr: None,
+                    replicas: None,
+                });
+            }
+        }
+    }
+    records
 }

@@ -20,6 +20,7 @@ fn config(node: &Node, id: i32, voters: &BTreeMap<i32, String>) -> ControllerCon
     ControllerConfig {
         controller_address: node.address.to_string(),
         voters: voters.clone(),
+        broker_session_timeout_ms: u64::MAX / 4,
         ..ControllerConfig::new(id, node.dir.path())
     }
 }
@@ -40,7 +41,7 @@ fn registration(id: i32) -> BrokerRegistration {
             security_protocol: 0,
         }],
         rack: None,
-        fenced: true,
+        fenced: false,
         epoch: 0,
     }
 }

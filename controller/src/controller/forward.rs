@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::sessions::{BrokerHeartbeat, HeartbeatReply};
 use super::*;
 use crate::configs::{AlterConfigOp, ConfigResource};
 use crate::rpc::{client, ControllerRequest, ControllerResponse};
@@ -78,6 +79,10 @@ pub enum Operation {
         /// The broker.
         broker_id: i32,
     },
+    /// DescribeQuorum, which only the leader can answer.
+    DescribeQuorum,
+    /// A broker's heartbeat.
+    BrokerHeartbeat(BrokerHeartbeat),
 }
 
 /// What an [`Operation`] returned.
@@ -89,6 +94,10 @@ pub enum Outcome {
     DeletedTopics(Vec<Result<(String, Uuid), ControllerError>>),
     /// A producer-id block: first id and size.
     ProducerIds(Result<(i64, i64), ControllerError>),
+    /// The quorum as its leader sees it.
+    Quorum(Result<QuorumDescription, ControllerError>),
+    /// The answer to a heartbeat.
+    Heartbeat(Result<HeartbeatReply, ControllerError>),
     /// Every other operation.
     Done(Result<(), ControllerError>),
 }
@@ -130,10 +139,14 @@ impl QuorumController {
                 Outcome::Done(self.alter_configs_local(resource, configs, validate_only).await)
             }
             Operation::RegisterBroker(registration) => Outcome::Done(self.register_broker_local(registration).await),
-            Operation::FenceBroker { broker_id } => Outcome::Done(self.fence_broker_local(broker_id).await),
+            Operation::FenceBroker { broker_id } => {
+                Outcome::Done(self.fence_broker_local(broker_id, "requested").await)
+            }
             Operation::AllocateProducerIds { broker_id } => {
                 Outcome::ProducerIds(self.allocate_producer_ids_local(broker_id).await)
             }
+            Operation::DescribeQuorum => Outcome::Quorum(self.describe_quorum_local()),
+            Operation::BrokerHeartbeat(heartbeat) => Outcome::Heartbeat(self.broker_heartbeat_local(heartbeat).await),
         };
         Forwarded { outcome, offset: self.image().last_offset }
     }
@@ -219,6 +232,33 @@ impl QuorumController {
         }
     }
 
+    /// Describes the metadata quorum as its leader sees it: leader, epoch,
+    /// high watermark, each voter's and observer's progress. Any voter
+    /// answers, asking the leader (a Kafka broker forwards DescribeQuorum to
+    /// the active controller too).
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
+        let Some(leader) = self.remote_leader().await else {
+            return self.describe_quorum_local();
+        };
+        match self.forward(&leader, Operation::DescribeQuorum).await? {
+            Outcome::Quorum(result) => result,
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// A broker's heartbeat to the active controller (see `sessions.rs`):
+    /// keeps its session, unfences it once caught up, or, with
+    /// `want_shutdown`, fences it for a controlled shutdown.
+    pub async fn broker_heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ControllerError> {
+        let Some(leader) = self.remote_leader().await else {
+            return self.broker_heartbeat_local(heartbeat).await;
+        };
+        match self.forward(&leader, Operation::BrokerHeartbeat(heartbeat)).await? {
+            Outcome::Heartbeat(result) => result,
+            _ => Err(mismatch()),
+        }
+    }
+
     /// Runs an operation that answers only success or an error.
     async fn run_done(&self, operation: Operation) -> Result<(), ControllerError> {
         let Some(leader) = self.remote_leader().await else {
@@ -266,7 +306,9 @@ impl QuorumController {
         self.run_done(Operation::AlterConfigs { resource, configs, validate_only }).await
     }
 
-    /// Registers a broker and unfences it (see `brokers.rs` for its epoch).
+    /// Registers a broker (see `brokers.rs` for its epoch). A registration
+    /// with `fenced` set stays fenced until a heartbeat shows the broker
+    /// caught up, as brokers register; one without is unfenced at once.
     pub async fn register_broker(&self, registration: BrokerRegistration) -> Result<(), ControllerError> {
         self.run_done(Operation::RegisterBroker(registration)).await
     }

@@ -2,8 +2,10 @@
 //! `metadata.log` on the way), the commit path every operation takes,
 //! snapshots by size, and shutdown.
 //!
-//! Today the quorum has one voter, this node: it elects itself at once, and a
-//! commit is durable once its entry is synced to the local RocksDB log.
+//! A quorum of one (the default) elects itself at once; with several voters a
+//! commit is durable once a majority synced its entry to their RocksDB logs.
+//! Raft runs with one leader per term (openraft's `single-term-leader`), so a
+//! term is a Kafka leader epoch. Every leader a node learns of is logged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,8 +22,11 @@ use crate::store::{import_legacy_log, open_store};
 /// time, each against the image its predecessor left.
 pub type WriteGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
-/// How long opening waits for this node to become the quorum's leader.
+/// How long opening waits for a quorum of this node alone to elect itself.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a node waiting for the rest of its quorum says so.
+const QUORUM_WAIT_REPORT: Duration = Duration::from_secs(10);
 
 fn not_controller<E: std::fmt::Display>(e: E) -> ControllerError {
     ControllerError::NotController(format!("This node is not the active controller: {e}"))
@@ -101,7 +106,12 @@ impl QuorumController {
             store,
             tasks: Arc::new(std::sync::Mutex::new(vec![snapshots.abort_handle()])),
             stop_listener: Arc::new(stop_listener),
+            sessions: Default::default(),
         };
+        let session_timer = tokio::spawn(super::sessions::fence_expired_sessions(controller.clone()));
+        controller.track(session_timer.abort_handle());
+        let leader_log = tokio::spawn(log_leader_changes(raft.clone()));
+        controller.track(leader_log.abort_handle());
         if let Some(listener) = listener {
             let server = tokio::spawn(crate::rpc::server::serve(
                 listener,
@@ -152,34 +162,47 @@ impl QuorumController {
             )));
         }
         // Elections may change hands while the voters start together: retry
-        // until the cluster id is in the image or the wait is over.
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        // until the cluster id is in the image. A node alone gives up after
+        // LEADER_WAIT; one of several waits for the others as long as it
+        // takes (as a Kafka node waits for its quorum), saying so now and then.
+        let alone = voters.len() == 1;
+        let started = tokio::time::Instant::now();
+        let mut next_report = started + QUORUM_WAIT_REPORT;
         loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let metrics = raft
-                .wait(Some(remaining))
+            let elected = raft
+                .wait(Some(Duration::from_millis(500)))
                 .metrics(|m| m.current_leader.is_some(), "a leader of the metadata quorum")
-                .await
-                .map_err(|e| not_controller(format!("no leader within {LEADER_WAIT:?}: {e}")))?;
-            if !self.image().cluster_id.is_empty() {
-                break;
-            }
-            if metrics.current_leader == Some(node_id) {
-                match self.write_cluster_id().await {
+                .await;
+            match elected {
+                Ok(_) if !self.image().cluster_id.is_empty() => break,
+                Ok(metrics) if metrics.current_leader == Some(node_id) => match self.write_cluster_id().await {
                     Ok(()) => break,
                     Err(ControllerError::NotController(_)) => {}
                     Err(e) => return Err(e),
+                },
+                Ok(_) => {
+                    let mut images = self.images.clone();
+                    let got_id =
+                        tokio::time::timeout(Duration::from_millis(500), images.wait_for(|i| !i.cluster_id.is_empty()))
+                            .await;
+                    if matches!(got_id, Ok(Ok(_))) {
+                        break;
+                    }
                 }
-            } else {
-                let mut images = self.images.clone();
-                let wait = remaining.min(Duration::from_millis(500));
-                let got_id = tokio::time::timeout(wait, images.wait_for(|i| !i.cluster_id.is_empty())).await;
-                if matches!(got_id, Ok(Ok(_))) {
-                    break;
-                }
+                Err(openraft::metrics::WaitError::Timeout(..)) => {}
+                Err(e) => return Err(fatal(e)),
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(not_controller(format!("no cluster id from a leader within {LEADER_WAIT:?}")));
+            let now = tokio::time::Instant::now();
+            if alone && now - started >= LEADER_WAIT {
+                return Err(not_controller(format!("no leader and cluster id within {LEADER_WAIT:?}")));
+            }
+            if now >= next_report {
+                next_report = now + QUORUM_WAIT_REPORT;
+                tracing::info!(
+                    voters = ?voters.keys().collect::<Vec<_>>(),
+                    waited_s = (now - started).as_secs(),
+                    "waiting for a majority of the controller quorum's voters"
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -280,7 +303,7 @@ fn configured_voters(
 }
 
 /// One replica of the metadata log as DescribeQuorum reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumReplica {
     /// The node id.
     pub id: i32,
@@ -290,10 +313,13 @@ pub struct QuorumReplica {
     pub last_fetch_timestamp: i64,
     /// When it was last known to be caught up with the leader (ms), -1 if unknown.
     pub last_caught_up_timestamp: i64,
+    /// `host:port` of its controller listener; empty for a quorum of one
+    /// without a controller listener.
+    pub address: String,
 }
 
 /// The state of the metadata quorum, from its leader (DescribeQuorum).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumDescription {
     /// The leader's node id.
     pub leader_id: i32,
@@ -308,13 +334,13 @@ pub struct QuorumDescription {
 }
 
 impl QuorumController {
-    /// Describes the quorum as its leader sees it, or `NotController` when
-    /// this node does not lead it (Kafka answers NOT_LEADER_OR_FOLLOWER).
+    /// The leader's side of [`QuorumController::describe_quorum`]:
+    /// `NotController` when this node does not lead the quorum.
     ///
     /// Offsets are Raft log indexes + 1 (Kafka's end offsets). The leader's
     /// own timestamps are now, as in Kafka; a follower's are known once it
     /// replicates (the quorum is one node today).
-    pub fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
+    pub(super) fn describe_quorum_local(&self) -> Result<QuorumDescription, ControllerError> {
         let metrics = self.raft.metrics().borrow().clone();
         if metrics.current_leader != Some(metrics.id) || metrics.state != ServerState::Leader {
             return Err(not_controller(format!("the quorum's leader is {:?}", metrics.current_leader)));
@@ -324,6 +350,8 @@ impl QuorumController {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let membership = metrics.membership_config.membership();
+        let address = |id: NodeId| membership.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
         let replica = |id: NodeId| {
             if id == metrics.id {
                 return QuorumReplica {
@@ -331,6 +359,7 @@ impl QuorumController {
                     log_end_offset: end_offset(metrics.last_log_index),
                     last_fetch_timestamp: now,
                     last_caught_up_timestamp: now,
+                    address: address(id),
                 };
             }
             let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).copied().flatten());
@@ -339,9 +368,9 @@ impl QuorumController {
                 log_end_offset: matched.map_or(-1, |m| end_offset(Some(m.index))),
                 last_fetch_timestamp: -1,
                 last_caught_up_timestamp: -1,
+                address: address(id),
             }
         };
-        let membership = metrics.membership_config.membership();
         let mut voter_ids: Vec<NodeId> = membership.voter_ids().collect();
         voter_ids.sort_by_key(|id| (*id != metrics.id, *id));
         let observers = membership.learner_ids().map(replica).collect();
@@ -352,6 +381,27 @@ impl QuorumController {
             voters: voter_ids.into_iter().map(replica).collect(),
             observers,
         })
+    }
+}
+
+/// Logs every leader this node learns of, one line per (epoch, leader): what
+/// an operator reads after a failover, and what the cluster tests' checker
+/// reads to prove no two nodes saw different leaders in one epoch.
+async fn log_leader_changes(raft: Raft<TypeConfig>) {
+    let mut metrics = raft.metrics();
+    let mut last: Option<(u64, NodeId)> = None;
+    loop {
+        let seen = {
+            let m = metrics.borrow_and_update();
+            m.current_leader.map(|leader| (m.current_term, leader))
+        };
+        if let Some((epoch, leader)) = seen.filter(|seen| Some(*seen) != last) {
+            last = Some((epoch, leader));
+            tracing::info!(leader, epoch, "metadata quorum leader");
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

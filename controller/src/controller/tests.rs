@@ -10,8 +10,14 @@ use crate::configs::AlterOp;
 use crate::image::Endpoint;
 use crate::log::METADATA_LOG_FILE;
 
+/// A quorum of one whose brokers never time out: these tests do not heartbeat.
 async fn open(dir: &std::path::Path) -> QuorumController {
-    QuorumController::open(ControllerConfig::new(1, dir)).await.unwrap()
+    QuorumController::open(ControllerConfig {
+        broker_session_timeout_ms: u64::MAX / 4,
+        ..ControllerConfig::new(1, dir)
+    })
+    .await
+    .unwrap()
 }
 
 /// Stops the controller and drops it, closing its database for a reopen.
@@ -19,7 +25,8 @@ async fn close(c: QuorumController) {
     c.shutdown().await;
 }
 
-fn reg(id: i32) -> BrokerRegistration {
+/// A registration unfenced at once.
+pub(super) fn reg(id: i32) -> BrokerRegistration {
     BrokerRegistration {
         id,
         incarnation_id: Uuid::new_v4(),
@@ -30,7 +37,7 @@ fn reg(id: i32) -> BrokerRegistration {
             security_protocol: 0,
         }],
         rack: None,
-        fenced: true,
+        fenced: false,
         epoch: 0,
     }
 }
@@ -98,7 +105,8 @@ async fn create_topics_places_replicas_and_replay_is_deterministic() {
     assert!(!created.id.is_nil());
     for p in &created.partitions {
         assert_eq!(p.replicas.len(), 2);
-        assert_eq!(p.isr, p.replicas);
+        // Until replication exists the ISR is the leader alone.
+        assert_eq!(p.isr, vec![p.replicas[0]]);
         assert_eq!(p.leader, p.replicas[0]);
         assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
     }
@@ -225,7 +233,7 @@ async fn create_partitions_growth_and_errors() {
     c.create_partitions("t", 4, None, false).await.unwrap();
     let t = c.image().topic("t").unwrap().clone();
     assert_eq!(t.partitions.len(), 4);
-    assert!(t.partitions.iter().all(|p| p.replicas.len() == 2 && p.isr == p.replicas));
+    assert!(t.partitions.iter().all(|p| p.replicas.len() == 2 && p.isr == vec![p.leader]));
     c.create_partitions("t", 5, Some(vec![vec![3, 1]]), false).await.unwrap();
     assert_eq!(c.image().topic("t").unwrap().partitions[4].replicas, vec![3, 1]);
     let e = c.create_partitions("t", 5, None, false).await.unwrap_err();
@@ -431,9 +439,11 @@ async fn fencing_moves_leadership_and_reregistration_restores_it() {
     t.assignments = vec![(0, vec![1, 2]), (1, vec![2, 1])];
     create(&c, t).await.unwrap();
     c.fence_broker(1).await.unwrap();
+    // The ISR is the leader alone (no replication yet): fencing it leaves the
+    // partition without a leader, as Kafka does with unclean election off.
     let img = c.image();
     let p0 = &img.topic("t").unwrap().partitions[0];
-    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch, p0.partition_epoch), (2, vec![2], 1, 1));
+    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch, p0.partition_epoch), (-1, vec![1], 1, 1));
     let p1 = &img.topic("t").unwrap().partitions[1];
     assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (2, vec![2], 0));
     let mut m = topic("m", -1, -1);
@@ -443,12 +453,15 @@ async fn fencing_moves_leadership_and_reregistration_restores_it() {
     let mut only_fenced = topic("f", -1, -1);
     only_fenced.assignments = vec![(0, vec![1])];
     assert_eq!(code(create(&c, only_fenced).await), 39);
+    c.register_broker(reg(1)).await.unwrap();
+    let p0 = c.image().topic("t").unwrap().partitions[0].clone();
+    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (1, vec![1], 2));
     c.fence_broker(2).await.unwrap();
-    let p0 = c.image().topic("t").unwrap().partitions[0].clone();
-    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (-1, vec![2], 2));
+    let p1 = c.image().topic("t").unwrap().partitions[1].clone();
+    assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (-1, vec![2], 1));
     c.register_broker(reg(2)).await.unwrap();
-    let p0 = c.image().topic("t").unwrap().partitions[0].clone();
-    assert_eq!((p0.leader, p0.leader_epoch), (2, 3));
+    let p1 = c.image().topic("t").unwrap().partitions[1].clone();
+    assert_eq!((p1.leader, p1.leader_epoch), (2, 2));
     assert_eq!(code(c.fence_broker(9).await), 77);
 }
 

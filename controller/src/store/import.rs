@@ -15,6 +15,7 @@ use std::path::Path;
 use openraft::{BasicNode, CommittedLeaderId, Membership, SnapshotMeta, StoredMembership};
 use rocksdb::WriteBatch;
 
+use super::format::KEY_FORMAT;
 use super::{column, open_db, synced, CF_LOG, CF_SNAPSHOT, CF_STATE, KEY_DATA, KEY_LAST_PURGED, KEY_META};
 use crate::error::ControllerError;
 use crate::image::ImageBuilder;
@@ -51,9 +52,16 @@ pub fn import_legacy_log(
         return Ok(None);
     }
     let db = open_db(metadata_dir)?;
+    // Empty but for the format version every open writes.
     let empty = |cf: &str| -> Result<bool, ControllerError> {
         let handle = column(&db, cf).map_err(|e| storage("metadata database", e))?;
-        Ok(db.iterator_cf(handle, rocksdb::IteratorMode::Start).next().is_none())
+        for item in db.iterator_cf(handle, rocksdb::IteratorMode::Start) {
+            let (key, _) = item.map_err(|e| storage("metadata database", e))?;
+            if !(cf == CF_STATE && *key == *KEY_FORMAT.as_bytes()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     };
     let imported = if empty(CF_LOG)? && empty(CF_STATE)? && empty(CF_SNAPSHOT)? {
         let opened = MetadataLog::open(metadata_dir)?;

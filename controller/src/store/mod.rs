@@ -6,7 +6,8 @@
 //! Layout (column families):
 //! - `log`: key = log index as 8 big-endian bytes, so key order is log order;
 //!   value = the JSON of the openraft entry.
-//! - `state`: `vote`, `committed` and `last_purged`, each JSON.
+//! - `state`: `vote`, `committed` and `last_purged`, each JSON, and
+//!   `format`, the layout's version (`format.rs`; one leader per term).
 //! - `snapshot`: `meta` (JSON of the snapshot's openraft metadata) and
 //!   `data` (the snapshot bytes of [`crate::snapshot`]), written together.
 //!
@@ -39,6 +40,7 @@
 // around them return the same type rather than convert back and forth.
 #![allow(clippy::result_large_err)]
 
+mod format;
 mod import;
 mod log;
 mod state_machine;
@@ -93,9 +95,11 @@ fn open_db(metadata_dir: &Path) -> Result<DB, ControllerError> {
     options.set_keep_log_file_num(2);
     options.set_max_log_file_size(1024 * 1024);
     let families = [CF_LOG, CF_STATE, CF_SNAPSHOT].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-    DB::open_cf_descriptors(&options, &path, families).map_err(|e| {
+    let db = DB::open_cf_descriptors(&options, &path, families).map_err(|e| {
         ControllerError::Storage(format!("cannot open the metadata quorum's database {}: {e}", path.display()))
-    })
+    })?;
+    format::upgrade(&db)?;
+    Ok(db)
 }
 
 /// A handle on the open database, to wait for it to close.

@@ -242,6 +242,87 @@ mod one_node {
         assert_eq!(image.next_producer_id, 3000);
         node.raft.shutdown().await.unwrap();
     }
+
+    /// Rewrites a database of this build into format 1 (the first quorum
+    /// build's leader ids, no format key), as that build left it.
+    fn downgrade_to_format_1(dir: &Path) {
+        let db = open_db_raw(dir);
+        let to_old = |value: &[u8], path: &[&str], vote: bool| -> Vec<u8> {
+            let mut json: serde_json::Value = serde_json::from_slice(value).unwrap();
+            let mut at = &mut json;
+            for key in path {
+                at = at.get_mut(*key).unwrap();
+            }
+            *at = if vote {
+                serde_json::json!({"term": at["term"], "node_id": at["voted_for"]})
+            } else {
+                serde_json::json!({"term": at.clone(), "node_id": 1})
+            };
+            serde_json::to_vec(&json).unwrap()
+        };
+        let state = column(&db, CF_STATE).unwrap();
+        let vote = db.get_cf(state, KEY_VOTE).unwrap().unwrap();
+        db.put_cf(state, KEY_VOTE, to_old(&vote, &["leader_id"], true)).unwrap();
+        if let Some(committed) = db.get_cf(state, KEY_COMMITTED).unwrap() {
+            db.put_cf(state, KEY_COMMITTED, to_old(&committed, &["leader_id"], false)).unwrap();
+        }
+        let log = column(&db, CF_LOG).unwrap();
+        let entries: Vec<_> = db.iterator_cf(log, rocksdb::IteratorMode::Start).map(|i| i.unwrap()).collect();
+        assert!(entries.len() >= 3);
+        for (key, value) in entries {
+            db.put_cf(log, key, to_old(&value, &["log_id", "leader_id"], false)).unwrap();
+        }
+        db.delete_cf(state, format::KEY_FORMAT).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_format_1_database_is_upgraded_and_keeps_every_entry() {
+        let dir = TempDir::new().unwrap();
+        let node = start(dir.path()).await;
+        node.raft.initialize(BTreeMap::from([(1, BasicNode::new(""))])).await.unwrap();
+        node.raft.wait(Some(Duration::from_secs(5))).state(openraft::ServerState::Leader, "leader").await.unwrap();
+        node.raft.client_write(topic("a")).await.unwrap();
+        node.raft.client_write(topic("b")).await.unwrap();
+        node.raft.shutdown().await.unwrap();
+        drop(node);
+        downgrade_to_format_1(dir.path());
+
+        let mut node = start(dir.path()).await;
+        let image = wait_for_topics(&mut node, 2).await;
+        assert!(image.topic("a").is_some() && image.topic("b").is_some());
+        node.raft.wait(Some(Duration::from_secs(5))).state(openraft::ServerState::Leader, "leader").await.unwrap();
+        node.raft.client_write(topic("c")).await.unwrap();
+        node.raft.shutdown().await.unwrap();
+    }
+}
+
+/// The database opened without the format upgrade, as a test fixture writer;
+/// waits (up to 10 s) for a stopped quorum's tasks to let go of it.
+fn open_db_raw(dir: &Path) -> DB {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let families =
+            [CF_LOG, CF_STATE, CF_SNAPSHOT].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        match DB::open_cf_descriptors(&Options::default(), dir.join(RAFT_DB_DIR), families) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("LOCK") => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn a_newer_format_is_refused() {
+    let dir = TempDir::new().unwrap();
+    drop(open_db(dir.path()).unwrap());
+    {
+        let db = open_db_raw(dir.path());
+        db.put_cf(column(&db, CF_STATE).unwrap(), format::KEY_FORMAT, b"3").unwrap();
+    }
+    let err = open_db(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("format 3, written by a newer Weir"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,121 @@
+"""A cluster of `weir` processes on loopback ports for the cluster tests.
+
+Each node is a combined broker and controller (`process.roles=broker,controller`)
+with its own client port, controller port and data dir; the voters are every
+node. Faults are injected by PID only: kill -9, SIGSTOP/SIGCONT, restart on the
+same data, restart on an emptied data dir.
+
+    with WeirCluster(3) as cluster:
+        cluster.start()
+        leader = cluster.active_controller()
+        cluster.node(leader).kill9()
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from confluent_kafka.admin import AdminClient
+
+from . import wire
+from .weir import HOST, Weir, free_port
+
+
+class WeirCluster:
+    """`size` nodes with ids 1..size. `overrides` apply to every node."""
+
+    def __init__(self, size: int = 3, overrides: dict[str, object] | None = None, name: str = "cluster"):
+        self.size = size
+        self.controller_ports = {i: free_port() for i in range(1, size + 1)}
+        voters = ",".join(f"{i}@{HOST}:{port}" for i, port in self.controller_ports.items())
+        self.nodes: dict[int, Weir] = {}
+        for i in range(1, size + 1):
+            node = Weir(name=f"{name}-node{i}")
+            node.overrides.update({
+                "node.id": i,
+                "process.roles": "broker,controller",
+                "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{self.controller_ports[i]}",
+                "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+                "controller.listener.names": "CONTROLLER",
+                "controller.quorum.voters": voters,
+                "group.initial.rebalance.delay.ms": 0,
+            })
+            node.overrides.update(overrides or {})
+            self.nodes[i] = node
+
+    def __enter__(self) -> "WeirCluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    # ------------------------------------------------------------ nodes
+
+    def node(self, node_id: int) -> Weir:
+        return self.nodes[node_id]
+
+    def running(self) -> list[int]:
+        return [i for i, n in self.nodes.items() if n.alive()]
+
+    def bootstrap(self, exclude: tuple[int, ...] = ()) -> str:
+        """Every running node's client address, but `exclude`."""
+        return ",".join(n.bootstrap for i, n in self.nodes.items() if n.alive() and i not in exclude)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> "WeirCluster":
+        """Starts every node that is not running, then waits until each serves
+        requests (a node serves only once a majority of voters elected a leader)."""
+        stopped = [n for n in self.nodes.values() if not n.alive()]
+        for n in stopped:
+            n.start(wait=False)
+        for n in stopped:
+            n.wait_ready()
+        return self
+
+    def restart_empty(self, node_id: int) -> None:
+        """Stops a node, removes everything in its data dir, starts it again (not waiting)."""
+        node = self.nodes[node_id]
+        node.stop()
+        shutil.rmtree(node.data_dir)
+        node.data_dir.mkdir()
+        node.start(wait=False)
+
+    def cleanup(self) -> None:
+        for n in self.nodes.values():
+            n.resume()
+            n.cleanup()
+
+    # ------------------------------------------------------------ metadata
+
+    def active_controller(self, via: int | None = None, timeout: float = 30.0) -> int:
+        """The controller id running nodes report in Metadata, once it is a
+        live node (`via`: ask that node only)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            for i in ([via] if via else self.running()):
+                try:
+                    with wire.Conn(HOST, self.nodes[i].port, timeout=1.0) as conn:
+                        _, controller = wire.metadata_brokers_v1(conn)
+                    if controller in self.nodes and self.nodes[controller].alive():
+                        return controller
+                    last = controller
+                except OSError as e:  # a node that is electing may not answer in time
+                    last = e
+            time.sleep(0.02)
+        raise AssertionError(f"no live active controller within {timeout}s (last answer: {last!r})")
+
+    def broker_ids(self, node_id: int) -> list[int]:
+        """The broker ids node `node_id` lists in Metadata."""
+        md = AdminClient({"bootstrap.servers": self.nodes[node_id].bootstrap}).list_topics(timeout=10)
+        return sorted(md.brokers)
+
+    def topics(self, node_id: int) -> dict[str, int]:
+        """Topic -> partition count, as node `node_id` answers Metadata (internal topics left out)."""
+        md = AdminClient({"bootstrap.servers": self.nodes[node_id].bootstrap}).list_topics(timeout=10)
+        return {name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")}
+
+    def __repr__(self) -> str:
+        return f"WeirCluster({', '.join(repr(n) for n in self.nodes.values())})"
