@@ -11,6 +11,8 @@ history checker.
 - A node restarted on an empty data dir rejoins with the cluster's id and metadata.
 - A node that claims another node's id, a node.id outside the voters, and a
   voter set that disagrees with the stored quorum are refused with a message.
+- A node whose metadata disk fills up stops with a message; the other two keep
+  every acknowledged change, and the node catches up once it has space again.
 
 Set WEIR_FAULT_SEED to replay a schedule; the seed in use is printed.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import subprocess
 import threading
 import time
 
@@ -53,6 +56,13 @@ def check_one_leader_per_epoch(cluster: WeirCluster) -> int:
     split = {epoch: leaders for epoch, leaders in seen.items() if len(leaders) > 1}
     assert not split, f"epochs with more than one leader: {split}"
     return len(seen)
+
+
+def create(bootstrap: str, name: str, partitions: int = 1) -> AdminClient:
+    """Creates a topic and returns the admin client (keep it until its answers are read)."""
+    a = AdminClient(client_conf(bootstrap, log_level=2))
+    a.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10)[name].result(timeout=30)
+    return a
 
 
 class TopicCreator(threading.Thread):
@@ -121,8 +131,7 @@ def test_a_paused_voter_rejoins_as_follower():
     with WeirCluster(3) as cluster:
         cluster.start()
         before = unique_topic("before-pause")
-        a = admin(cluster.node(1).bootstrap)
-        a.create_topics([NewTopic(before, 1, 1)])[before].result(timeout=30)
+        create(cluster.node(1).bootstrap, before)
         # The leader itself: the other two must elect another, and the resumed
         # one must step down.
         paused = cluster.active_controller()
@@ -135,8 +144,7 @@ def test_a_paused_voter_rejoins_as_follower():
 
         new_leader = wait_until(elected, timeout=30, what="a new leader")
         during = unique_topic("during-pause")
-        b = admin(cluster.node(survivors[1]).bootstrap)
-        b.create_topics([NewTopic(during, 1, 1)], operation_timeout=10)[during].result(timeout=30)
+        create(cluster.node(survivors[1]).bootstrap, during)
         cluster.node(paused).resume()
         wait_until(lambda: {before, during} <= set(cluster.topics(paused)), timeout=30,
                    what="the resumed voter to serve what was created during its pause")
@@ -149,8 +157,7 @@ def test_a_node_restarted_on_an_empty_data_dir_rejoins():
     with WeirCluster(3) as cluster:
         cluster.start()
         topic = unique_topic("kept")
-        a = admin(cluster.node(1).bootstrap)
-        a.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
+        a = create(cluster.node(1).bootstrap, topic, partitions=2)
         cluster_id = a.list_topics(timeout=10).cluster_id
         wiped = next(i for i in cluster.nodes if i != cluster.active_controller())
         cluster.restart_empty(wiped)
@@ -212,3 +219,66 @@ def test_conflicting_identities_and_voter_sets_are_refused():
         node3.overrides["controller.quorum.voters"] = voters
         node3.start()
         assert cluster.broker_ids(3) == [1, 2, 3]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs to fill up (skipped where mounting is not allowed)."""
+    mount = tmp_path / "metadata-disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk) -> None:
+    """Takes every free byte of `disk`."""
+    with open(disk / "filler", "wb", buffering=0) as f:
+        for size in (1 << 16, 512):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+
+
+def test_a_full_metadata_disk_stops_that_node_and_loses_nothing_acknowledged(small_disk):
+    with WeirCluster(3) as cluster:
+        cluster.node(3).overrides["metadata.log.dir"] = str(small_disk / "metadata")
+        cluster.start()
+        acknowledged = [unique_topic("before-disk") for _ in range(5)]
+        a = create(cluster.node(1).bootstrap, acknowledged[0])
+        for name in acknowledged[1:]:
+            create(cluster.node(1).bootstrap, name)
+        _fill(small_disk)
+        deadline = time.monotonic() + 60
+        while cluster.node(3).alive() and time.monotonic() < deadline:
+            name = unique_topic("disk")
+            try:
+                a.create_topics([NewTopic(name, 1, 1)], operation_timeout=5,
+                                request_timeout=5)[name].result(timeout=10)
+                acknowledged.append(name)
+            except Exception:  # noqa: BLE001 - indeterminate while node 3 fails
+                time.sleep(0.1)
+        assert not cluster.node(3).alive(), "node 3 kept running on a full metadata disk"
+        assert cluster.node(3).proc.returncode != 0
+        log = cluster.node(3).log_path.read_text(errors="replace")
+        assert "stopped because the metadata quorum failed" in log, log[-3000:]
+        # The other two are a majority: they keep every acknowledged topic and go on.
+        a = AdminClient(client_conf(cluster.bootstrap(), log_level=2))
+        after = unique_topic("after-disk")
+        wait_until(lambda: a.create_topics([NewTopic(after, 1, 1)], operation_timeout=5)[after].result(timeout=10)
+                   is None, timeout=30, what="CreateTopics on the two survivors")
+        for i in (1, 2):
+            assert set(acknowledged + [after]) <= set(cluster.topics(i))
+        # Space again: node 3 starts, catches up, and has lost nothing either.
+        (small_disk / "filler").unlink()
+        cluster.node(3).start()
+        wait_until(lambda: set(acknowledged + [after]) <= set(cluster.topics(3)), timeout=30,
+                   what="node 3 to catch up after its disk was freed")
+        print(f"\n{len(acknowledged)} topics acknowledged before node 3 stopped on its full metadata disk")

@@ -110,17 +110,6 @@ impl Broker {
         Ok(broker)
     }
 
-    /// The controller id Metadata and DescribeCluster report: the active
-    /// controller, which in combined mode is also a broker clients can reach;
-    /// while there is none (an election), this broker, as clients need a
-    /// live node there (Kafka reports a random live broker).
-    pub fn controller_id(&self, image: &MetadataImage) -> i32 {
-        self.controller
-            .active_controller()
-            .filter(|id| image.brokers.get(id).is_some_and(|b| !b.fenced))
-            .unwrap_or(self.config.node_id)
-    }
-
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()

@@ -68,14 +68,25 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let broker = running.broker.clone();
-    tokio::select! {
-        _ = wait_for_stop_signal() => {}
-        _ = broker.replicas.log_dir_failure().failed() => {}
+    let quorum_failure = tokio::select! {
+        _ = wait_for_stop_signal() => None,
+        _ = broker.replicas.log_dir_failure().failed() => None,
+        reason = broker.controller.failed() => Some(reason),
+    };
+    if let Some(reason) = &quorum_failure {
+        tracing::error!(%reason, "the metadata quorum stopped on this node; stopping the broker");
     }
     running.shutdown().await;
     remove_dev_dir(dev_dir.as_deref());
+    // As Kafka halts a broker whose last log dir failed, or whose metadata log
+    // cannot be written: a non-zero exit. After a metadata store failure the
+    // process exits here, before the store is dropped: closing RocksDB after a
+    // failed write can abort the process, and its synced log needs no close.
+    if let Some(reason) = quorum_failure {
+        tracing::error!(%reason, "stopped because the metadata quorum failed");
+        std::process::exit(1);
+    }
     match broker.replicas.log_dir_failure().reason() {
-        // As Kafka halts a broker whose last log dir failed: a non-zero exit.
         Some(reason) => Err(anyhow::anyhow!("stopped because the log dir failed: {reason}")),
         None => Ok(()),
     }

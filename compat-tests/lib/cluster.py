@@ -90,22 +90,23 @@ class WeirCluster:
     # ------------------------------------------------------------ metadata
 
     def active_controller(self, via: int | None = None, timeout: float = 30.0) -> int:
-        """The controller id running nodes report in Metadata, once it is a
-        live node (`via`: ask that node only)."""
+        """The leader of the metadata quorum as DescribeQuorum reports it through a
+        running node (`via`: that node only); the leader answers it itself, so it
+        is alive."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             for i in ([via] if via else self.running()):
                 try:
-                    with wire.Conn(HOST, self.nodes[i].port, timeout=1.0) as conn:
-                        _, controller = wire.metadata_brokers_v1(conn)
-                    if controller in self.nodes and self.nodes[controller].alive():
-                        return controller
-                    last = controller
+                    with wire.Conn(HOST, self.nodes[i].port, timeout=5.0) as conn:
+                        error, leader, _ = wire.describe_quorum_v0(conn)
+                    if error == 0 and leader in self.nodes:
+                        return leader
+                    last = (error, leader)
                 except OSError as e:  # a node that is electing may not answer in time
                     last = e
             time.sleep(0.02)
-        raise AssertionError(f"no live active controller within {timeout}s (last answer: {last!r})")
+        raise AssertionError(f"no active controller within {timeout}s (last answer: {last!r})")
 
     def broker_ids(self, node_id: int) -> list[int]:
         """The broker ids node `node_id` lists in Metadata."""

@@ -489,15 +489,23 @@ def fetch_v4(conn: Conn, topic: str, partition: int, offset: int, max_bytes: int
     return result
 
 
-# ---------------------------------------------------------------- Metadata v1 (key 3)
+# ---------------------------------------------------------------- DescribeQuorum v0 (key 55)
 
-def metadata_brokers_v1(conn: Conn) -> tuple[list[int], int]:
-    """Metadata v1 for no topics: (broker ids, controller id), as this one broker answers."""
-    r = conn.request(METADATA, 1, i32(0))
-    brokers = []
-    for _ in range(r.i32()):
-        brokers.append(r.i32())
-        r.string()  # host
-        r.i32()  # port
-        r.string()  # rack
-    return sorted(brokers), r.i32()
+DESCRIBE_QUORUM = 55
+
+
+def describe_quorum_v0(conn: Conn) -> tuple[int, int, int]:
+    """DescribeQuorum v0 for `__cluster_metadata-0`: (error code, leader id, leader epoch)
+    as this node answers it (it asks the active controller)."""
+    body = (uvarint(2) + compact_string("__cluster_metadata")  # one topic
+            + uvarint(2) + i32(0) + EMPTY_TAGGED_FIELDS  # one partition
+            + EMPTY_TAGGED_FIELDS + EMPTY_TAGGED_FIELDS)
+    r = conn.request(DESCRIBE_QUORUM, 0, body, flexible_request=True, flexible_response=True)
+    top_error = r.i16()
+    if top_error:
+        return top_error, -1, -1
+    r.compact_array_len()  # topics
+    r._take(r.uvarint() - 1)  # topic name
+    r.compact_array_len()  # partitions
+    r.i32()  # partition index
+    return r.i16(), r.i32(), r.i32()

@@ -144,9 +144,24 @@ impl QuorumController {
         self.images.borrow().clone()
     }
 
-    /// The node id of the quorum's leader (the active controller), if one is known.
-    pub fn active_controller(&self) -> Option<i32> {
-        self.raft.metrics().borrow().current_leader.and_then(|id| i32::try_from(id).ok())
+    /// Resolves when this node's Raft stops on its own (a storage error such
+    /// as a full disk, or a panic in the Raft core), with the reason; never
+    /// after [`QuorumController::shutdown`]. The node must then stop, as
+    /// Kafka halts a controller whose metadata log cannot be written.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let failure = match &metrics.borrow_and_update().running_state {
+                Err(openraft::error::Fatal::Stopped) | Ok(()) => None,
+                Err(fatal) => Some(fatal.to_string()),
+            };
+            if let Some(reason) = failure {
+                return reason;
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// A receiver that sees every newly published image.

@@ -3,6 +3,10 @@
 //! Behaviour: the cluster id, the controller id and the unfenced brokers
 //! with their advertised endpoints (v1 `endpoint_type` 1 = brokers; asking
 //! for controllers (2) gets UNSUPPORTED_ENDPOINT_TYPE, as a broker answers).
+//! The controller id is this broker: KRaft brokers answer a live broker, not
+//! the active controller, since clients send admin requests there and every
+//! node forwards them to the active controller. DescribeQuorum names the
+//! quorum's leader.
 //! With no authorizer yet, authorized operations (when requested) are every
 //! cluster operation.
 
@@ -27,7 +31,7 @@ pub async fn handle(
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.controller_id(&image)))
+        .with_controller_id(BrokerId(broker.config.node_id))
         .with_cluster_authorized_operations(authorized_operations(
             request.include_cluster_authorized_operations,
             CLUSTER_OPERATIONS,

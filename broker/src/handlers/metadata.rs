@@ -201,7 +201,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
     MetadataResponse::default()
         .with_brokers(brokers(&image))
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.controller_id(&image)))
+        .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(authorized_operations(
             request.include_cluster_authorized_operations && (8..=10).contains(&ctx.version),

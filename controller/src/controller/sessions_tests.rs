@@ -17,6 +17,12 @@ fn heartbeat(c: &QuorumController, broker_id: i32, metadata_offset: i64, want_sh
     BrokerHeartbeat { broker_id, broker_epoch, metadata_offset, want_shutdown }
 }
 
+/// A heartbeat from a broker whose image is caught up.
+async fn beat(c: &QuorumController, broker_id: i32, want_shutdown: bool) -> HeartbeatReply {
+    let offset = c.image().last_offset;
+    c.broker_heartbeat(heartbeat(c, broker_id, offset, want_shutdown)).await.unwrap()
+}
+
 fn fenced(c: &QuorumController, broker_id: i32) -> bool {
     c.image().broker(broker_id).unwrap().fenced
 }
@@ -58,16 +64,14 @@ async fn a_silent_broker_is_fenced_after_the_session_timeout() {
     let started = std::time::Instant::now();
     while !fenced(&c, 2) {
         assert!(started.elapsed() < Duration::from_secs(20), "broker 2 was never fenced");
-        let offset = c.image().last_offset;
-        c.broker_heartbeat(heartbeat(&c, 1, offset, false)).await.unwrap();
+        beat(&c, 1, false).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Not before its session expired, and the heartbeating broker kept its own.
     assert!(started.elapsed() >= Duration::from_millis(600), "fenced after {:?}", started.elapsed());
     assert!(!fenced(&c, 1));
     // Back: a heartbeat from the fenced broker unfences it.
-    let offset = c.image().last_offset;
-    assert!(!c.broker_heartbeat(heartbeat(&c, 2, offset, false)).await.unwrap().fenced);
+    assert!(!beat(&c, 2, false).await.fenced);
     assert!(!fenced(&c, 2));
     c.shutdown().await;
 }
@@ -77,17 +81,14 @@ async fn a_controlled_shutdown_fences_at_once_and_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(dir.path(), 60_000).await;
     c.register_broker(reg(1)).await.unwrap();
-    let offset = c.image().last_offset;
-    assert!(c.broker_heartbeat(heartbeat(&c, 1, offset, true)).await.unwrap().fenced);
+    assert!(beat(&c, 1, true).await.fenced);
     assert!(fenced(&c, 1));
     // A heartbeat that was already on its way does not unfence it again.
-    let offset = c.image().last_offset;
-    assert!(c.broker_heartbeat(heartbeat(&c, 1, offset, false)).await.unwrap().fenced);
+    assert!(beat(&c, 1, false).await.fenced);
     assert!(fenced(&c, 1));
     // A new registration (the broker restarted) starts afresh.
     c.register_broker(BrokerRegistration { fenced: true, ..reg(1) }).await.unwrap();
-    let offset = c.image().last_offset;
-    assert!(!c.broker_heartbeat(heartbeat(&c, 1, offset, false)).await.unwrap().fenced);
+    assert!(!beat(&c, 1, false).await.fenced);
     c.shutdown().await;
 }
 
@@ -96,8 +97,7 @@ async fn a_second_incarnation_waits_for_the_live_session_to_expire() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(dir.path(), 800).await;
     c.register_broker(reg(1)).await.unwrap();
-    let offset = c.image().last_offset;
-    c.broker_heartbeat(heartbeat(&c, 1, offset, false)).await.unwrap();
+    beat(&c, 1, false).await;
     // Another process with node id 1 while the first heartbeats: refused.
     let impostor = c.register_broker(reg(1)).await.unwrap_err();
     assert_eq!(impostor.error_code(), 101, "{impostor}");

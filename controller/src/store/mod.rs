@@ -135,17 +135,44 @@ fn synced() -> rocksdb::WriteOptions {
     options
 }
 
+/// Free bytes the metadata volume must have for a write to be attempted.
+///
+/// RocksDB must never meet a full disk itself: the Debian build aborts the
+/// process on a failed WAL write (an assertion in its file writer) instead
+/// of returning the error. Below this reserve the write fails here with a
+/// message, the quorum stops on this node, and the node exits cleanly. The
+/// reserve holds many metadata batches and a snapshot of a large cluster.
+pub const DISK_RESERVE_BYTES: u64 = 8 << 20;
+
+fn check_free_space(db: &DB) -> std::io::Result<()> {
+    let stat = rustix::fs::statvfs(db.path())?;
+    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if available < DISK_RESERVE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "the metadata volume of {} has {available} bytes free, below the {DISK_RESERVE_BYTES} bytes kept \
+                 in reserve",
+                db.path().display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `batch` (its WAL synced when `sync`) on a blocking thread, so an
-/// fsync never stalls a runtime worker.
+/// fsync never stalls a runtime worker; refused while the volume is below
+/// [`DISK_RESERVE_BYTES`].
 async fn write_batch(db: &Arc<DB>, batch: WriteBatch, sync: bool) -> std::io::Result<()> {
     let db = db.clone();
     let written = tokio::task::spawn_blocking(move || {
+        check_free_space(&db)?;
         let options = if sync { synced() } else { rocksdb::WriteOptions::default() };
-        db.write_opt(batch, &options)
+        db.write_opt(batch, &options).map_err(|e| std::io::Error::other(e.to_string()))
     })
     .await
     .map_err(std::io::Error::other)?;
-    written.map_err(|e| std::io::Error::other(e.to_string()))
+    written
 }
 
 #[cfg(test)]
