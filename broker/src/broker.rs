@@ -107,6 +107,8 @@ impl Broker {
             broker.controller.shutdown().await;
             return Err(anyhow::Error::new(e).context("unfencing the broker"));
         }
+        // The unfencing gave this broker back its leaderships: serve with them.
+        broker.metadata_changed();
         Ok(broker)
     }
 

@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize};
 use super::sessions::{BrokerHeartbeat, HeartbeatReply};
 use super::*;
 use crate::configs::{AlterConfigOp, ConfigResource};
-use crate::rpc::{client, ControllerRequest, ControllerResponse};
+use crate::rpc::client::{self, CallOnceError};
+use crate::rpc::{ControllerRequest, ControllerResponse};
 
 /// How long a forwarded operation may take on the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an operation waits for an election to end (two election timeouts).
 const ELECTION_WAIT: Duration = Duration::from_secs(4);
+/// How long an operation keeps asking for a reachable leader after the one it
+/// knew became unreachable: past an election (about 4 s), within clients'
+/// request timeouts.
+const UNREACHABLE_RETRY: Duration = Duration::from_secs(10);
 /// How long a voter waits for its own image to catch up with a forwarded change.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -112,6 +117,14 @@ pub struct Forwarded {
     pub offset: i64,
 }
 
+/// Why forwarding failed.
+enum Forwarding {
+    /// The leader could not be connected to; the operation never left.
+    Unreachable(String),
+    /// The leader refused it, or may have run it without answering.
+    Failed(ControllerError),
+}
+
 fn mismatch() -> ControllerError {
     ControllerError::Internal("the active controller answered another operation".to_string())
 }
@@ -165,19 +178,50 @@ impl QuorumController {
         metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone())
     }
 
+    /// Runs `operation` where the leader is: here when this node leads, else
+    /// forwarded. A leader that cannot be connected to (it died, and the
+    /// election that replaces it is on) is asked again once another is known,
+    /// until [`UNREACHABLE_RETRY`] has passed, as a KRaft broker holds
+    /// forwarded requests while the controller changes: nothing reached the
+    /// old leader, so nothing is done twice.
+    async fn on_leader(&self, operation: Operation) -> Result<Outcome, ControllerError> {
+        let deadline = tokio::time::Instant::now() + UNREACHABLE_RETRY;
+        loop {
+            let Some(address) = self.remote_leader().await else {
+                return Ok(self.execute_local(operation).await.outcome);
+            };
+            match self.forward(&address, operation.clone()).await {
+                Err(Forwarding::Unreachable(reason)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%address, %reason, "the active controller is unreachable; asking again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(Forwarding::Unreachable(reason)) => {
+                    return Err(ControllerError::NotController(format!(
+                        "cannot reach the active controller at {address}: {reason}"
+                    )))
+                }
+                Err(Forwarding::Failed(e)) => return Err(e),
+                Ok(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
     /// Sends `operation` to the leader at `address`, then waits for this
     /// node's image to catch up with it.
-    async fn forward(&self, address: &str, operation: Operation) -> Result<Outcome, ControllerError> {
-        let unreachable = |e: std::io::Error| {
-            ControllerError::NotController(format!("cannot reach the active controller at {address}: {e}"))
+    async fn forward(&self, address: &str, operation: Operation) -> Result<Outcome, Forwarding> {
+        let answer = match client::call_once(address, &ControllerRequest::Forward(operation), FORWARD_TIMEOUT).await {
+            Ok(answer) => answer,
+            Err(CallOnceError::Unreachable(e)) => return Err(Forwarding::Unreachable(e.to_string())),
+            Err(CallOnceError::Unanswered(e)) => {
+                return Err(Forwarding::Failed(ControllerError::NotController(format!(
+                    "no answer from the active controller at {address}: {e}"
+                ))))
+            }
         };
-        let answer = client::call_once(address, &ControllerRequest::Forward(operation), FORWARD_TIMEOUT)
-            .await
-            .map_err(unreachable)?;
         let ControllerResponse::Forwarded(forwarded) = answer else {
-            return Err(mismatch());
+            return Err(Forwarding::Failed(mismatch()));
         };
-        let forwarded = forwarded?;
+        let forwarded = forwarded.map_err(Forwarding::Failed)?;
         let mut images = self.images.clone();
         let caught_up =
             tokio::time::timeout(CATCH_UP_TIMEOUT, images.wait_for(|image| image.last_offset >= forwarded.offset))
@@ -195,11 +239,8 @@ impl QuorumController {
         topics: Vec<CreateTopic>,
         validate_only: bool,
     ) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
-        let Some(leader) = self.remote_leader().await else {
-            return self.create_topics_local(topics, validate_only).await;
-        };
         let count = topics.len();
-        match self.forward(&leader, Operation::CreateTopics { topics, validate_only }).await {
+        match self.on_leader(Operation::CreateTopics { topics, validate_only }).await {
             Ok(Outcome::CreatedTopics(results)) => results.into_iter().map(|r| r.map(Arc::new)).collect(),
             Ok(_) => vec![Err(mismatch()); count],
             Err(e) => vec![Err(e); count],
@@ -209,11 +250,8 @@ impl QuorumController {
     /// Deletes topics by name or id. One result per input, in order, giving
     /// the deleted topic's name and id; all deletions commit in one entry.
     pub async fn delete_topics(&self, topics: Vec<TopicRef>) -> Vec<Result<(String, Uuid), ControllerError>> {
-        let Some(leader) = self.remote_leader().await else {
-            return self.delete_topics_local(topics).await;
-        };
         let count = topics.len();
-        match self.forward(&leader, Operation::DeleteTopics { topics }).await {
+        match self.on_leader(Operation::DeleteTopics { topics }).await {
             Ok(Outcome::DeletedTopics(results)) => results,
             Ok(_) => vec![Err(mismatch()); count],
             Err(e) => vec![Err(e); count],
@@ -223,10 +261,7 @@ impl QuorumController {
     /// Hands a registered broker the next block of producer ids: returns the
     /// first id and the block size. Blocks never overlap, across restarts too.
     pub async fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
-        let Some(leader) = self.remote_leader().await else {
-            return self.allocate_producer_ids_local(broker_id).await;
-        };
-        match self.forward(&leader, Operation::AllocateProducerIds { broker_id }).await? {
+        match self.on_leader(Operation::AllocateProducerIds { broker_id }).await? {
             Outcome::ProducerIds(result) => result,
             _ => Err(mismatch()),
         }
@@ -237,10 +272,7 @@ impl QuorumController {
     /// answers, asking the leader (a Kafka broker forwards DescribeQuorum to
     /// the active controller too).
     pub async fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
-        let Some(leader) = self.remote_leader().await else {
-            return self.describe_quorum_local();
-        };
-        match self.forward(&leader, Operation::DescribeQuorum).await? {
+        match self.on_leader(Operation::DescribeQuorum).await? {
             Outcome::Quorum(result) => result,
             _ => Err(mismatch()),
         }
@@ -250,10 +282,7 @@ impl QuorumController {
     /// keeps its session, unfences it once caught up, or, with
     /// `want_shutdown`, fences it for a controlled shutdown.
     pub async fn broker_heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ControllerError> {
-        let Some(leader) = self.remote_leader().await else {
-            return self.broker_heartbeat_local(heartbeat).await;
-        };
-        match self.forward(&leader, Operation::BrokerHeartbeat(heartbeat)).await? {
+        match self.on_leader(Operation::BrokerHeartbeat(heartbeat)).await? {
             Outcome::Heartbeat(result) => result,
             _ => Err(mismatch()),
         }
@@ -261,13 +290,7 @@ impl QuorumController {
 
     /// Runs an operation that answers only success or an error.
     async fn run_done(&self, operation: Operation) -> Result<(), ControllerError> {
-        let Some(leader) = self.remote_leader().await else {
-            return match self.execute_local(operation).await.outcome {
-                Outcome::Done(result) => result,
-                _ => Err(mismatch()),
-            };
-        };
-        match self.forward(&leader, operation).await? {
+        match self.on_leader(operation).await? {
             Outcome::Done(result) => result,
             _ => Err(mismatch()),
         }

@@ -22,17 +22,44 @@ use tokio::net::TcpStream;
 use super::{read_frame, write_frame, ControllerRequest, ControllerResponse};
 use crate::raft::{NodeId, TypeConfig};
 
+/// Why a one-off call failed.
+#[derive(Debug)]
+pub enum CallOnceError {
+    /// No connection could be made: the request never left this node.
+    Unreachable(std::io::Error),
+    /// The request may have been delivered, but no answer came.
+    Unanswered(std::io::Error),
+}
+
+impl std::fmt::Display for CallOnceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallOnceError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            CallOnceError::Unanswered(e) => write!(f, "no answer: {e}"),
+        }
+    }
+}
+
 /// Sends one request to the controller listener at `address` on a new
 /// connection and reads its answer, all within `timeout`.
 pub async fn call_once(
     address: &str,
     request: &ControllerRequest,
     timeout: Duration,
-) -> std::io::Result<ControllerResponse> {
-    let exchange = async { round_trip(&mut connect(address).await?, request).await };
-    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")))
-    })
+) -> Result<ControllerResponse, CallOnceError> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}"));
+    let started = tokio::time::Instant::now();
+    let mut connection = match tokio::time::timeout(timeout, connect(address)).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => return Err(CallOnceError::Unreachable(e)),
+        Err(_) => return Err(CallOnceError::Unreachable(timed_out())),
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, round_trip(&mut connection, request)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(CallOnceError::Unanswered(e)),
+        Err(_) => Err(CallOnceError::Unanswered(timed_out())),
+    }
 }
 
 async fn connect(address: &str) -> std::io::Result<BufReader<TcpStream>> {
