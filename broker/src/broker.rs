@@ -136,6 +136,10 @@ fn follow_metadata(broker: &Arc<Broker>) {
         while images.changed().await.is_ok() {
             let Some(broker) = broker.upgrade() else { return };
             let image = images.borrow_and_update().clone();
+            // The broker that made the change has already applied it.
+            if broker.replicas.has_reconciled(&image) {
+                continue;
+            }
             let _ = tokio::task::spawn_blocking(move || broker.replicas.reconcile(&image)).await;
         }
     });

@@ -147,6 +147,12 @@ impl ReplicaManager {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), partition)).cloned()
     }
 
+    /// Whether the last reconcile applied exactly `image`.
+    pub fn has_reconciled(&self, image: &Arc<MetadataImage>) -> bool {
+        let last = self.last_image.read().unwrap_or_else(|p| p.into_inner());
+        last.as_ref().is_some_and(|last| Arc::ptr_eq(last, image))
+    }
+
     /// A partition this broker leads, or the error a client's request for it
     /// gets: NOT_LEADER_OR_FOLLOWER when it is hosted but led elsewhere, else
     /// [`ReplicaManager::absent_error`].

@@ -74,6 +74,9 @@ pub struct Partition {
     pub index: i32,
     state: Mutex<State>,
     high_watermark: AtomicI64,
+    /// `leadership.is_leader`, readable without the state lock: a fetch's
+    /// lookup must not wait behind an append's disk write.
+    is_leader: AtomicBool,
     /// Set when the topic is deleted; a request still holding the partition
     /// then finds it gone instead of writing into a removed directory.
     deleted: AtomicBool,
@@ -116,6 +119,7 @@ impl Partition {
             topic: topic.to_string(),
             topic_id,
             index,
+            is_leader: AtomicBool::new(leadership.is_leader),
             state: Mutex::new(State { log, settings, leadership }),
             high_watermark,
             deleted: AtomicBool::new(false),
@@ -159,12 +163,13 @@ impl Partition {
         let mut state = self.state();
         state.log.set_config(settings.log.clone());
         state.settings = settings;
+        self.is_leader.store(leadership.is_leader, Ordering::Release);
         state.leadership = leadership;
     }
 
     /// Whether this broker leads the partition.
     pub fn is_leader(&self) -> bool {
-        self.state().leadership.is_leader
+        self.is_leader.load(Ordering::Acquire)
     }
 
     /// The current leader epoch.
