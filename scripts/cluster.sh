@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make cluster` / `make cluster-stop`: a three-node Weir cluster on this machine, started
 # from deploy/cluster/node{1,2,3}.yaml (client ports 9092-9094, controller ports
-# 19092-19094), data and logs under cluster-data/.
+# 19092-19094), data and logs under cluster-data/; node 4 (deploy/cluster/node4.yaml,
+# port 9095) is an optional broker-only node.
 #
-#   scripts/cluster.sh start   start every node that is not running, on its existing data;
-#                              return once each serves clients (a node serves once a
-#                              majority of the voters elected a leader)
-#   scripts/cluster.sh stop    SIGTERM each running node, SIGKILL after 30 s
-#   scripts/cluster.sh status  which nodes run
+#   scripts/cluster.sh start [N...]  start nodes N (default 1 2 3) that are not running, on
+#                                    their existing data; return once each serves clients
+#                                    (a node serves once a majority of the voters elected a
+#                                    leader)
+#   scripts/cluster.sh stop          SIGTERM each running node, SIGKILL after 30 s
+#   scripts/cluster.sh status        which nodes run
 #
 # Processes are tracked by PID files (cluster-data/nodeN.pid) and only those are signalled.
 set -euo pipefail
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/.."
 WEIR_BIN=${WEIR_BIN:-target/release/weir}
 DATA=cluster-data
 NODES=(1 2 3)
+ALL_NODES=(1 2 3 4)
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
 
 pid_of() { cat "$DATA/node$1.pid" 2>/dev/null || true; }
@@ -27,6 +30,10 @@ running() {
 }
 
 start() {
+    (($# == 0)) || NODES=("$@")
+    for n in "${NODES[@]}"; do
+        [[ -f deploy/cluster/node$n.yaml ]] || { echo "no deploy/cluster/node$n.yaml" >&2; exit 2; }
+    done
     [[ -x $WEIR_BIN ]] || { echo "no weir binary at $WEIR_BIN (make release)" >&2; exit 1; }
     mkdir -p "$DATA"
     local started=() offsets=()
@@ -63,12 +70,18 @@ start() {
         done
         echo "node $n ready on 127.0.0.1:$((9091 + n))"
     done
-    echo "cluster up: bootstrap servers 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+    echo "cluster up: bootstrap servers $(for n in "${NODES[@]}"; do printf '127.0.0.1:%d,' $((9091 + n)); done | sed 's/,$//')"
 }
 
 stop() {
+    # The broker-only node first, while the controllers it tells about its shutdown run.
+    stop_nodes 4
+    stop_nodes 1 2 3
+}
+
+stop_nodes() {
     local stopping=()
-    for n in "${NODES[@]}"; do
+    for n in "$@"; do
         if running "$n"; then
             kill -TERM "$(pid_of "$n")"
             stopping+=("$n")
@@ -89,13 +102,13 @@ stop() {
 }
 
 status() {
-    for n in "${NODES[@]}"; do
+    for n in "${ALL_NODES[@]}"; do
         if running "$n"; then echo "node $n running (pid $(pid_of "$n"))"; else echo "node $n stopped"; fi
     done
 }
 
 case "${1:-start}" in
-    start) start ;;
+    start) shift $(($# > 0 ? 1 : 0)); start "$@" ;;
     stop) stop ;;
     status) status ;;
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;

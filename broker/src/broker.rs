@@ -1,14 +1,16 @@
 //! The broker's shared state: configuration, the controller (this node's
-//! voter of the metadata quorum), the partition replicas and the producer-id
+//! voter of the metadata quorum, or its observer on a broker-only node), the partition replicas and the producer-id
 //! allocator. Every request handler gets an `Arc<Broker>`.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use tracing::info;
-use weir_controller::{ControllerConfig, MetadataImage, QuorumController};
+use weir_controller::{
+    ControllerConfig, ControllerNode, MetadataImage, MetadataObserver, ObserverConfig, QuorumController,
+};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ProcessRoles};
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
 use crate::lifecycle::{self, Membership};
@@ -20,8 +22,9 @@ use crate::txn::producer_ids::ProducerIdManager;
 pub struct Broker {
     /// Configuration.
     pub config: Arc<BrokerConfig>,
-    /// This node's voter of the metadata quorum.
-    pub controller: QuorumController,
+    /// This node's part in the metadata quorum: a voter, or an observer on a
+    /// broker-only node.
+    pub controller: ControllerNode,
     /// Partition replicas hosted here.
     pub replicas: ReplicaManager,
     /// Producer id allocation.
@@ -39,7 +42,8 @@ const METADATA_DIR: &str = "__cluster_metadata-0";
 
 impl Broker {
     /// Opens the metadata quorum (serving its RPCs on `controller_listener`
-    /// when the quorum has several voters), registers this broker, opens its
+    /// when the quorum has several voters), or, on a broker-only node,
+    /// follows it as an observer; registers this broker, opens its
     /// partitions, and returns once the controller unfenced it.
     pub async fn start(
         config: BrokerConfig,
@@ -54,30 +58,30 @@ impl Broker {
         for dir in &data_dirs {
             meta_properties::check_node_id(dir, config.node_id)?;
         }
-        let controller_address = match (config.quorum_voters.get(&config.node_id), &controller_listener) {
-            (Some(address), _) => address.clone(),
-            (None, Some(listener)) => listener.local_addr()?.to_string(),
-            (None, None) => String::new(),
+        let controller = match config.process_roles {
+            ProcessRoles::Combined => ControllerNode::Voter(
+                QuorumController::open_with_listener(
+                    controller_config(&config, controller_listener.as_ref())?,
+                    controller_listener,
+                )
+                .await
+                .context("opening the metadata quorum")?,
+            ),
+            ProcessRoles::Broker => ControllerNode::Observer(
+                MetadataObserver::open(ObserverConfig {
+                    node_id: config.node_id,
+                    bootstrap_servers: config.controller_bootstrap.clone(),
+                })
+                .await
+                .context("following the metadata quorum")?,
+            ),
         };
-        let controller_config = ControllerConfig {
-            node_id: config.node_id,
-            metadata_dir: config.metadata_log_dir.join(METADATA_DIR),
-            default_num_partitions: config.num_partitions,
-            default_replication_factor: config.default_replication_factor,
-            producer_id_block_size: 1000,
-            snapshot_max_bytes: config.metadata_snapshot_max_bytes,
-            controller_address,
-            voters: config.quorum_voters.clone(),
-            broker_session_timeout_ms: config.broker_session_timeout_ms,
-        };
-        let controller = QuorumController::open_with_listener(controller_config, controller_listener)
-            .await
-            .context("opening the metadata quorum")?;
         if let Err(e) = meta_properties::ensure(&data_dirs, config.node_id, &controller.image().cluster_id) {
             controller.shutdown().await;
             return Err(e);
         }
-        let membership = match lifecycle::register(&controller, &config, config.quorum_voters.len() > 1).await {
+        let wait_for_quorum = config.quorum_voters.len() > 1 || config.process_roles == ProcessRoles::Broker;
+        let membership = match lifecycle::register(&controller, &config, wait_for_quorum).await {
             Ok(membership) => membership,
             Err(e) => {
                 controller.shutdown().await;
@@ -123,6 +127,29 @@ impl Broker {
     pub fn metadata_changed(&self) {
         self.replicas.reconcile(&self.image());
     }
+}
+
+/// The controller settings of a node with the controller role.
+fn controller_config(
+    config: &BrokerConfig,
+    controller_listener: Option<&tokio::net::TcpListener>,
+) -> anyhow::Result<ControllerConfig> {
+    let controller_address = match (config.quorum_voters.get(&config.node_id), controller_listener) {
+        (Some(address), _) => address.clone(),
+        (None, Some(listener)) => listener.local_addr()?.to_string(),
+        (None, None) => String::new(),
+    };
+    Ok(ControllerConfig {
+        node_id: config.node_id,
+        metadata_dir: config.metadata_log_dir.join(METADATA_DIR),
+        default_num_partitions: config.num_partitions,
+        default_replication_factor: config.default_replication_factor,
+        producer_id_block_size: 1000,
+        snapshot_max_bytes: config.metadata_snapshot_max_bytes,
+        controller_address,
+        voters: config.quorum_voters.clone(),
+        broker_session_timeout_ms: config.broker_session_timeout_ms,
+    })
 }
 
 /// Applies every image the quorum publishes to the local replicas, whichever

@@ -41,6 +41,16 @@ impl Listener {
     }
 }
 
+/// The roles of this node (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRoles {
+    /// `broker,controller`: a voter of the metadata quorum that is also a
+    /// broker (the default).
+    Combined,
+    /// `broker`: a broker that follows the quorum as an observer.
+    Broker,
+}
+
 /// The typed broker configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -53,12 +63,18 @@ pub struct BrokerConfig {
     /// `advertised.listeners` (defaults to `listeners`, with `localhost` for
     /// an empty host); never the controller listener.
     pub advertised_listeners: Vec<Listener>,
+    /// `process.roles`.
+    pub process_roles: ProcessRoles,
     /// The listener named by `controller.listener.names`, which serves the
     /// metadata quorum's RPCs; none for a quorum of this node alone.
     pub controller_listener: Option<Listener>,
     /// `controller.quorum.voters` (`id@host:port,...`): node id ->
     /// controller listener address. Empty means this node alone.
     pub quorum_voters: BTreeMap<i32, String>,
+    /// Where a broker-only node reaches the voters' controller listeners:
+    /// `controller.quorum.bootstrap.servers`, else the voters' addresses.
+    /// Empty for a node with the controller role.
+    pub controller_bootstrap: Vec<String>,
     /// `broker.heartbeat.interval.ms`: how often the broker heartbeats to the
     /// active controller.
     pub broker_heartbeat_interval_ms: u64,
@@ -154,14 +170,31 @@ impl BrokerConfig {
     /// Builds the typed view of a raw property map.
     pub fn from_raw(raw: BTreeMap<String, String>) -> anyhow::Result<BrokerConfig> {
         let get = |k: &str| raw.get(k).map(String::as_str);
-        check_process_roles(get("process.roles"))?;
+        let process_roles = process_roles(get("process.roles"))?;
         let node_id = parse(&raw, "node.id", 1)?;
-        let (listeners, controller_listener) =
-            split_controller_listener(Listener::parse_list(get("listeners").unwrap_or(DEFAULT_LISTENERS))?, &raw)?;
+        let (listeners, controller_listener) = split_controller_listener(
+            Listener::parse_list(get("listeners").unwrap_or(DEFAULT_LISTENERS))?,
+            &raw,
+            process_roles,
+        )?;
         if listeners.is_empty() {
             bail!("listeners names no broker listener");
         }
-        let quorum_voters = quorum_voters(&raw, node_id, controller_listener.as_ref())?;
+        let quorum_voters = quorum_voters(&raw, node_id, process_roles, controller_listener.as_ref())?;
+        let controller_bootstrap = match process_roles {
+            ProcessRoles::Combined => Vec::new(),
+            ProcessRoles::Broker => {
+                let servers = bootstrap_servers(&raw)?;
+                let servers = if servers.is_empty() { quorum_voters.values().cloned().collect() } else { servers };
+                if servers.is_empty() {
+                    bail!(
+                        "process.roles=broker needs the controllers: set controller.quorum.bootstrap.servers or \
+                         controller.quorum.voters"
+                    );
+                }
+                servers
+            }
+        };
         let advertised_listeners = match get("advertised.listeners") {
             Some(v) => {
                 let names = controller_listener_names(&raw);
@@ -192,8 +225,10 @@ impl BrokerConfig {
             node_id,
             listeners,
             advertised_listeners,
+            process_roles,
             controller_listener,
             quorum_voters,
+            controller_bootstrap,
             broker_heartbeat_interval_ms: parse(&raw, "broker.heartbeat.interval.ms", 2_000)?,
             broker_session_timeout_ms: parse(&raw, "broker.session.timeout.ms", 9_000)?,
             log_dirs,
@@ -252,11 +287,12 @@ impl BrokerConfig {
 }
 
 /// `fetch.max.bytes`: Kafka's default is 55 MiB, and it must be at least 1024.
-/// `process.roles`: Weir runs every node as a combined broker and controller
-/// (KRaft's combined mode); a broker-only or controller-only node is refused
-/// rather than run as something it is not.
-fn check_process_roles(value: Option<&str>) -> anyhow::Result<()> {
-    let Some(value) = value else { return Ok(()) };
+/// `process.roles`: a combined broker and controller (KRaft's combined
+/// mode, and the default), or a broker alone, which follows the quorum as an
+/// observer. A controller-only node is refused rather than run as something
+/// it is not.
+fn process_roles(value: Option<&str>) -> anyhow::Result<ProcessRoles> {
+    let Some(value) = value else { return Ok(ProcessRoles::Combined) };
     let mut roles: Vec<&str> = value.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
     roles.sort_unstable();
     roles.dedup();
@@ -265,13 +301,47 @@ fn check_process_roles(value: Option<&str>) -> anyhow::Result<()> {
             bail!("process.roles: unknown role {role:?} (the roles are broker and controller)");
         }
     }
-    if roles != ["broker", "controller"] {
-        bail!(
-            "process.roles={value}: Weir runs each node as a combined broker and controller; set \
-             process.roles=broker,controller (dedicated broker or controller nodes are not supported yet)"
-        );
+    match roles.as_slice() {
+        ["broker", "controller"] => Ok(ProcessRoles::Combined),
+        ["broker"] => Ok(ProcessRoles::Broker),
+        _ => bail!(
+            "process.roles={value}: Weir runs a node as a combined broker and controller \
+             (process.roles=broker,controller) or as a broker (process.roles=broker); dedicated controller nodes \
+             are not supported yet"
+        ),
     }
-    Ok(())
+}
+
+/// `controller.quorum.bootstrap.servers`: `host:port` entries.
+fn bootstrap_servers(raw: &BTreeMap<String, String>) -> anyhow::Result<Vec<String>> {
+    let value = raw.get("controller.quorum.bootstrap.servers").map(String::as_str).unwrap_or("");
+    let mut servers = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some(address) = host_port(entry) else {
+            bail!("controller.quorum.bootstrap.servers: {entry:?} is not host:port");
+        };
+        servers.push(address);
+    }
+    Ok(servers)
+}
+
+/// `host:port` with IPv6 hosts in brackets, as a socket address string.
+fn host_port(entry: &str) -> Option<String> {
+    let (host, port) = entry.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
+}
+
+impl BrokerConfig {
+    /// The name of the voters' controller listener: this node's own, or on a
+    /// broker-only node the first of `controller.listener.names`.
+    pub fn controller_listener_name(&self) -> String {
+        match &self.controller_listener {
+            Some(listener) => listener.name.clone(),
+            None => controller_listener_names(&self.raw).into_iter().next().unwrap_or_else(|| "CONTROLLER".to_string()),
+        }
+    }
 }
 
 /// `controller.listener.names`, Kafka's default being `CONTROLLER`.
@@ -287,15 +357,17 @@ fn controller_listener_names(raw: &BTreeMap<String, String>) -> Vec<String> {
 
 /// Splits `listeners` into the client listeners and the controller listener
 /// (the first one `controller.listener.names` names; Kafka's controllers also
-/// serve the first only).
+/// serve the first only). On a broker-only node the names tell the voters'
+/// listener, which is not among this node's own.
 fn split_controller_listener(
     listeners: Vec<Listener>,
     raw: &BTreeMap<String, String>,
+    roles: ProcessRoles,
 ) -> anyhow::Result<(Vec<Listener>, Option<Listener>)> {
     let names = controller_listener_names(raw);
     let (controller, clients): (Vec<Listener>, Vec<Listener>) =
         listeners.into_iter().partition(|l| names.contains(&l.name));
-    if raw.contains_key("controller.listener.names") && controller.is_empty() {
+    if roles == ProcessRoles::Combined && raw.contains_key("controller.listener.names") && controller.is_empty() {
         bail!("controller.listener.names={} names no listener in listeners", names.join(","));
     }
     if controller.len() > 1 {
@@ -304,15 +376,17 @@ fn split_controller_listener(
     Ok((clients, controller.into_iter().next()))
 }
 
-/// `controller.quorum.voters`: `id@host:port` entries. A node that is one of
-/// several voters needs a controller listener; its own entry must be in the
-/// set (every node is a controller).
+/// `controller.quorum.voters`: `id@host:port` entries. A combined node must
+/// be one of them, and one of several needs a controller listener; a
+/// broker-only node must not be one.
 fn quorum_voters(
     raw: &BTreeMap<String, String>,
     node_id: i32,
+    roles: ProcessRoles,
     controller_listener: Option<&Listener>,
 ) -> anyhow::Result<BTreeMap<i32, String>> {
-    if raw.get("controller.quorum.bootstrap.servers").is_some_and(|v| !v.trim().is_empty())
+    if roles == ProcessRoles::Combined
+        && raw.get("controller.quorum.bootstrap.servers").is_some_and(|v| !v.trim().is_empty())
         && raw.get("controller.quorum.voters").is_none_or(|v| v.trim().is_empty())
     {
         bail!(
@@ -325,11 +399,7 @@ fn quorum_voters(
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let parsed = entry.split_once('@').and_then(|(id, address)| {
             let id: i32 = id.trim().parse().ok().filter(|id| *id >= 0)?;
-            let (host, port) = address.rsplit_once(':')?;
-            let port: u16 = port.parse().ok()?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            (!host.is_empty())
-                .then(|| (id, if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }))
+            Some((id, host_port(address)?))
         });
         let Some((id, address)) = parsed else {
             bail!("controller.quorum.voters: {entry:?} is not id@host:port");
@@ -338,13 +408,29 @@ fn quorum_voters(
             bail!("controller.quorum.voters names node {id} twice");
         }
     }
+    if roles == ProcessRoles::Broker {
+        if voters.contains_key(&node_id) {
+            bail!(
+                "node.id {node_id} is one of controller.quorum.voters ({value}), but process.roles=broker: a \
+                 broker-only node must not be a voter"
+            );
+        }
+        if let Some(listener) = controller_listener {
+            bail!(
+                "listeners has the controller listener {}, but process.roles=broker: controller.listener.names must \
+                 not name a listener of a broker-only node",
+                listener.name
+            );
+        }
+        return Ok(voters);
+    }
     if voters.is_empty() {
         return Ok(voters);
     }
     if !voters.contains_key(&node_id) {
         bail!(
-            "node.id {node_id} is not one of controller.quorum.voters ({value}): every Weir node is a controller \
-             and must be a voter"
+            "node.id {node_id} is not one of controller.quorum.voters ({value}): a node with the controller role \
+             must be a voter (process.roles=broker makes it a broker that follows the quorum)"
         );
     }
     if let (Some(listener), Some(own)) = (controller_listener, voters.get(&node_id)) {
@@ -630,8 +716,8 @@ mod tests {
             let error = format!("{:#}", config(&pairs).unwrap_err());
             assert!(error.contains(needle), "{change:?}: {error}");
         };
-        refused(("process.roles", "broker"), "combined");
-        refused(("process.roles", "controller"), "combined");
+        refused(("process.roles", "broker"), "must not be a voter");
+        refused(("process.roles", "controller"), "dedicated controller nodes");
         refused(("process.roles", "broker,observer"), "unknown role");
         refused(("node.id", "4"), "not one of controller.quorum.voters");
         refused(("controller.quorum.voters", "1@a:1,1@b:2"), "twice");
@@ -643,5 +729,45 @@ mod tests {
         refused(("node.id", "1"), "but its CONTROLLER listener is on port 19093");
         assert!(format!("{:#}", config(&[("controller.quorum.bootstrap.servers", "127.0.0.1:19092")]).unwrap_err())
             .contains("static voter set"));
+    }
+
+    #[test]
+    fn a_broker_only_node_follows_the_voters_it_is_given() {
+        let config = |pairs: &[(&str, &str)]| {
+            BrokerConfig::from_raw(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let node = [
+            ("node.id", "4"),
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9095"),
+            ("controller.quorum.bootstrap.servers", "127.0.0.1:19092, [::1]:19093"),
+            ("controller.listener.names", "CONTROLLER"),
+        ];
+        let c = config(&node).unwrap();
+        assert_eq!(c.process_roles, ProcessRoles::Broker);
+        assert!(c.controller_listener.is_none() && c.quorum_voters.is_empty());
+        assert_eq!(c.controller_bootstrap, ["127.0.0.1:19092", "[::1]:19093"]);
+        // The voters serve as the bootstrap servers when those are not given.
+        let by_voters = config(&[
+            ("node.id", "4"),
+            ("process.roles", "broker"),
+            ("controller.quorum.voters", "1@127.0.0.1:19092,2@127.0.0.1:19093"),
+        ])
+        .unwrap();
+        assert_eq!(by_voters.controller_bootstrap, ["127.0.0.1:19092", "127.0.0.1:19093"]);
+
+        let refused = |change: (&str, &str), needle: &str| {
+            let mut pairs: Vec<(&str, &str)> = node.iter().copied().filter(|(k, _)| *k != change.0).collect();
+            pairs.push(change);
+            let error = format!("{:#}", config(&pairs).unwrap_err());
+            assert!(error.contains(needle), "{change:?}: {error}");
+        };
+        refused(("controller.quorum.bootstrap.servers", ""), "needs the controllers");
+        refused(("controller.quorum.bootstrap.servers", "127.0.0.1"), "is not host:port");
+        refused(("controller.quorum.voters", "4@127.0.0.1:19095"), "must not be a voter");
+        refused(
+            ("listeners", "PLAINTEXT://127.0.0.1:9095,CONTROLLER://127.0.0.1:19095"),
+            "must not name a listener of a broker-only node",
+        );
     }
 }

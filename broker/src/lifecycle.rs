@@ -12,7 +12,8 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 use weir_controller::{
-    BrokerHeartbeat, BrokerRegistration, ControllerError, Endpoint, HeartbeatReply, QuorumController,
+    BrokerHeartbeat, BrokerRegistration, ControllerError, ControllerNode, ControllerOperations, Endpoint,
+    HeartbeatReply,
 };
 
 use crate::broker::Broker;
@@ -45,7 +46,7 @@ impl Membership {
 /// node of several voters as long as it takes, as a Kafka broker keeps
 /// registering until a controller answers).
 pub async fn register(
-    controller: &QuorumController,
+    controller: &ControllerNode,
     config: &BrokerConfig,
     wait_for_quorum: bool,
 ) -> Result<Membership, ControllerError> {

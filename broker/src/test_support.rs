@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use weir_controller::ControllerOperations;
 
 /// A started broker keeping its data in `dir`, with `overrides` (Kafka
 /// property names) on top of the defaults.

@@ -1,8 +1,10 @@
 """A cluster of `weir` processes on loopback ports for the cluster tests.
 
-Each node is a combined broker and controller (`process.roles=broker,controller`)
-with its own client port, controller port and data dir; the voters are every
-node. Faults are injected by PID only: kill -9, SIGSTOP/SIGCONT, restart on the
+Nodes 1..size are combined brokers and controllers
+(`process.roles=broker,controller`), each with its own client port, controller
+port and data dir; they are the voters. Nodes size+1..size+brokers are brokers
+only (`process.roles=broker`): they follow the quorum as observers, reaching it
+through `controller.quorum.bootstrap.servers`. Faults are injected by PID only: kill -9, SIGSTOP/SIGCONT, restart on the
 same data, restart on an emptied data dir.
 
     with WeirCluster(3) as cluster:
@@ -16,16 +18,33 @@ from __future__ import annotations
 import shutil
 import time
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from . import wire
+from .clients import admin
 from .weir import HOST, Weir, free_port
 
 
-class WeirCluster:
-    """`size` nodes with ids 1..size. `overrides` apply to every node."""
+def create_topic(bootstrap: str, name: str, partitions: int, replication_factor: int = 1,
+                 timeout: float = 30.0) -> None:
+    """Creates topic `name` through the node at `bootstrap`; raises the KafkaException it is answered with."""
+    client = admin(bootstrap)  # kept alive until the answer is in
+    new = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+    client.create_topics([new], operation_timeout=timeout, request_timeout=timeout)[name].result(timeout=timeout)
 
-    def __init__(self, size: int = 3, overrides: dict[str, object] | None = None, name: str = "cluster"):
+
+def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> leader of `topic`, as the node at `bootstrap` answers Metadata."""
+    md = admin(bootstrap).list_topics(topic=topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+class WeirCluster:
+    """`size` voters with ids 1..size and `brokers` broker-only nodes after them.
+    `overrides` apply to every node."""
+
+    def __init__(self, size: int = 3, overrides: dict[str, object] | None = None, name: str = "cluster",
+                 brokers: int = 0):
         self.size = size
         self.controller_ports = {i: free_port() for i in range(1, size + 1)}
         voters = ",".join(f"{i}@{HOST}:{port}" for i, port in self.controller_ports.items())
@@ -43,6 +62,24 @@ class WeirCluster:
             })
             node.overrides.update(overrides or {})
             self.nodes[i] = node
+        bootstrap = ",".join(f"{HOST}:{port}" for port in self.controller_ports.values())
+        for i in range(size + 1, size + brokers + 1):
+            node = Weir(name=f"{name}-broker{i}")
+            node.overrides.update({
+                "node.id": i,
+                "process.roles": "broker",
+                "listeners": f"PLAINTEXT://{HOST}:{node.port}",
+                "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+                "controller.listener.names": "CONTROLLER",
+                "controller.quorum.bootstrap.servers": bootstrap,
+                "group.initial.rebalance.delay.ms": 0,
+            })
+            node.overrides.update(overrides or {})
+            self.nodes[i] = node
+
+    @property
+    def voter_ids(self) -> list[int]:
+        return list(range(1, self.size + 1))
 
     def __enter__(self) -> "WeirCluster":
         return self

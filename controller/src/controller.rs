@@ -28,6 +28,7 @@ use crate::image::{BrokerRegistration, ImageBuilder, MetadataImage, TopicImage};
 use crate::placement::{initial_isr, place_replicas, validate_manual_assignment};
 use crate::raft::TypeConfig;
 use crate::records::{MetadataRecord, CONFIG_RESOURCE_TOPIC};
+use crate::rpc::client::VoterFetchTimes;
 use crate::store::StoreHandle;
 use crate::topic_config::validate_topic_configs;
 use crate::topic_name::{has_collision, has_collision_chars, validate_topic_name};
@@ -125,6 +126,10 @@ pub struct QuorumController {
     stop_listener: Arc<watch::Sender<bool>>,
     /// Brokers' last heartbeats, while this node is the active controller.
     sessions: Arc<std::sync::Mutex<sessions::BrokerSessions>>,
+    /// Observers' progress, while this node is the active controller.
+    observers: Arc<std::sync::Mutex<observers::Observers>>,
+    /// The voters' last answers, while this node is the active controller.
+    voter_fetch_times: Arc<VoterFetchTimes>,
 }
 
 impl std::fmt::Debug for QuorumController {
@@ -463,10 +468,15 @@ fn partition_record(
 mod brokers;
 mod config_ops;
 mod forward;
+mod observers;
+mod operations;
 mod quorum;
 mod sessions;
 
 pub use forward::{Forwarded, Operation, Outcome};
+pub(crate) use forward::{CATCH_UP_TIMEOUT, FORWARD_TIMEOUT, UNREACHABLE_RETRY};
+pub use observers::{FetchedData, FetchedEntry, FetchedMetadata, MetadataFetch, QuorumLeader};
+pub use operations::ControllerOperations;
 pub use quorum::{QuorumDescription, QuorumReplica, WriteGuard};
 pub use sessions::{BrokerHeartbeat, HeartbeatReply};
 

@@ -55,6 +55,10 @@ pub enum ControllerError {
     /// request was being committed (NOT_CONTROLLER, 41): retriable.
     #[error("{0}")]
     NotController(String),
+    /// A node of another cluster asked for this cluster's metadata
+    /// (INCONSISTENT_CLUSTER_ID, 104).
+    #[error("{0}")]
+    InconsistentClusterId(String),
     /// The metadata log could not be read or written
     /// (UNKNOWN_SERVER_ERROR, -1).
     #[error("metadata log storage error: {0}")]
@@ -83,6 +87,7 @@ impl ControllerError {
             ControllerError::StaleBrokerEpoch(_) => 77,
             ControllerError::DuplicateBrokerRegistration(_) => 101,
             ControllerError::NotController(_) => 41,
+            ControllerError::InconsistentClusterId(_) => 104,
             ControllerError::Storage(_) | ControllerError::Internal(_) => -1,
         }
     }

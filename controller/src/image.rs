@@ -49,6 +49,26 @@ pub struct BrokerRegistration {
     pub epoch: i64,
 }
 
+#[cfg(test)]
+impl BrokerRegistration {
+    /// An unfenced registration of broker `id`, listening on 127.0.0.1:9091+id.
+    pub(crate) fn unfenced_for_test(id: i32) -> BrokerRegistration {
+        BrokerRegistration {
+            id,
+            incarnation_id: Uuid::new_v4(),
+            listeners: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: u16::try_from(9091 + id).unwrap_or(9092),
+                security_protocol: 0,
+            }],
+            rack: None,
+            fenced: false,
+            epoch: 0,
+        }
+    }
+}
+
 /// Replica state of one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRegistration {
@@ -204,6 +224,24 @@ impl ImageBuilder {
         }
         self.image.last_offset = offset;
         Ok(())
+    }
+
+    /// Applies a committed log entry whole, or, when its records do not fit
+    /// the image, not at all (every node skips such an entry alike, since
+    /// every node applies the same log); `last_offset` becomes `offset`
+    /// either way. Returns why an entry was skipped.
+    pub fn apply_committed(&mut self, offset: i64, records: &[MetadataRecord]) -> Result<(), ControllerError> {
+        let mut scratch = self.clone();
+        match scratch.replay_entry(offset, records) {
+            Ok(()) => {
+                *self = scratch;
+                Ok(())
+            }
+            Err(e) => {
+                self.image.last_offset = offset;
+                Err(e)
+            }
+        }
     }
 
     /// Sets `last_offset` for a log entry that carries no records (a Raft

@@ -11,7 +11,9 @@
 //! channel. The voters are `controller.quorum.voters` (this node alone by
 //! default); [`rpc`] carries Raft between them and the operations other
 //! voters forward to the leader, and the leader keeps the brokers' sessions
-//! (heartbeats, fencing). A data dir written before the quorum (its
+//! (heartbeats, fencing). Nodes that are only brokers follow the quorum as
+//! [`observer`]s, fetching the committed log from the voters; [`node`] is
+//! either part as the broker sees it. A data dir written before the quorum (its
 //! `metadata.log`, [`log`]) is imported once as the first snapshot.
 //!
 //! State changes only through replay, so restarting rebuilds exactly the
@@ -40,7 +42,8 @@
 //! # }
 //! ```
 //!
-//! Modules: [`records`] (record enum), [`image`] (image + builder), [`log`]
+//! Modules: [`records`] (record enum), [`image`] (image + builder), [`node`]
+//! (voter or observer), [`observer`] (a broker-only node's metadata), [`log`]
 //! (the pre-quorum file format, read by the import), [`raft`] (openraft types), [`store`] (Raft log store and
 //! state machine on RocksDB), [`snapshot`] (image as records), [`rpc`] (the
 //! controller listener's protocol), [`controller`] (request handling), [`placement`] (replica
@@ -56,6 +59,8 @@ pub mod error;
 pub mod ids;
 pub mod image;
 pub mod log;
+pub mod node;
+pub mod observer;
 pub mod placement;
 pub mod raft;
 pub mod records;
@@ -67,13 +72,15 @@ pub mod topic_name;
 
 pub use configs::{AlterConfigOp, AlterOp, ConfigResource};
 pub use controller::{
-    BrokerHeartbeat, ControllerConfig, CreateTopic, HeartbeatReply, QuorumController, QuorumDescription, QuorumReplica,
-    TopicRef, MAX_PARTITIONS_PER_REQUEST,
+    BrokerHeartbeat, ControllerConfig, ControllerOperations, CreateTopic, HeartbeatReply, QuorumController,
+    QuorumDescription, QuorumReplica, TopicRef, MAX_PARTITIONS_PER_REQUEST,
 };
 pub use error::ControllerError;
 pub use ids::{kafka_uuid_string, parse_kafka_uuid, random_kafka_uuid};
 pub use image::{BrokerRegistration, Endpoint, ImageBuilder, MetadataImage, PartitionRegistration, TopicImage};
 pub use log::{MetadataLog, OpenedLog, METADATA_LOG_FILE};
+pub use node::ControllerNode;
+pub use observer::{MetadataObserver, ObserverConfig};
 pub use records::{MetadataRecord, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC};
 pub use topic_config::{
     topic_config_def, topic_config_defs, validate_topic_config, validate_topic_configs, ConfigType, TopicConfigDef,

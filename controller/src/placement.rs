@@ -1,11 +1,18 @@
 //! Replica placement and manual assignment checks.
 //!
-//! Automatic placement is round-robin over the unfenced brokers (ascending
-//! id) with a start offset: partition `p` placed at global position
-//! `start + p` gets replicas `brokers[(start + p + j) % n]` for
-//! `j in 0..replication_factor`. Leader = first replica, ISR = replicas.
-//! The controller passes the cluster's current partition count as `start`,
-//! so leaders spread over brokers as topics are created.
+//! Automatic placement is round-robin over the unfenced brokers with a start
+//! offset: partition `p` placed at global position `start + p` is led by
+//! `brokers[(start + p) % n]`, and its other replicas are the brokers that
+//! follow in the list. The controller passes the cluster's current partition
+//! count as `start`, so leaders spread over brokers as topics are created.
+//!
+//! Without racks the list is the brokers by ascending id. When brokers set
+//! `broker.rack`, placement is rack-aware, as Kafka's is: the list
+//! alternates racks (the first broker of each rack, then the second of
+//! each, ...; a broker without a rack counts as a rack of its own), and a
+//! partition's followers are taken from racks it has no replica on yet, as
+//! long as there is one, so a partition spans min(replication factor,
+//! racks) racks and losing one rack never takes every replica.
 
 use std::collections::BTreeMap;
 
@@ -39,8 +46,48 @@ pub fn place_replicas(
             unfenced.len()
         )));
     }
-    let n = unfenced.len();
-    Ok((0..count).map(|p| (0..rf).map(|j| unfenced[(start + p + j) % n]).collect()).collect())
+    let order = placement_order(brokers);
+    Ok((0..count).map(|p| replicas_from(&order, (start + p) % order.len(), rf)).collect())
+}
+
+/// The unfenced brokers, with their racks, in placement order (see the
+/// module doc).
+fn placement_order(brokers: &BTreeMap<i32, BrokerRegistration>) -> Vec<(i32, Option<&str>)> {
+    let mut racks: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for broker in brokers.values().filter(|b| !b.fenced) {
+        racks.entry(broker.rack.as_deref()).or_default().push(broker.id);
+    }
+    let deepest = racks.values().map(Vec::len).max().unwrap_or(0);
+    (0..deepest)
+        .flat_map(|depth| racks.iter().filter_map(move |(rack, ids)| ids.get(depth).map(|id| (*id, *rack))))
+        .collect()
+}
+
+/// `rf` replicas led by `order[first]`: the brokers after it in `order`,
+/// those on racks the partition has no replica on first.
+fn replicas_from(order: &[(i32, Option<&str>)], first: usize, rf: usize) -> Vec<i32> {
+    let (leader, leader_rack) = order[first];
+    let mut replicas = vec![leader];
+    let mut used_racks = vec![leader_rack];
+    let following = (1..order.len()).map(|k| order[(first + k) % order.len()]);
+    for (id, rack) in following.clone() {
+        if replicas.len() == rf {
+            return replicas;
+        }
+        if !used_racks.contains(&rack) {
+            used_racks.push(rack);
+            replicas.push(id);
+        }
+    }
+    for (id, _) in following {
+        if replicas.len() == rf {
+            break;
+        }
+        if !replicas.contains(&id) {
+            replicas.push(id);
+        }
+    }
+    replicas
 }
 
 /// Checks one manual assignment as Kafka does: non-empty, only registered
@@ -103,6 +150,56 @@ pub fn initial_isr(brokers: &BTreeMap<i32, BrokerRegistration>, replicas: &[i32]
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    fn racked(ids: &[(i32, &str)]) -> BTreeMap<i32, BrokerRegistration> {
+        let mut b = brokers(&ids.iter().map(|(id, _)| (*id, false)).collect::<Vec<_>>());
+        for (id, rack) in ids {
+            b.get_mut(id).unwrap().rack = (!rack.is_empty()).then(|| rack.to_string());
+        }
+        b
+    }
+
+    fn racks_of(b: &BTreeMap<i32, BrokerRegistration>, replicas: &[i32]) -> Vec<Option<String>> {
+        let mut racks: Vec<_> = replicas.iter().map(|r| b[r].rack.clone()).collect();
+        racks.sort();
+        racks.dedup();
+        racks
+    }
+
+    #[test]
+    fn rack_aware() {
+        // Six brokers in three racks: every partition of RF 3 spans the three
+        // racks, and leaders spread evenly.
+        let b = racked(&[(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")]);
+        let placed = place_replicas(&b, 0, 12, 3).unwrap();
+        assert_eq!(placed[0], vec![1, 3, 5]);
+        for replicas in &placed {
+            assert_eq!(racks_of(&b, replicas).len(), 3, "{replicas:?}");
+        }
+        let mut leaders: Vec<i32> = placed.iter().map(|r| r[0]).collect();
+        leaders.sort();
+        assert_eq!(leaders, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]);
+        // RF 2 over uneven racks: the lone broker of rack b is in every partition.
+        let uneven = racked(&[(1, "a"), (2, "a"), (3, "a"), (4, "b")]);
+        for replicas in place_replicas(&uneven, 0, 8, 2).unwrap() {
+            assert!(replicas.contains(&4) && racks_of(&uneven, &replicas).len() == 2, "{replicas:?}");
+        }
+        // More replicas than racks: every rack first, then the others.
+        let two_racks = racked(&[(1, "a"), (2, "a"), (3, "b")]);
+        for replicas in place_replicas(&two_racks, 0, 3, 3).unwrap() {
+            let mut sorted = replicas.clone();
+            sorted.sort();
+            assert_eq!(sorted, [1, 2, 3]);
+            assert_ne!(two_racks[&replicas[0]].rack, two_racks[&replicas[1]].rack, "{replicas:?}");
+        }
+        // A broker without a rack is a rack of its own; fenced brokers are left out.
+        let mut mixed = racked(&[(1, "a"), (2, "a"), (3, "")]);
+        for replicas in place_replicas(&mixed, 0, 4, 2).unwrap() {
+            assert_eq!(racks_of(&mixed, &replicas).len(), 2, "{replicas:?}");
+        }
+        mixed.get_mut(&3).unwrap().fenced = true;
+        assert!(place_replicas(&mixed, 0, 4, 2).unwrap().iter().all(|r| !r.contains(&3)));
+    }
 
     fn brokers(ids: &[(i32, bool)]) -> BTreeMap<i32, BrokerRegistration> {
         ids.iter()

@@ -37,6 +37,7 @@ use super::consumer::{ConsumerGroup, ConsumerGroupConfig};
 use super::records::{partition_for, GroupMetadataValue, MemberValue, OffsetValue, RecordKey};
 use crate::broker::Broker;
 use crate::replica::{now_ms, plain_record};
+use weir_controller::ControllerOperations;
 
 /// Name of the internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

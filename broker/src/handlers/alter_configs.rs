@@ -18,6 +18,7 @@ use weir_controller::{ConfigResource, ControllerError};
 use super::describe_configs::RESOURCE_TOPIC;
 use super::RequestContext;
 use crate::broker::Broker;
+use weir_controller::ControllerOperations;
 
 /// The controller resource for a request's (type, name), or the error Kafka gives.
 pub fn config_resource(resource_type: i8, name: &str) -> Result<ConfigResource, ControllerError> {

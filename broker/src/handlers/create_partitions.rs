@@ -21,6 +21,7 @@ use weir_protocol::ErrorCode;
 use super::create_topics::DescriptorCheck;
 use super::RequestContext;
 use crate::broker::Broker;
+use weir_controller::ControllerOperations;
 
 /// Serves CreatePartitions.
 pub async fn handle(

@@ -33,6 +33,7 @@ use weir_protocol::ErrorCode;
 use super::RequestContext;
 use crate::admin::configs::resolve_topic_configs;
 use crate::broker::Broker;
+use weir_controller::ControllerOperations;
 
 /// Descriptors kept free for connections, segment rolls and short-lived files when deciding whether
 /// new partitions fit (see the module docs).

@@ -21,6 +21,7 @@ use weir_controller::{is_internal_topic, ControllerError, TopicRef};
 use super::metadata::topic_name;
 use super::RequestContext;
 use crate::broker::Broker;
+use weir_controller::ControllerOperations;
 
 /// Serves DeleteTopics.
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {

@@ -11,8 +11,13 @@
 //!
 //! v2's `nodes` carry each voter's controller listener.
 //!
-//! Deviations: replica directory ids are unknown (zero); a follower's timestamps are -1 (unknown): openraft reports how
-//! far each follower replicated, not when it last fetched.
+//! A follower's last fetch is its last answer to the leader's AppendEntries
+//! (Raft pushes where KRaft's followers fetch), and it is caught up when that
+//! answer acknowledged the leader's whole log; an observer's are its metadata
+//! fetches. Timestamps from before this leader's term are -1, as Kafka
+//! resets them with each leader.
+//!
+//! Deviations: replica directory ids are unknown (zero).
 
 use std::sync::Arc;
 
@@ -24,6 +29,7 @@ use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
+use weir_controller::ControllerOperations;
 
 /// The metadata log's topic, as KRaft names it.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -94,12 +100,11 @@ pub async fn handle(
 }
 
 /// A voter's controller listener, for v2's `nodes` (the listener name is
-/// this node's: every voter is configured alike).
+/// this node's `controller.listener.names`: every node is configured alike).
 fn node_endpoint(broker: &Broker, voter: &QuorumReplica) -> Option<Node> {
-    let listener = broker.config.controller_listener.as_ref()?;
     let (host, port) = voter.address.rsplit_once(':')?;
     let listener = Listener::default()
-        .with_name(StrBytes::from_string(listener.name.clone()))
+        .with_name(StrBytes::from_string(broker.config.controller_listener_name()))
         .with_host(StrBytes::from_string(host.trim_start_matches('[').trim_end_matches(']').to_string()))
         .with_port(port.parse().ok()?);
     Some(Node::default().with_node_id(BrokerId(voter.id)).with_listeners(vec![listener]))

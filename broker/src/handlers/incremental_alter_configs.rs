@@ -19,6 +19,7 @@ use weir_controller::{AlterConfigOp, AlterOp, ControllerError};
 use super::alter_configs::config_resource;
 use super::RequestContext;
 use crate::broker::Broker;
+use weir_controller::ControllerOperations;
 
 /// Serves IncrementalAlterConfigs.
 pub async fn handle(

@@ -31,6 +31,7 @@ use weir_protocol::ErrorCode;
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::replica::ReplicaManager;
+use weir_controller::ControllerOperations;
 
 /// Kafka's value for "authorized operations were not requested".
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;

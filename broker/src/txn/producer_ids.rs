@@ -2,7 +2,7 @@
 //! controller allocates (KIP-730), so ids stay unique across restarts and,
 //! later, across brokers.
 
-use weir_controller::{ControllerError, QuorumController};
+use weir_controller::{ControllerError, ControllerNode, ControllerOperations};
 
 /// The broker's current block of producer ids.
 #[derive(Default)]
@@ -15,7 +15,7 @@ pub struct ProducerIdManager {
 impl ProducerIdManager {
     /// The next producer id, asking the controller for a new block when the
     /// current one is used up.
-    pub async fn next_id(&self, controller: &QuorumController, broker_id: i32) -> Result<i64, ControllerError> {
+    pub async fn next_id(&self, controller: &ControllerNode, broker_id: i32) -> Result<i64, ControllerError> {
         let mut block = self.block.lock().await;
         if block.0 >= block.1 {
             let (first, count) = controller.allocate_producer_ids(broker_id).await?;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::image::Endpoint;
 
 struct Node {
     dir: tempfile::TempDir,
@@ -28,22 +27,6 @@ fn config(node: &Node, id: i32, voters: &BTreeMap<i32, String>) -> ControllerCon
 async fn open(node: &Node, id: i32, voters: &BTreeMap<i32, String>) -> Result<QuorumController, ControllerError> {
     let listener = TcpListener::bind(node.address).await.unwrap();
     QuorumController::open_with_listener(config(node, id, voters), Some(listener)).await
-}
-
-fn registration(id: i32) -> BrokerRegistration {
-    BrokerRegistration {
-        id,
-        incarnation_id: Uuid::new_v4(),
-        listeners: vec![Endpoint {
-            name: "PLAINTEXT".into(),
-            host: "127.0.0.1".into(),
-            port: 9091 + id as u16,
-            security_protocol: 0,
-        }],
-        rack: None,
-        fenced: false,
-        epoch: 0,
-    }
 }
 
 fn topic(name: &str, partitions: i32, replication_factor: i16) -> CreateTopic {
@@ -72,7 +55,7 @@ async fn three_voters_forward_to_the_leader_fail_over_and_catch_up() {
 
     // Every broker registers through its own controller; followers forward.
     for (i, controller) in controllers.iter().flatten().enumerate() {
-        controller.register_broker(registration(i as i32 + 1)).await.unwrap();
+        controller.register_broker(BrokerRegistration::unfenced_for_test(i as i32 + 1)).await.unwrap();
     }
     let leader = leader_of(controllers[0].as_ref().unwrap(), None).await;
     let follower = (0..3).find(|i| *i as u64 + 1 != leader).unwrap();
@@ -87,6 +70,19 @@ async fn three_voters_forward_to_the_leader_fail_over_and_catch_up() {
     let first = via_follower.allocate_producer_ids(2).await.unwrap();
     let second = controllers[leader as usize - 1].as_ref().unwrap().allocate_producer_ids(1).await.unwrap();
     assert_ne!(first.0, second.0, "producer-id blocks never overlap across voters");
+
+    // DescribeQuorum, asked of a follower, reports every voter's progress:
+    // followers answer the leader's AppendEntries every heartbeat.
+    let asked_at = crate::rpc::now_ms();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quorum = via_follower.describe_quorum().await.unwrap();
+    assert_eq!(quorum.leader_id as u64, leader);
+    assert_eq!(quorum.voters.iter().map(|v| v.id as u64).next(), Some(leader), "the leader is listed first");
+    for voter in &quorum.voters {
+        assert!(voter.log_end_offset > 0 && voter.log_end_offset <= quorum.voters[0].log_end_offset, "{voter:?}");
+        assert!(voter.last_fetch_timestamp >= asked_at, "{voter:?}");
+        assert!(voter.last_caught_up_timestamp >= asked_at, "{voter:?}");
+    }
 
     // The leader stops: the other two elect one of themselves and go on.
     let stopped = controllers[leader as usize - 1].take().unwrap();
@@ -150,4 +146,14 @@ async fn voter_sets_that_do_not_fit_are_refused() {
     let err = open(&node, 1, &voters).await.unwrap_err().to_string();
     assert!(err.contains("controller.quorum.voters names [1, 2], but the metadata quorum stored in"), "{err}");
     assert!(err.contains("has the voters [1]"), "{err}");
+}
+
+#[test]
+fn voters_election_timeouts_never_overlap() {
+    let ranges: Vec<(u64, u64)> = (0..5).map(super::quorum::election_timeout_range).collect();
+    assert_eq!(ranges[0], (1000, 1200));
+    for pair in ranges.windows(2) {
+        let ((_, lower_max), (higher_min, higher_max)) = (pair[0], pair[1]);
+        assert!(higher_min >= lower_max + 200 && higher_max > higher_min, "{ranges:?}");
+    }
 }

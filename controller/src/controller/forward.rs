@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::operations::{mismatch, ControllerOperations};
 use super::sessions::{BrokerHeartbeat, HeartbeatReply};
 use super::*;
 use crate::configs::{AlterConfigOp, ConfigResource};
@@ -18,15 +19,15 @@ use crate::rpc::client::{self, CallOnceError};
 use crate::rpc::{ControllerRequest, ControllerResponse};
 
 /// How long a forwarded operation may take on the leader.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an operation waits for an election to end (two election timeouts).
 const ELECTION_WAIT: Duration = Duration::from_secs(4);
 /// How long an operation keeps asking for a reachable leader after the one it
 /// knew became unreachable: past an election (about 4 s), within clients'
 /// request timeouts.
-const UNREACHABLE_RETRY: Duration = Duration::from_secs(10);
+pub(crate) const UNREACHABLE_RETRY: Duration = Duration::from_secs(10);
 /// How long a voter waits for its own image to catch up with a forwarded change.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One controller operation, as it travels to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,10 +126,6 @@ enum Forwarding {
     Failed(ControllerError),
 }
 
-fn mismatch() -> ControllerError {
-    ControllerError::Internal("the active controller answered another operation".to_string())
-}
-
 impl QuorumController {
     /// Runs `operation` on this node, which must lead the quorum (the
     /// controller listener calls this for forwarded operations).
@@ -178,6 +175,34 @@ impl QuorumController {
         metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone())
     }
 
+    /// Sends `operation` to the leader at `address`, then waits for this
+    /// node's image to catch up with it.
+    async fn forward(&self, address: &str, operation: Operation) -> Result<Outcome, Forwarding> {
+        let answer = match client::call_once(address, &ControllerRequest::Forward(operation), FORWARD_TIMEOUT).await {
+            Ok(answer) => answer,
+            Err(CallOnceError::Unreachable(e)) => return Err(Forwarding::Unreachable(e.to_string())),
+            Err(CallOnceError::Unanswered(e)) => {
+                return Err(Forwarding::Failed(ControllerError::NotController(format!(
+                    "no answer from the active controller at {address}: {e}"
+                ))))
+            }
+        };
+        let ControllerResponse::Forwarded(forwarded) = answer else {
+            return Err(Forwarding::Failed(mismatch()));
+        };
+        let forwarded = forwarded.map_err(Forwarding::Failed)?;
+        let mut images = self.images.clone();
+        let caught_up =
+            tokio::time::timeout(CATCH_UP_TIMEOUT, images.wait_for(|image| image.last_offset >= forwarded.offset))
+                .await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::warn!(offset = forwarded.offset, "this voter's metadata image is behind a forwarded change");
+        }
+        Ok(forwarded.outcome)
+    }
+}
+
+impl ControllerOperations for QuorumController {
     /// Runs `operation` where the leader is: here when this node leads, else
     /// forwarded. A leader that cannot be connected to (it died, and the
     /// election that replaces it is on) is asked again once another is known,
@@ -204,141 +229,5 @@ impl QuorumController {
                 Ok(outcome) => return Ok(outcome),
             }
         }
-    }
-
-    /// Sends `operation` to the leader at `address`, then waits for this
-    /// node's image to catch up with it.
-    async fn forward(&self, address: &str, operation: Operation) -> Result<Outcome, Forwarding> {
-        let answer = match client::call_once(address, &ControllerRequest::Forward(operation), FORWARD_TIMEOUT).await {
-            Ok(answer) => answer,
-            Err(CallOnceError::Unreachable(e)) => return Err(Forwarding::Unreachable(e.to_string())),
-            Err(CallOnceError::Unanswered(e)) => {
-                return Err(Forwarding::Failed(ControllerError::NotController(format!(
-                    "no answer from the active controller at {address}: {e}"
-                ))))
-            }
-        };
-        let ControllerResponse::Forwarded(forwarded) = answer else {
-            return Err(Forwarding::Failed(mismatch()));
-        };
-        let forwarded = forwarded.map_err(Forwarding::Failed)?;
-        let mut images = self.images.clone();
-        let caught_up =
-            tokio::time::timeout(CATCH_UP_TIMEOUT, images.wait_for(|image| image.last_offset >= forwarded.offset))
-                .await;
-        if !matches!(caught_up, Ok(Ok(_))) {
-            tracing::warn!(offset = forwarded.offset, "this voter's metadata image is behind a forwarded change");
-        }
-        Ok(forwarded.outcome)
-    }
-
-    /// Creates topics. One result per input, in order; all successful topics
-    /// of the request are committed in one atomic log entry.
-    pub async fn create_topics(
-        &self,
-        topics: Vec<CreateTopic>,
-        validate_only: bool,
-    ) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
-        let count = topics.len();
-        match self.on_leader(Operation::CreateTopics { topics, validate_only }).await {
-            Ok(Outcome::CreatedTopics(results)) => results.into_iter().map(|r| r.map(Arc::new)).collect(),
-            Ok(_) => vec![Err(mismatch()); count],
-            Err(e) => vec![Err(e); count],
-        }
-    }
-
-    /// Deletes topics by name or id. One result per input, in order, giving
-    /// the deleted topic's name and id; all deletions commit in one entry.
-    pub async fn delete_topics(&self, topics: Vec<TopicRef>) -> Vec<Result<(String, Uuid), ControllerError>> {
-        let count = topics.len();
-        match self.on_leader(Operation::DeleteTopics { topics }).await {
-            Ok(Outcome::DeletedTopics(results)) => results,
-            Ok(_) => vec![Err(mismatch()); count],
-            Err(e) => vec![Err(e); count],
-        }
-    }
-
-    /// Hands a registered broker the next block of producer ids: returns the
-    /// first id and the block size. Blocks never overlap, across restarts too.
-    pub async fn allocate_producer_ids(&self, broker_id: i32) -> Result<(i64, i64), ControllerError> {
-        match self.on_leader(Operation::AllocateProducerIds { broker_id }).await? {
-            Outcome::ProducerIds(result) => result,
-            _ => Err(mismatch()),
-        }
-    }
-
-    /// Describes the metadata quorum as its leader sees it: leader, epoch,
-    /// high watermark, each voter's and observer's progress. Any voter
-    /// answers, asking the leader (a Kafka broker forwards DescribeQuorum to
-    /// the active controller too).
-    pub async fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
-        match self.on_leader(Operation::DescribeQuorum).await? {
-            Outcome::Quorum(result) => result,
-            _ => Err(mismatch()),
-        }
-    }
-
-    /// A broker's heartbeat to the active controller (see `sessions.rs`):
-    /// keeps its session, unfences it once caught up, or, with
-    /// `want_shutdown`, fences it for a controlled shutdown.
-    pub async fn broker_heartbeat(&self, heartbeat: BrokerHeartbeat) -> Result<HeartbeatReply, ControllerError> {
-        match self.on_leader(Operation::BrokerHeartbeat(heartbeat)).await? {
-            Outcome::Heartbeat(result) => result,
-            _ => Err(mismatch()),
-        }
-    }
-
-    /// Runs an operation that answers only success or an error.
-    async fn run_done(&self, operation: Operation) -> Result<(), ControllerError> {
-        match self.on_leader(operation).await? {
-            Outcome::Done(result) => result,
-            _ => Err(mismatch()),
-        }
-    }
-
-    /// Grows a topic to `new_total` partitions, placing new replicas
-    /// automatically or from `assignments` (one replica list per new partition).
-    pub async fn create_partitions(
-        &self,
-        topic: &str,
-        new_total: i32,
-        assignments: Option<Vec<Vec<i32>>>,
-        validate_only: bool,
-    ) -> Result<(), ControllerError> {
-        let topic = topic.to_string();
-        self.run_done(Operation::CreatePartitions { topic, new_total, assignments, validate_only }).await
-    }
-
-    /// IncrementalAlterConfigs for one resource.
-    pub async fn incremental_alter_configs(
-        &self,
-        resource: ConfigResource,
-        ops: Vec<AlterConfigOp>,
-        validate_only: bool,
-    ) -> Result<(), ControllerError> {
-        self.run_done(Operation::IncrementalAlterConfigs { resource, ops, validate_only }).await
-    }
-
-    /// Legacy AlterConfigs: replaces the resource's whole explicit config set.
-    pub async fn alter_configs(
-        &self,
-        resource: ConfigResource,
-        configs: Vec<(String, Option<String>)>,
-        validate_only: bool,
-    ) -> Result<(), ControllerError> {
-        self.run_done(Operation::AlterConfigs { resource, configs, validate_only }).await
-    }
-
-    /// Registers a broker (see `brokers.rs` for its epoch). A registration
-    /// with `fenced` set stays fenced until a heartbeat shows the broker
-    /// caught up, as brokers register; one without is unfenced at once.
-    pub async fn register_broker(&self, registration: BrokerRegistration) -> Result<(), ControllerError> {
-        self.run_done(Operation::RegisterBroker(registration)).await
-    }
-
-    /// Fences a broker: it leaves every ISR it is in and gives up its
-    /// leaderships (see `brokers.rs`).
-    pub async fn fence_broker(&self, broker_id: i32) -> Result<(), ControllerError> {
-        self.run_done(Operation::FenceBroker { broker_id }).await
     }
 }

@@ -16,6 +16,7 @@ use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use super::*;
 use crate::raft::{MetadataEntry, NodeId};
 use crate::rpc::client::VoterNetwork;
+use crate::rpc::now_ms;
 use crate::store::{import_legacy_log, open_store};
 
 /// Held while an operation validates and commits: operations run one at a
@@ -79,18 +80,23 @@ impl QuorumController {
         let (log, state_machine) = open_store(&config.metadata_dir, publish)?;
         let store = log.handle();
         let bytes_since_snapshot = state_machine.bytes_since_snapshot();
+        let rank = voters.keys().position(|id| *id == node_id).unwrap_or(0);
+        let (election_timeout_min, election_timeout_max) = election_timeout_range(rank);
         let raft_config = openraft::Config {
             cluster_name: "weir-metadata".to_string(),
             heartbeat_interval: 200,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            election_timeout_min,
+            election_timeout_max,
             // Snapshots follow metadata.log.max.record.bytes.between.snapshots instead.
             snapshot_policy: SnapshotPolicy::Never,
             ..Default::default()
         }
         .validate()
         .map_err(|e| ControllerError::InvalidConfig(format!("Raft settings: {e}")))?;
-        let raft = Raft::new(node_id, Arc::new(raft_config), VoterNetwork, log, state_machine).await.map_err(fatal)?;
+        let voter_fetch_times = Arc::new(VoterFetchTimes::default());
+        let network = VoterNetwork::new(voter_fetch_times.clone());
+        let raft = Raft::new(node_id, Arc::new(raft_config), network, log, state_machine).await.map_err(fatal)?;
+        voter_fetch_times.watch(raft.metrics());
         let snapshots = tokio::spawn(snapshot_when_due(
             raft.clone(),
             images.clone(),
@@ -107,6 +113,8 @@ impl QuorumController {
             tasks: Arc::new(std::sync::Mutex::new(vec![snapshots.abort_handle()])),
             stop_listener: Arc::new(stop_listener),
             sessions: Default::default(),
+            observers: Default::default(),
+            voter_fetch_times,
         };
         let session_timer = tokio::spawn(super::sessions::fence_expired_sessions(controller.clone()));
         controller.track(session_timer.abort_handle());
@@ -278,6 +286,29 @@ impl QuorumController {
     }
 }
 
+/// The shortest election timeout, that of the voter with the lowest id (ms).
+const ELECTION_TIMEOUT_BASE_MS: u64 = 1000;
+/// Width of each voter's election timeout range (ms).
+const ELECTION_TIMEOUT_SPREAD_MS: u64 = 200;
+/// Least distance between two voters' election timeouts (ms).
+const ELECTION_TIMEOUT_GAP_MS: u64 = 200;
+
+/// The election timeout range (min, max in ms) of the voter ranked `rank`
+/// (0-based, by node id) in the voter set.
+///
+/// openraft 0.9 draws a node's election timeout once, when the node starts,
+/// and keeps it for every round. Two voters that drew close values time out
+/// together after a leader dies, each votes for itself, and they split the
+/// vote again every round until their timeouts drift apart: failovers of
+/// 20-30 s were seen. Disjoint ranges, one per voter, keep any two voters'
+/// timeouts at least [`ELECTION_TIMEOUT_GAP_MS`] apart, so one survivor
+/// always asks first and is elected in the first round.
+pub(super) fn election_timeout_range(rank: usize) -> (u64, u64) {
+    let step = ELECTION_TIMEOUT_SPREAD_MS + ELECTION_TIMEOUT_GAP_MS;
+    let min = ELECTION_TIMEOUT_BASE_MS + step * u64::try_from(rank).unwrap_or(u64::MAX).min(16);
+    (min, min + ELECTION_TIMEOUT_SPREAD_MS)
+}
+
 /// The voter set: `controller.quorum.voters`, or this node alone.
 fn configured_voters(
     config: &ControllerConfig,
@@ -334,12 +365,12 @@ pub struct QuorumDescription {
 }
 
 impl QuorumController {
-    /// The leader's side of [`QuorumController::describe_quorum`]:
-    /// `NotController` when this node does not lead the quorum.
+    /// The leader's side of DescribeQuorum: `NotController` when this node
+    /// does not lead the quorum.
     ///
     /// Offsets are Raft log indexes + 1 (Kafka's end offsets). The leader's
-    /// own timestamps are now, as in Kafka; a follower's are known once it
-    /// replicates (the quorum is one node today).
+    /// own timestamps are now, as in Kafka; observers' come from their
+    /// fetches; other voters' are not tracked yet (-1).
     pub(super) fn describe_quorum_local(&self) -> Result<QuorumDescription, ControllerError> {
         let metrics = self.raft.metrics().borrow().clone();
         if metrics.current_leader != Some(metrics.id) || metrics.state != ServerState::Leader {
@@ -347,9 +378,7 @@ impl QuorumController {
         }
         let node = |id: NodeId| i32::try_from(id).unwrap_or(i32::MAX);
         let end_offset = |index: Option<u64>| index.map_or(0, |i| i64::try_from(i).unwrap_or(i64::MAX) + 1);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = now_ms();
         let membership = metrics.membership_config.membership();
         let address = |id: NodeId| membership.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
         let replica = |id: NodeId| {
@@ -363,23 +392,23 @@ impl QuorumController {
                 };
             }
             let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).copied().flatten());
+            let fetch = self.voter_fetch_times.get(id, metrics.current_term);
             QuorumReplica {
                 id: node(id),
                 log_end_offset: matched.map_or(-1, |m| end_offset(Some(m.index))),
-                last_fetch_timestamp: -1,
-                last_caught_up_timestamp: -1,
+                last_fetch_timestamp: fetch.map_or(-1, |f| f.last_fetch_timestamp),
+                last_caught_up_timestamp: fetch.map_or(-1, |f| f.last_caught_up_timestamp),
                 address: address(id),
             }
         };
         let mut voter_ids: Vec<NodeId> = membership.voter_ids().collect();
         voter_ids.sort_by_key(|id| (*id != metrics.id, *id));
-        let observers = membership.learner_ids().map(replica).collect();
         Ok(QuorumDescription {
             leader_id: node(metrics.id),
             leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
             high_watermark: end_offset(metrics.last_applied.map(|id| id.index)),
             voters: voter_ids.into_iter().map(replica).collect(),
-            observers,
+            observers: self.observer_replicas(metrics.current_term),
         })
     }
 }
@@ -428,5 +457,28 @@ async fn snapshot_when_due(
             .wait(Some(Duration::from_secs(60)))
             .metrics(|m| m.snapshot != building, "metadata snapshot written")
             .await;
+    }
+}
+
+#[cfg(test)]
+impl QuorumController {
+    /// Takes a snapshot now and purges the log it covers, so readers of the
+    /// log must be sent the snapshot.
+    pub(crate) async fn snapshot_and_purge(&self) {
+        let building = self.raft.metrics().borrow().snapshot;
+        self.raft.trigger().snapshot().await.expect("snapshot triggered");
+        let metrics = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot != building, "snapshot written")
+            .await
+            .expect("snapshot written");
+        let upto = metrics.snapshot.map(|id| id.index).expect("a snapshot");
+        self.raft.trigger().purge_log(upto).await.expect("purge triggered");
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= upto), "log purged")
+            .await
+            .expect("log purged");
     }
 }

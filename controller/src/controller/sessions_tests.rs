@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use super::tests::reg;
 use super::*;
 
 async fn open(dir: &std::path::Path, session_timeout_ms: u64) -> QuorumController {
@@ -31,14 +30,14 @@ fn fenced(c: &QuorumController, broker_id: i32) -> bool {
 async fn a_registration_is_fenced_until_a_heartbeat_shows_it_caught_up() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(dir.path(), 60_000).await;
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     let mut t = CreateTopic { name: "t".into(), num_partitions: -1, replication_factor: -1, ..Default::default() };
     t.assignments = vec![(0, vec![1])];
     c.create_topics(vec![t], false).await.remove(0).unwrap();
     c.fence_broker(1).await.unwrap();
     assert_eq!(c.image().topic("t").unwrap().partitions[0].leader, -1);
 
-    c.register_broker(BrokerRegistration { fenced: true, ..reg(1) }).await.unwrap();
+    c.register_broker(BrokerRegistration { fenced: true, ..BrokerRegistration::unfenced_for_test(1) }).await.unwrap();
     assert!(fenced(&c, 1));
     let epoch = c.image().broker(1).unwrap().epoch;
     let behind = c.broker_heartbeat(heartbeat(&c, 1, epoch - 1, false)).await.unwrap();
@@ -59,8 +58,8 @@ async fn a_registration_is_fenced_until_a_heartbeat_shows_it_caught_up() {
 async fn a_silent_broker_is_fenced_after_the_session_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(dir.path(), 600).await;
-    c.register_broker(reg(1)).await.unwrap();
-    c.register_broker(reg(2)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(2)).await.unwrap();
     let started = std::time::Instant::now();
     while !fenced(&c, 2) {
         assert!(started.elapsed() < Duration::from_secs(20), "broker 2 was never fenced");
@@ -80,14 +79,14 @@ async fn a_silent_broker_is_fenced_after_the_session_timeout() {
 async fn a_controlled_shutdown_fences_at_once_and_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(dir.path(), 60_000).await;
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     assert!(beat(&c, 1, true).await.fenced);
     assert!(fenced(&c, 1));
     // A heartbeat that was already on its way does not unfence it again.
     assert!(beat(&c, 1, false).await.fenced);
     assert!(fenced(&c, 1));
     // A new registration (the broker restarted) starts afresh.
-    c.register_broker(BrokerRegistration { fenced: true, ..reg(1) }).await.unwrap();
+    c.register_broker(BrokerRegistration { fenced: true, ..BrokerRegistration::unfenced_for_test(1) }).await.unwrap();
     assert!(!beat(&c, 1, false).await.fenced);
     c.shutdown().await;
 }
@@ -96,10 +95,10 @@ async fn a_controlled_shutdown_fences_at_once_and_for_good() {
 async fn a_second_incarnation_waits_for_the_live_session_to_expire() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(dir.path(), 800).await;
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     beat(&c, 1, false).await;
     // Another process with node id 1 while the first heartbeats: refused.
-    let impostor = c.register_broker(reg(1)).await.unwrap_err();
+    let impostor = c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap_err();
     assert_eq!(impostor.error_code(), 101, "{impostor}");
     // Once the first one's session expired (it was fenced), the new one gets in.
     let started = std::time::Instant::now();
@@ -107,6 +106,6 @@ async fn a_second_incarnation_waits_for_the_live_session_to_expire() {
         assert!(started.elapsed() < Duration::from_secs(20), "broker 1 was never fenced");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     c.shutdown().await;
 }

@@ -7,7 +7,6 @@ use uuid::Uuid;
 
 use super::*;
 use crate::configs::AlterOp;
-use crate::image::Endpoint;
 use crate::log::METADATA_LOG_FILE;
 
 /// A quorum of one whose brokers never time out: these tests do not heartbeat.
@@ -25,27 +24,10 @@ async fn close(c: QuorumController) {
     c.shutdown().await;
 }
 
-/// A registration unfenced at once.
-pub(super) fn reg(id: i32) -> BrokerRegistration {
-    BrokerRegistration {
-        id,
-        incarnation_id: Uuid::new_v4(),
-        listeners: vec![Endpoint {
-            name: "PLAINTEXT".into(),
-            host: "localhost".into(),
-            port: 9092,
-            security_protocol: 0,
-        }],
-        rack: None,
-        fenced: false,
-        epoch: 0,
-    }
-}
-
 async fn with_brokers(dir: &std::path::Path, n: i32) -> QuorumController {
     let c = open(dir).await;
     for id in 1..=n {
-        c.register_broker(reg(id)).await.unwrap();
+        c.register_broker(BrokerRegistration::unfenced_for_test(id)).await.unwrap();
     }
     c
 }
@@ -90,7 +72,7 @@ async fn register_broker_unfences_and_sets_epoch() {
     let (first, second) = (img.broker(1).unwrap().epoch, img.broker(2).unwrap().epoch);
     assert!(first > 0 && second > first, "epochs {first}, {second}");
     // Re-registering gives a higher epoch.
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     assert!(c.image().broker(1).unwrap().epoch > second);
 }
 
@@ -194,8 +176,8 @@ async fn manual_assignment_and_no_brokers() {
     let dir = tempfile::tempdir().unwrap();
     let c = open(dir.path()).await;
     assert_eq!(code(create(&c, topic("t", 1, 1)).await), 38);
-    c.register_broker(reg(1)).await.unwrap();
-    c.register_broker(reg(2)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(2)).await.unwrap();
     let mut t = topic("t", -1, -1);
     t.assignments = vec![(1, vec![1, 2]), (0, vec![2, 1])];
     let created = create(&c, t).await.unwrap();
@@ -358,7 +340,7 @@ async fn delete_topics_by_name_and_id() {
     let c = open(dir.path()).await;
     assert!(c.image().topics.is_empty());
     // A deleted name can be created again, with a new id.
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     assert_ne!(create(&c, topic("a", 1, 1)).await.unwrap().id, a.id);
 }
 
@@ -382,7 +364,7 @@ async fn a_single_node_metadata_log_is_imported_on_first_open() {
     {
         let mut old = crate::log::MetadataLog::open(dir.path()).unwrap().log;
         old.append(&[MetadataRecord::ClusterId { cluster_id: "b2xkLXNpbmdsZS1ub2RlLTE".into() }]).unwrap();
-        let registration = reg(1);
+        let registration = BrokerRegistration::unfenced_for_test(1);
         old.append(&[
             MetadataRecord::RegisterBroker {
                 id: 1,
@@ -422,7 +404,7 @@ async fn a_single_node_metadata_log_is_imported_on_first_open() {
     assert!(!dir.path().join(METADATA_LOG_FILE).exists());
     assert!(dir.path().join(crate::store::IMPORTED_LOG_FILE).exists());
     assert_eq!(c.allocate_producer_ids(1).await.unwrap(), (5000, 1000));
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     assert!(c.image().broker(1).unwrap().epoch > 1);
     close(c).await;
     let c = open(dir.path()).await;
@@ -453,13 +435,13 @@ async fn fencing_moves_leadership_and_reregistration_restores_it() {
     let mut only_fenced = topic("f", -1, -1);
     only_fenced.assignments = vec![(0, vec![1])];
     assert_eq!(code(create(&c, only_fenced).await), 39);
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     let p0 = c.image().topic("t").unwrap().partitions[0].clone();
     assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (1, vec![1], 2));
     c.fence_broker(2).await.unwrap();
     let p1 = c.image().topic("t").unwrap().partitions[1].clone();
     assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (-1, vec![2], 1));
-    c.register_broker(reg(2)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(2)).await.unwrap();
     let p1 = c.image().topic("t").unwrap().partitions[1].clone();
     assert_eq!((p1.leader, p1.leader_epoch), (2, 2));
     assert_eq!(code(c.fence_broker(9).await), 77);
@@ -497,7 +479,7 @@ async fn a_snapshot_is_taken_after_the_configured_bytes_of_records_and_serves_re
     let dir = tempfile::tempdir().unwrap();
     let config = ControllerConfig { snapshot_max_bytes: 2000, ..ControllerConfig::new(1, dir.path()) };
     let c = QuorumController::open(config.clone()).await.unwrap();
-    c.register_broker(reg(1)).await.unwrap();
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     assert!(c.raft.metrics().borrow().snapshot.is_none());
     for i in 0..40 {
         create(&c, topic(&format!("topic-{i:02}"), 2, 1)).await.unwrap();

@@ -1,5 +1,6 @@
 //! The controller listener's protocol: the quorum's Raft RPCs between
-//! voters, and controller operations forwarded to the leader, over plain TCP.
+//! voters, controller operations forwarded to the leader, and observers'
+//! metadata fetches, over plain TCP.
 //!
 //! A connection carries requests and their responses strictly in turn: the
 //! client writes one frame, the server answers with one frame. A frame is a
@@ -24,9 +25,16 @@ use openraft::raft::{
     VoteResponse,
 };
 
-use crate::controller::{Forwarded, Operation};
+use crate::controller::{FetchedMetadata, Forwarded, MetadataFetch, Operation};
 use crate::error::ControllerError;
 use crate::raft::{NodeId, TypeConfig};
+
+/// Milliseconds since the epoch, as Kafka's timestamps.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// Largest frame either side accepts (64 MiB): a snapshot chunk is at most
 /// openraft's `snapshot_max_chunk_size` (3 MiB) before JSON encoding.
@@ -43,6 +51,11 @@ pub enum ControllerRequest {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A controller operation another voter forwards to the leader.
     Forward(Operation),
+    /// A controller operation from a node that is only a broker: the voter
+    /// runs it where the leader is, forwarding it there itself if need be.
+    ForwardFromBroker(Operation),
+    /// An observer fetches the committed metadata log.
+    FetchMetadata(MetadataFetch),
 }
 
 /// The answer to a [`ControllerRequest`], of the same kind.
@@ -54,8 +67,10 @@ pub enum ControllerResponse {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     /// Answer to InstallSnapshot.
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
-    /// The leader's answer to a forwarded operation.
+    /// The answer to a forwarded operation.
     Forwarded(Result<Forwarded, ControllerError>),
+    /// The answer to an observer's fetch.
+    MetadataFetched(Result<FetchedMetadata, ControllerError>),
 }
 
 /// Writes `message` as one frame.

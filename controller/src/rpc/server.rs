@@ -1,6 +1,6 @@
-//! The controller listener: accepts voters' connections and answers their
-//! Raft RPCs from the local `Raft`, and their forwarded operations from the
-//! local controller, one task per connection.
+//! The controller listener: accepts voters' and brokers' connections and
+//! answers Raft RPCs from the local `Raft`, forwarded operations and
+//! observers' fetches from the local controller, one task per connection.
 
 use std::net::SocketAddr;
 
@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::{read_frame, write_frame, ControllerRequest, ControllerResponse};
-use crate::controller::QuorumController;
+use crate::controller::{ControllerOperations, Forwarded, QuorumController};
 use crate::error::ControllerError;
 use crate::raft::TypeConfig;
 
@@ -38,6 +38,10 @@ pub async fn serve(
             _ = wait_for_shutdown(&mut shutdown) => return,
         }
     }
+}
+
+fn no_controller() -> ControllerError {
+    ControllerError::NotController("this listener runs no controller".to_string())
 }
 
 async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
@@ -74,7 +78,18 @@ async fn serve_connection(
             }
             ControllerRequest::Forward(operation) => ControllerResponse::Forwarded(match &controller {
                 Some(controller) => Ok(controller.execute_local(operation).await),
-                None => Err(ControllerError::NotController("this listener runs no controller".to_string())),
+                None => Err(no_controller()),
+            }),
+            ControllerRequest::ForwardFromBroker(operation) => ControllerResponse::Forwarded(match &controller {
+                Some(controller) => controller
+                    .on_leader(operation)
+                    .await
+                    .map(|outcome| Forwarded { outcome, offset: controller.image().last_offset }),
+                None => Err(no_controller()),
+            }),
+            ControllerRequest::FetchMetadata(fetch) => ControllerResponse::MetadataFetched(match &controller {
+                Some(controller) => controller.fetch_metadata(fetch).await,
+                None => Err(no_controller()),
             }),
         };
         if let Err(e) = write_frame(&mut writer, &response).await {

@@ -71,8 +71,9 @@ async fn start_voter(id: NodeId, dir: &Path, listener: TcpListener) -> Voter {
         }
     };
     let config = Config { snapshot_policy: SnapshotPolicy::Never, ..Default::default() };
-    let raft =
-        Raft::new(id, Arc::new(config.validate().unwrap()), client::VoterNetwork, log, state_machine).await.unwrap();
+    let raft = Raft::new(id, Arc::new(config.validate().unwrap()), client::VoterNetwork::default(), log, state_machine)
+        .await
+        .unwrap();
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(server::serve(listener, raft.clone(), None, stopped));
     Voter { id, raft, images: receiver, stop, server }
@@ -208,7 +209,7 @@ async fn garbage_on_the_controller_listener_closes_that_connection_only() {
     }
 
     // The listener still answers a well-formed request.
-    let mut client = client::VoterNetwork.new_client(1, &BasicNode::new(addr.to_string())).await;
+    let mut client = client::VoterNetwork::default().new_client(1, &BasicNode::new(addr.to_string())).await;
     let option = RPCOption::new(Duration::from_secs(5));
     let answer = client.vote(VoteRequest::new(openraft::Vote::new(0, 2), None), option).await.unwrap();
     assert!(!answer.vote_granted);

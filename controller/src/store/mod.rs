@@ -109,6 +109,24 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
+    /// The log entries `first..=last`, or `None` when the log no longer
+    /// starts at or before `first` (a snapshot covered and purged it). The
+    /// caller bounds `last` by what is committed.
+    pub async fn read_entries(
+        &self,
+        first: u64,
+        last: u64,
+    ) -> Result<Option<Vec<crate::raft::Entry>>, ControllerError> {
+        use openraft::RaftLogReader;
+        let mut reader = MetadataLogStore::new(self.db.clone(), Arc::new(AtomicU64::new(0)));
+        let entries = reader
+            .try_get_log_entries(first..=last)
+            .await
+            .map_err(|e| ControllerError::Storage(format!("cannot read the metadata log: {e}")))?;
+        let contiguous = entries.iter().zip(first..).all(|(entry, index)| entry.log_id.index == index);
+        Ok((contiguous && !entries.is_empty()).then_some(entries))
+    }
+
     /// Waits (up to 10 s) until every other user of the database has let go
     /// of it, so it is closed once this handle drops: openraft's tasks end
     /// shortly after `Raft::shutdown` returns.

@@ -162,14 +162,9 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
             match &entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(data) => {
-                    // Replayed onto a scratch copy: an entry applies whole or not at all.
-                    let mut scratch = builder.clone();
-                    match scratch.replay_entry(offset, &data.records) {
-                        Ok(()) => builder = scratch,
-                        Err(e) => {
-                            tracing::error!(offset, error = %e, "skipping a metadata log entry that does not apply");
-                            error = Some(e.to_string());
-                        }
+                    if let Err(e) = builder.apply_committed(offset, &data.records) {
+                        tracing::error!(offset, error = %e, "skipping a metadata log entry that does not apply");
+                        error = Some(e.to_string());
                     }
                 }
                 EntryPayload::Membership(membership) => {
