@@ -6,7 +6,8 @@ metadata quorum), driven by real clients.
 - Records produced through one node reach the leaders of every partition and a
   consumer group bootstrapped through another node reads them all and commits;
   the group's coordinator is the leader of its `__consumer_offsets` partition.
-- A node that does not lead a partition answers Produce with NOT_LEADER_OR_FOLLOWER.
+- A node that does not lead a partition answers Produce with NOT_LEADER_OR_FOLLOWER,
+  and from Produce v10 / Fetch v16 names the leader and its endpoint (KIP-951).
 - Until replication exists a partition's ISR is its leader alone.
 - kill -9 of the active controller: a new one is elected, topic operations go on
   through the survivors, nothing acknowledged is lost, and the killed node
@@ -20,10 +21,11 @@ The figures (visibility, failover, catch-up times) are printed for the notes.
 
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicCollection
 
 from lib import wire
 from lib.clients import JAVA_ENV, admin, java_available, java_tool, produce, run, unique_topic, wait_until
@@ -109,6 +111,31 @@ def test_records_reach_every_leader_and_a_group_reads_them(cluster):
     a = admin(cluster.node(2).bootstrap)  # kept alive until the answer is in
     committed = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=30)
     assert sorted((tp.partition, tp.offset) for tp in committed.topic_partitions) == [(0, 31), (1, 31), (2, 31)]
+
+
+def test_a_broker_that_does_not_lead_names_the_leader(cluster):
+    # KIP-951: Produce v10+ and Fetch v16+ refused with NOT_LEADER_OR_FOLLOWER carry the
+    # leader's id and epoch, and the response the leader's endpoint.
+    topic = unique_topic("hinted")
+    create_topic(cluster.node(1).bootstrap, topic, partitions=3)
+    client = admin(cluster.node(1).bootstrap)  # kept alive until the answer is in
+    described = client.describe_topics(TopicCollection([topic]))[topic].result(timeout=30)
+    topic_id = struct.pack(">qq", described.topic_id.get_most_significant_bits(),
+                           described.topic_id.get_least_significant_bits())
+    leaders = partition_leaders(cluster.node(1).bootstrap, topic)
+    for partition, leader in leaders.items():
+        for i in (1, 2, 3):
+            with wire.Conn(HOST, cluster.node(i).port) as conn:
+                produced = wire.produce_v10(conn, topic, partition, wire.record_batch([(None, b"hinted")]))
+                fetched = wire.fetch_v16(conn, topic_id, partition, 0)
+            if i == leader:
+                assert (produced.error_code, produced.leader_id, produced.endpoints) == (0, -1, {}), produced
+                assert (fetched.error_code, fetched.leader_id, fetched.endpoints) == (0, -1, {}), fetched
+                continue
+            for hint in (produced, fetched):
+                assert hint.error_code == 6, (partition, leader, i, hint)  # NOT_LEADER_OR_FOLLOWER
+                assert (hint.leader_id, hint.leader_epoch) == (leader, 0), hint
+                assert hint.endpoints == {leader: (HOST, cluster.node(leader).port)}, hint
 
 
 def test_active_controller_kill9_fails_over_and_loses_nothing(cluster):

@@ -67,6 +67,7 @@ impl Broker {
                 .await
                 .context("opening the metadata quorum")?,
             ),
+            ProcessRoles::Controller => anyhow::bail!("a controller-only node runs no broker"),
             ProcessRoles::Broker => ControllerNode::Observer(
                 MetadataObserver::open(ObserverConfig {
                     node_id: config.node_id,
@@ -130,7 +131,7 @@ impl Broker {
 }
 
 /// The controller settings of a node with the controller role.
-fn controller_config(
+pub(crate) fn controller_config(
     config: &BrokerConfig,
     controller_listener: Option<&tokio::net::TcpListener>,
 ) -> anyhow::Result<ControllerConfig> {

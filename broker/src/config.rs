@@ -49,6 +49,9 @@ pub enum ProcessRoles {
     Combined,
     /// `broker`: a broker that follows the quorum as an observer.
     Broker,
+    /// `controller`: a voter that serves only the quorum, on its controller
+    /// listener, and no clients (KRaft's dedicated controller).
+    Controller,
 }
 
 /// The typed broker configuration.
@@ -177,12 +180,18 @@ impl BrokerConfig {
             &raw,
             process_roles,
         )?;
-        if listeners.is_empty() {
-            bail!("listeners names no broker listener");
+        match (process_roles, listeners.first()) {
+            (ProcessRoles::Controller, Some(client)) => bail!(
+                "listeners has the broker listener {}, but process.roles=controller: a controller-only node serves \
+                 only its controller listener (controller.listener.names)",
+                client.name
+            ),
+            (ProcessRoles::Combined | ProcessRoles::Broker, None) => bail!("listeners names no broker listener"),
+            _ => {}
         }
         let quorum_voters = quorum_voters(&raw, node_id, process_roles, controller_listener.as_ref())?;
         let controller_bootstrap = match process_roles {
-            ProcessRoles::Combined => Vec::new(),
+            ProcessRoles::Combined | ProcessRoles::Controller => Vec::new(),
             ProcessRoles::Broker => {
                 let servers = bootstrap_servers(&raw)?;
                 let servers = if servers.is_empty() { quorum_voters.values().cloned().collect() } else { servers };
@@ -288,9 +297,8 @@ impl BrokerConfig {
 
 /// `fetch.max.bytes`: Kafka's default is 55 MiB, and it must be at least 1024.
 /// `process.roles`: a combined broker and controller (KRaft's combined
-/// mode, and the default), or a broker alone, which follows the quorum as an
-/// observer. A controller-only node is refused rather than run as something
-/// it is not.
+/// mode, and the default), a broker alone, which follows the quorum as an
+/// observer, or a controller alone.
 fn process_roles(value: Option<&str>) -> anyhow::Result<ProcessRoles> {
     let Some(value) = value else { return Ok(ProcessRoles::Combined) };
     let mut roles: Vec<&str> = value.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
@@ -304,11 +312,8 @@ fn process_roles(value: Option<&str>) -> anyhow::Result<ProcessRoles> {
     match roles.as_slice() {
         ["broker", "controller"] => Ok(ProcessRoles::Combined),
         ["broker"] => Ok(ProcessRoles::Broker),
-        _ => bail!(
-            "process.roles={value}: Weir runs a node as a combined broker and controller \
-             (process.roles=broker,controller) or as a broker (process.roles=broker); dedicated controller nodes \
-             are not supported yet"
-        ),
+        ["controller"] => Ok(ProcessRoles::Controller),
+        _ => bail!("process.roles is empty: name broker, controller or both"),
     }
 }
 
@@ -367,7 +372,8 @@ fn split_controller_listener(
     let names = controller_listener_names(raw);
     let (controller, clients): (Vec<Listener>, Vec<Listener>) =
         listeners.into_iter().partition(|l| names.contains(&l.name));
-    if roles == ProcessRoles::Combined && raw.contains_key("controller.listener.names") && controller.is_empty() {
+    let named = raw.contains_key("controller.listener.names") || roles == ProcessRoles::Controller;
+    if roles != ProcessRoles::Broker && named && controller.is_empty() {
         bail!("controller.listener.names={} names no listener in listeners", names.join(","));
     }
     if controller.len() > 1 {
@@ -385,7 +391,7 @@ fn quorum_voters(
     roles: ProcessRoles,
     controller_listener: Option<&Listener>,
 ) -> anyhow::Result<BTreeMap<i32, String>> {
-    if roles == ProcessRoles::Combined
+    if roles != ProcessRoles::Broker
         && raw.get("controller.quorum.bootstrap.servers").is_some_and(|v| !v.trim().is_empty())
         && raw.get("controller.quorum.voters").is_none_or(|v| v.trim().is_empty())
     {
@@ -425,6 +431,9 @@ fn quorum_voters(
         return Ok(voters);
     }
     if voters.is_empty() {
+        if roles == ProcessRoles::Controller {
+            bail!("process.roles=controller needs controller.quorum.voters, this node among them");
+        }
         return Ok(voters);
     }
     if !voters.contains_key(&node_id) {
@@ -717,7 +726,8 @@ mod tests {
             assert!(error.contains(needle), "{change:?}: {error}");
         };
         refused(("process.roles", "broker"), "must not be a voter");
-        refused(("process.roles", "controller"), "dedicated controller nodes");
+        refused(("process.roles", "controller"), "but process.roles=controller");
+        refused(("process.roles", ","), "process.roles is empty");
         refused(("process.roles", "broker,observer"), "unknown role");
         refused(("node.id", "4"), "not one of controller.quorum.voters");
         refused(("controller.quorum.voters", "1@a:1,1@b:2"), "twice");
@@ -769,5 +779,35 @@ mod tests {
             ("listeners", "PLAINTEXT://127.0.0.1:9095,CONTROLLER://127.0.0.1:19095"),
             "must not name a listener of a broker-only node",
         );
+    }
+
+    #[test]
+    fn a_controller_only_node_serves_the_quorum_alone() {
+        let config = |pairs: &[(&str, &str)]| {
+            BrokerConfig::from_raw(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let node = [
+            ("node.id", "2"),
+            ("process.roles", "controller"),
+            ("listeners", "CONTROLLER://127.0.0.1:19093"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("controller.quorum.voters", "1@127.0.0.1:19092,2@127.0.0.1:19093,3@127.0.0.1:19094"),
+        ];
+        let c = config(&node).unwrap();
+        assert_eq!(c.process_roles, ProcessRoles::Controller);
+        assert!(c.listeners.is_empty() && c.advertised_listeners.is_empty());
+        assert_eq!(c.controller_listener.as_ref().map(|l| l.port), Some(19093));
+        assert_eq!(c.quorum_voters.len(), 3);
+
+        let refused = |change: (&str, &str), needle: &str| {
+            let mut pairs: Vec<(&str, &str)> = node.iter().copied().filter(|(k, _)| *k != change.0).collect();
+            pairs.push(change);
+            let error = format!("{:#}", config(&pairs).unwrap_err());
+            assert!(error.contains(needle), "{change:?}: {error}");
+        };
+        refused(("listeners", "PLAINTEXT://127.0.0.1:9093,CONTROLLER://127.0.0.1:19093"), "serves only its controller");
+        refused(("listeners", "CTRL://127.0.0.1:19093"), "names no listener");
+        refused(("controller.quorum.voters", ""), "needs controller.quorum.voters");
+        refused(("node.id", "4"), "not one of controller.quorum.voters");
     }
 }

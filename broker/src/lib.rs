@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod dedicated_controller;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;

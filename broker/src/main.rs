@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use weir_broker::config::BrokerConfig;
+use weir_broker::config::{BrokerConfig, ProcessRoles};
 
 /// A Kafka-compatible broker.
 #[derive(Parser, Debug)]
@@ -52,6 +52,12 @@ async fn main() -> anyhow::Result<()> {
     };
     overrides.extend(args.overrides);
     let config = BrokerConfig::load(args.config.as_deref(), &overrides)?;
+    if config.process_roles == ProcessRoles::Controller {
+        if dev_dir.is_some() {
+            anyhow::bail!("--dev runs a broker; process.roles=controller does not go with it");
+        }
+        return run_dedicated_controller(config).await;
+    }
     let running = match weir_broker::server::start(config).await {
         Ok(running) => running,
         Err(e) => {
@@ -90,6 +96,22 @@ async fn main() -> anyhow::Result<()> {
         Some(reason) => Err(anyhow::anyhow!("stopped because the log dir failed: {reason}")),
         None => Ok(()),
     }
+}
+
+/// A controller-only node: serves the quorum until told to stop; exits
+/// non-zero, as a broker does, when its metadata store fails.
+async fn run_dedicated_controller(config: BrokerConfig) -> anyhow::Result<()> {
+    let running = weir_broker::dedicated_controller::start(config).await?;
+    let quorum_failure = tokio::select! {
+        _ = wait_for_stop_signal() => None,
+        reason = running.failed() => Some(reason),
+    };
+    if let Some(reason) = quorum_failure {
+        tracing::error!(%reason, "stopped because the metadata quorum failed");
+        std::process::exit(1);
+    }
+    running.shutdown().await;
+    Ok(())
 }
 
 /// Test hook: `WEIR_STORAGE_FAULTS` arms storage faults (see

@@ -1,11 +1,13 @@
 """A cluster of `weir` processes on loopback ports for the cluster tests.
 
-Nodes 1..size are combined brokers and controllers
+Nodes 1..size are the voters: combined brokers and controllers
 (`process.roles=broker,controller`), each with its own client port, controller
-port and data dir; they are the voters. Nodes size+1..size+brokers are brokers
-only (`process.roles=broker`): they follow the quorum as observers, reaching it
-through `controller.quorum.bootstrap.servers`. Faults are injected by PID only: kill -9, SIGSTOP/SIGCONT, restart on the
-same data, restart on an emptied data dir.
+port and data dir, or, with `dedicated_controllers`, controller-only nodes
+(`process.roles=controller`) that serve no clients. Nodes size+1..size+brokers
+are brokers only (`process.roles=broker`): they follow the quorum as observers,
+reaching it through `controller.quorum.bootstrap.servers`. Faults are injected
+by PID only: kill -9, SIGSTOP/SIGCONT, restart on the same data, restart on an
+emptied data dir.
 
     with WeirCluster(3) as cluster:
         cluster.start()
@@ -18,10 +20,11 @@ from __future__ import annotations
 import shutil
 import time
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from . import wire
-from .clients import admin
+from .clients import admin, wait_until
 from .weir import HOST, Weir, free_port
 
 
@@ -33,6 +36,27 @@ def create_topic(bootstrap: str, name: str, partitions: int, replication_factor:
     client.create_topics([new], operation_timeout=timeout, request_timeout=timeout)[name].result(timeout=timeout)
 
 
+def create_topic_through_failover(bootstrap: str, name: str, partitions: int, timeout: float = 60.0) -> list:
+    """Creates topic `name` through `bootstrap`, asking again until it is answered (a
+    controller election is on); returns the attempts that failed. An attempt the client
+    gave up on may still have been applied: its retry then finds the topic, which counts
+    as created."""
+    failed = []
+
+    def attempt() -> bool:
+        try:
+            create_topic(bootstrap, name, partitions=partitions, timeout=15)
+        except KafkaException as e:
+            if failed and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return True
+            failed.append(e)
+            raise
+        return True
+
+    wait_until(attempt, timeout=timeout, interval=0.1, what=f"CreateTopics {name} through {bootstrap}")
+    return failed
+
+
 def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
     """Partition -> leader of `topic`, as the node at `bootstrap` answers Metadata."""
     md = admin(bootstrap).list_topics(topic=topic, timeout=10)
@@ -41,10 +65,11 @@ def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
 
 class WeirCluster:
     """`size` voters with ids 1..size and `brokers` broker-only nodes after them.
-    `overrides` apply to every node."""
+    The voters are combined brokers and controllers, or with `dedicated_controllers`
+    controller-only nodes that serve no clients. `overrides` apply to every node."""
 
     def __init__(self, size: int = 3, overrides: dict[str, object] | None = None, name: str = "cluster",
-                 brokers: int = 0):
+                 brokers: int = 0, dedicated_controllers: bool = False):
         self.size = size
         self.controller_ports = {i: free_port() for i in range(1, size + 1)}
         voters = ",".join(f"{i}@{HOST}:{port}" for i, port in self.controller_ports.items())
@@ -60,6 +85,13 @@ class WeirCluster:
                 "controller.quorum.voters": voters,
                 "group.initial.rebalance.delay.ms": 0,
             })
+            if dedicated_controllers:
+                node.overrides.update({
+                    "process.roles": "controller",
+                    "listeners": f"CONTROLLER://{HOST}:{self.controller_ports[i]}",
+                    "advertised.listeners": "",
+                })
+                node.serves_clients = False
             node.overrides.update(overrides or {})
             self.nodes[i] = node
         bootstrap = ",".join(f"{HOST}:{port}" for port in self.controller_ports.values())
@@ -97,7 +129,8 @@ class WeirCluster:
 
     def bootstrap(self, exclude: tuple[int, ...] = ()) -> str:
         """Every running node's client address, but `exclude`."""
-        return ",".join(n.bootstrap for i, n in self.nodes.items() if n.alive() and i not in exclude)
+        return ",".join(n.bootstrap for i, n in self.nodes.items()
+                        if n.alive() and n.serves_clients and i not in exclude)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -133,7 +166,7 @@ class WeirCluster:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            for i in ([via] if via else self.running()):
+            for i in ([via] if via else [i for i in self.running() if self.nodes[i].serves_clients]):
                 try:
                     with wire.Conn(HOST, self.nodes[i].port, timeout=5.0) as conn:
                         error, leader, _ = wire.describe_quorum_v0(conn)

@@ -75,6 +75,8 @@ class Weir:
         self.overrides.update(overrides or {})
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        # A controller-only node serves no clients: it is ready when its log says so.
+        self.serves_clients = True
         REGISTRY.append(self)
 
     # ------------------------------------------------------------ addresses
@@ -137,13 +139,16 @@ class Weir:
         return self
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Ready = a TCP connect succeeds and ApiVersions gets an answer."""
+        """Ready = a TCP connect succeeds and ApiVersions gets an answer; for a node that
+        serves no clients, its log says "Weir started" once for each start."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise WeirError(
                     f"{self.name} exited with {self.proc.returncode} before it was ready\n{self.tail()}")
-            if wire.probe_api_versions(HOST, self.port, timeout=1.0):
+            if self.serves_clients and wire.probe_api_versions(HOST, self.port, timeout=1.0):
+                return
+            if not self.serves_clients and self.log_path.read_text(errors="replace").count("Weir started") >= self.starts:
                 return
             time.sleep(0.1)
         tail = self.tail()

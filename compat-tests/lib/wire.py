@@ -140,6 +140,21 @@ class Reader:
     def compact_array_len(self) -> int:
         return self.uvarint() - 1
 
+    def compact_string(self) -> str | None:
+        n = self.uvarint() - 1
+        return None if n < 0 else self._take(n).decode()
+
+    def uuid(self) -> bytes:
+        return self._take(16)
+
+    def tagged_fields(self) -> dict[int, "Reader"]:
+        """The tagged fields that follow, by tag, each as a Reader over its bytes."""
+        fields = {}
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            fields[tag] = Reader(self._take(self.uvarint()))
+        return fields
+
     def skip_tagged_fields(self) -> None:
         for _ in range(self.uvarint()):
             self.uvarint()  # tag
@@ -425,6 +440,98 @@ def parse_produce_v7(r: Reader) -> dict[tuple[str, int], PartitionProduceResult]
 def produce_v7(conn: Conn, topic: str, partition: int, records: bytes, acks: int = -1) -> PartitionProduceResult:
     r = conn.request(PRODUCE, 7, produce_v7_body(topic, partition, records, acks))
     return parse_produce_v7(r)[(topic, partition)]
+
+
+@dataclass
+class LeaderHint:
+    """KIP-951: the leader a refused partition names, and the endpoints the response carries."""
+    error_code: int
+    leader_id: int
+    leader_epoch: int
+    endpoints: dict[int, tuple[str, int]]
+
+
+def _leader_hint(error_code: int, partition_tags: dict[int, Reader], current_leader_tag: int,
+                 response_tags: dict[int, Reader]) -> LeaderHint:
+    leader_id, leader_epoch = -1, -1
+    if current_leader_tag in partition_tags:
+        leader = partition_tags[current_leader_tag]
+        leader_id, leader_epoch = leader.i32(), leader.i32()
+    endpoints = {}
+    if 0 in response_tags:
+        nodes = response_tags[0]
+        for _ in range(nodes.compact_array_len()):
+            node_id, host, port = nodes.i32(), nodes.compact_string(), nodes.i32()
+            nodes.compact_string()  # rack
+            nodes.skip_tagged_fields()
+            endpoints[node_id] = (host, port)
+    return LeaderHint(error_code, leader_id, leader_epoch, endpoints)
+
+
+def produce_v10(conn: Conn, topic: str, partition: int, records: bytes, acks: int = -1) -> LeaderHint:
+    """Produce v10 (flexible) of one batch; the partition's error and KIP-951 leader hint."""
+    body = (
+        uvarint(0)  # transactional_id: null
+        + i16(acks) + i32(10000)
+        + uvarint(2) + compact_string(topic)
+        + uvarint(2) + i32(partition) + uvarint(len(records) + 1) + records + EMPTY_TAGGED_FIELDS
+        + EMPTY_TAGGED_FIELDS  # topic
+        + EMPTY_TAGGED_FIELDS
+    )
+    r = conn.request(PRODUCE, 10, body, flexible_request=True, flexible_response=True)
+    found = None
+    for _ in range(r.compact_array_len()):
+        name = r.compact_string()
+        for _ in range(r.compact_array_len()):
+            index, error = r.i32(), r.i16()
+            r.i64(), r.i64(), r.i64()  # base_offset, log_append_time_ms, log_start_offset
+            for _ in range(r.compact_array_len()):  # record_errors
+                r.i32(), r.compact_string(), r.skip_tagged_fields()
+            r.compact_string()  # error_message
+            tags = r.tagged_fields()
+            if name == topic and index == partition:
+                found = (error, tags)
+        r.skip_tagged_fields()
+    r.i32()  # throttle_time_ms
+    if found is None:
+        raise AssertionError(f"Produce response has no {topic}-{partition}")
+    return _leader_hint(found[0], found[1], 0, r.tagged_fields())
+
+
+def fetch_v16(conn: Conn, topic_id: bytes, partition: int, offset: int, current_leader_epoch: int = -1) -> LeaderHint:
+    """Fetch v16 (flexible, topics by id) of one partition; its error and KIP-951 leader hint."""
+    body = (
+        i32(0) + i32(0) + i32(1 << 20)  # max_wait_ms, min_bytes, max_bytes
+        + i8(0) + i32(0) + i32(-1)  # isolation_level, session_id, session_epoch: no session
+        + uvarint(2) + topic_id
+        + uvarint(2) + i32(partition) + i32(current_leader_epoch) + i64(offset) + i32(-1) + i64(-1) + i32(1 << 20)
+        + EMPTY_TAGGED_FIELDS
+        + EMPTY_TAGGED_FIELDS  # topic
+        + uvarint(1)  # forgotten_topics_data: empty
+        + compact_string("")  # rack_id
+        + EMPTY_TAGGED_FIELDS
+    )
+    r = conn.request(FETCH, 16, body, flexible_request=True, flexible_response=True)
+    r.i32(), r.i16(), r.i32()  # throttle_time_ms, error_code, session_id
+    found = None
+    for _ in range(r.compact_array_len()):
+        tid = r.uuid()
+        for _ in range(r.compact_array_len()):
+            index, error = r.i32(), r.i16()
+            r.i64(), r.i64(), r.i64()  # high_watermark, last_stable_offset, log_start_offset
+            for _ in range(max(r.compact_array_len(), 0)):  # aborted_transactions
+                r.i64(), r.i64(), r.skip_tagged_fields()
+            r.i32()  # preferred_read_replica
+            size = r.uvarint() - 1
+            if size > 0:
+                r._take(size)
+            tags = r.tagged_fields()
+            if tid == topic_id and index == partition:
+                found = (error, tags)
+        r.skip_tagged_fields()
+    if found is None:
+        raise AssertionError(f"Fetch response has no partition {partition}")
+    return _leader_hint(found[0], found[1], 1, r.tagged_fields())
 
 
 # ---------------------------------------------------------------- ListOffsets v1 (key 2)

@@ -14,6 +14,9 @@
 //! OFFSET_OUT_OF_RANGE with the partition's offsets. v7+ incremental fetch
 //! sessions (KIP-227) are served by [`crate::fetch_session`]. A partition
 //! whose log this broker could not open (offline) gets KAFKA_STORAGE_ERROR.
+//! From v16 a partition refused with NOT_LEADER_OR_FOLLOWER or
+//! FENCED_LEADER_EPOCH carries the leader this broker knows (KIP-951, see
+//! [`super::leader_hints`]).
 //!
 //! Deviation: follower fetches (replica id >= 0) are served like consumer
 //! fetches until replication exists.
@@ -21,10 +24,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use weir_protocol::ErrorCode;
 
+use super::leader_hints::LeaderHints;
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::fetch_session::{FetchTarget, SentOffsets, SessionContext};
@@ -190,15 +194,34 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     let summary: Vec<(FetchTarget, SentOffsets, bool)> =
         targets.iter().zip(&results).map(|(t, (_, sent, notable))| (t.clone(), *sent, *notable)).collect();
     let include = broker.fetch_sessions.complete(&session, &summary);
-    let entries =
-        targets.into_iter().zip(results).zip(include).filter(|(_, keep)| *keep).map(|((target, (data, _, _)), _)| {
-            let data =
+    let mut hints = (ctx.version >= 16).then(|| LeaderHints::new(broker.image()));
+    let entries: Vec<(FetchTarget, PartitionData)> = targets
+        .into_iter()
+        .zip(results)
+        .zip(include)
+        .filter(|(_, keep)| *keep)
+        .map(|((target, (data, _, _)), _)| {
+            let mut data =
                 if data.error_code == 0 { data.with_aborted_transactions(read_committed.then(Vec::new)) } else { data };
+            if let Some(hints) = hints.as_mut().filter(|_| LeaderHints::wanted(data.error_code, true)) {
+                let (leader, epoch) = hints.leader(&target.topic, target.partition);
+                data.current_leader =
+                    LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+            }
             (target, data)
-        });
+        })
+        .collect();
     let session_id = match session {
         SessionContext::Sessionless => 0,
         SessionContext::Created { session_id } | SessionContext::Incremental { session_id } => session_id,
     };
-    FetchResponse::default().with_session_id(session_id).with_responses(group_by_topic(ctx, entries))
+    let node_endpoints = hints
+        .into_iter()
+        .flat_map(LeaderHints::into_endpoints)
+        .map(|b| NodeEndpoint::default().with_node_id(b.id).with_host(b.host).with_port(b.port).with_rack(b.rack))
+        .collect();
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(group_by_topic(ctx, entries))
+        .with_node_endpoints(node_endpoints)
 }

@@ -13,7 +13,9 @@
 //! decompressing it. acks=0 gets no response; acks=1 and acks=-1 are answered
 //! after the append (the ISR is this broker alone until replication lands,
 //! so the high watermark moves with the append). Per-partition failures are
-//! Kafka's error codes; nothing is appended for a refused batch.
+//! Kafka's error codes; nothing is appended for a refused batch. From v10 a
+//! partition refused with NOT_LEADER_OR_FOLLOWER carries the leader this
+//! broker knows (KIP-951, see [`super::leader_hints`]).
 //!
 //! Zstandard batches need v7+ (UNSUPPORTED_COMPRESSION_TYPE before, as
 //! Kafka answers). Deviations: v0-v2 are answered with UNSUPPORTED_VERSION (as Kafka 4);
@@ -23,14 +25,15 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 use weir_controller::topic_name::is_internal_topic;
 use weir_protocol::{batch, ErrorCode};
 
+use super::leader_hints::LeaderHints;
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::replica::now_ms;
@@ -121,5 +124,25 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
     if appended_any {
         broker.replicas.data_arrived.notify_waiters();
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    if acks == 0 {
+        return None;
+    }
+    let mut response = ProduceResponse::default();
+    if ctx.version >= 10 {
+        let mut hints = LeaderHints::new(broker.image());
+        for topic in &mut responses {
+            for partition in &mut topic.partition_responses {
+                if LeaderHints::wanted(partition.error_code, false) {
+                    let (leader, epoch) = hints.leader(topic.name.as_str(), partition.index);
+                    partition.current_leader =
+                        LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+                }
+            }
+        }
+        response.node_endpoints = hints
+            .into_endpoints()
+            .map(|b| NodeEndpoint::default().with_node_id(b.id).with_host(b.host).with_port(b.port).with_rack(b.rack))
+            .collect();
+    }
+    Some(response.with_responses(responses))
 }
