@@ -100,34 +100,39 @@ impl MetadataLogStore {
     }
 }
 
+/// The entries of `range` in the log, in order (synchronous: RocksDB reads).
+pub(super) fn read_log_entries<RB: RangeBounds<u64>>(db: &DB, range: RB) -> Result<Vec<Entry>> {
+    let start = match range.start_bound() {
+        Bound::Included(i) => *i,
+        Bound::Excluded(i) => i.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let cf = column(db, CF_LOG).map_err(read_logs)?;
+    let mut entries = Vec::new();
+    for item in db.iterator_cf(cf, IteratorMode::From(&index_key(start), Direction::Forward)) {
+        let (key, value) = item.map_err(read_logs)?;
+        let index = key_index(&key).map_err(read_logs)?;
+        if !range.contains(&index) {
+            break;
+        }
+        let entry: Entry = serde_json::from_slice(&value).map_err(read_logs)?;
+        if entry.log_id.index != index {
+            return Err(read_logs(std::io::Error::other(format!(
+                "metadata log key {index} holds the entry of index {}",
+                entry.log_id.index
+            ))));
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
 impl RaftLogReader<TypeConfig> for MetadataLogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>> {
-        let start = match range.start_bound() {
-            Bound::Included(i) => *i,
-            Bound::Excluded(i) => i.saturating_add(1),
-            Bound::Unbounded => 0,
-        };
-        let cf = column(&self.db, CF_LOG).map_err(read_logs)?;
-        let mut entries = Vec::new();
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&index_key(start), Direction::Forward)) {
-            let (key, value) = item.map_err(read_logs)?;
-            let index = key_index(&key).map_err(read_logs)?;
-            if !range.contains(&index) {
-                break;
-            }
-            let entry: Entry = serde_json::from_slice(&value).map_err(read_logs)?;
-            if entry.log_id.index != index {
-                return Err(read_logs(std::io::Error::other(format!(
-                    "metadata log key {index} holds the entry of index {}",
-                    entry.log_id.index
-                ))));
-            }
-            entries.push(entry);
-        }
-        Ok(entries)
+        read_log_entries(&self.db, range)
     }
 }
 

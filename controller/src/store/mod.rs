@@ -117,11 +117,11 @@ impl StoreHandle {
         first: u64,
         last: u64,
     ) -> Result<Option<Vec<crate::raft::Entry>>, ControllerError> {
-        use openraft::RaftLogReader;
-        let mut reader = MetadataLogStore::new(self.db.clone(), Arc::new(AtomicU64::new(0)));
-        let entries = reader
-            .try_get_log_entries(first..=last)
+        // RocksDB reads block: off the runtime threads, as the writes are.
+        let db = self.db.clone();
+        let entries = tokio::task::spawn_blocking(move || log::read_log_entries(&db, first..=last))
             .await
+            .map_err(|e| ControllerError::Internal(format!("reading the metadata log: {e}")))?
             .map_err(|e| ControllerError::Storage(format!("cannot read the metadata log: {e}")))?;
         let contiguous = entries.iter().zip(first..).all(|(entry, index)| entry.log_id.index == index);
         Ok((contiguous && !entries.is_empty()).then_some(entries))
