@@ -12,10 +12,11 @@ use weir_controller::{
 
 use crate::config::{BrokerConfig, ProcessRoles};
 use crate::fetch_session::FetchSessionCache;
+use crate::fetcher::ReplicaFetchers;
 use crate::group::GroupCoordinator;
 use crate::lifecycle::{self, Membership};
 use crate::meta_properties;
-use crate::replica::ReplicaManager;
+use crate::replica::{off_runtime, ReplicaManager};
 use crate::txn::producer_ids::ProducerIdManager;
 
 /// The shared state of one broker.
@@ -35,6 +36,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// This broker's registration with the controller.
     pub membership: Membership,
+    /// Fetchers copying the partitions this broker follows from their leaders.
+    pub fetchers: ReplicaFetchers,
 }
 
 /// Directory of the metadata log under `metadata.log.dir`, named as KRaft names it.
@@ -99,11 +102,17 @@ impl Broker {
             fetch_sessions: FetchSessionCache::default(),
             groups,
             membership,
+            fetchers: ReplicaFetchers::default(),
         });
         let image = broker.image();
-        broker.replicas.reconcile(&image);
-        broker.replicas.delete_orphan_dirs();
-        broker.groups.load(&broker);
+        // Opening the logs (recovery after a crash) and replaying the groups read the disk.
+        off_runtime(|| {
+            broker.replicas.reconcile(&image);
+            broker.replicas.delete_orphan_dirs();
+            broker.groups.follow_leadership(&broker, &image);
+        });
+        broker.fetchers.attach(&broker);
+        broker.fetchers.reconcile(&broker, &image);
         follow_metadata(&broker);
         info!(cluster_id = %image.cluster_id, topics = image.topics.len(), partitions = broker.replicas.all().len(), "metadata loaded");
         // Serving starts once the controller unfenced this broker, with its logs open.
@@ -126,7 +135,12 @@ impl Broker {
     /// after every metadata change this broker made, so its answer already
     /// reflects the change; [`follow_metadata`] applies everyone else's.
     pub fn metadata_changed(&self) {
-        self.replicas.reconcile(&self.image());
+        let image = self.image();
+        off_runtime(|| {
+            self.replicas.reconcile(&image);
+            self.groups.follow_leadership(self, &image);
+        });
+        self.fetchers.reconcile(self, &image);
     }
 }
 
@@ -168,7 +182,17 @@ fn follow_metadata(broker: &Arc<Broker>) {
             if broker.replicas.has_reconciled(&image) {
                 continue;
             }
-            let _ = tokio::task::spawn_blocking(move || broker.replicas.reconcile(&image)).await;
+            let reconciled = {
+                let (broker, image) = (broker.clone(), image.clone());
+                tokio::task::spawn_blocking(move || {
+                    broker.replicas.reconcile(&image);
+                    broker.groups.follow_leadership(&broker, &image);
+                })
+                .await
+            };
+            if reconciled.is_ok() {
+                broker.fetchers.reconcile(&broker, &image);
+            }
         }
     });
 }

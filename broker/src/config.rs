@@ -54,6 +54,29 @@ pub enum ProcessRoles {
     Controller,
 }
 
+/// How followers replicate (Kafka's `replica.*` properties, same defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// `num.replica.fetchers`: fetcher tasks per source broker.
+    pub num_replica_fetchers: usize,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this
+    /// long leaves the ISR.
+    pub lag_time_max_ms: i64,
+    /// `replica.fetch.max.bytes`: per partition of a replica fetch.
+    pub fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: per replica fetch response.
+    pub fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long a replica fetch long-polls.
+    pub fetch_wait_max_ms: i32,
+    /// `replica.fetch.min.bytes`.
+    pub fetch_min_bytes: i32,
+    /// `replica.fetch.backoff.ms`: the pause after a failed replica fetch.
+    pub fetch_backoff_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often the log
+    /// dir's `replication-offset-checkpoint` is written.
+    pub high_watermark_checkpoint_interval_ms: u64,
+}
+
 /// The typed broker configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -104,6 +127,8 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: i32,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: u64,
+    /// Follower replication (`replica.*`, `num.replica.fetchers`).
+    pub replication: ReplicationConfig,
     /// `log.flush.scheduler.interval.ms`: how often `flush.ms` is checked.
     pub log_flush_scheduler_interval_ms: u64,
     /// `log.flush.offset.checkpoint.interval.ms`: how often the log dir's
@@ -249,6 +274,20 @@ impl BrokerConfig {
             queued_max_request_bytes: queued_max_request_bytes(&raw, socket_request_max_bytes)?,
             fetch_max_bytes: fetch_max_bytes(&raw)?,
             log_retention_check_interval_ms: parse(&raw, "log.retention.check.interval.ms", 300_000)?,
+            replication: ReplicationConfig {
+                num_replica_fetchers: parse::<usize>(&raw, "num.replica.fetchers", 1)?.max(1),
+                lag_time_max_ms: parse(&raw, "replica.lag.time.max.ms", 30_000)?,
+                fetch_max_bytes: parse(&raw, "replica.fetch.max.bytes", 1_048_576)?,
+                fetch_response_max_bytes: parse(&raw, "replica.fetch.response.max.bytes", 10_485_760)?,
+                fetch_wait_max_ms: parse(&raw, "replica.fetch.wait.max.ms", 500)?,
+                fetch_min_bytes: parse(&raw, "replica.fetch.min.bytes", 1)?,
+                fetch_backoff_ms: parse(&raw, "replica.fetch.backoff.ms", 1_000)?,
+                high_watermark_checkpoint_interval_ms: parse(
+                    &raw,
+                    "replica.high.watermark.checkpoint.interval.ms",
+                    5_000,
+                )?,
+            },
             log_flush_scheduler_interval_ms: parse(&raw, "log.flush.scheduler.interval.ms", 1_000)?,
             log_flush_offset_checkpoint_interval_ms: parse(&raw, "log.flush.offset.checkpoint.interval.ms", 60_000)?,
             metadata_snapshot_max_bytes: parse(&raw, "metadata.log.max.record.bytes.between.snapshots", 20_971_520)?,

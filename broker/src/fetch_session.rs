@@ -38,6 +38,9 @@ pub struct FetchTarget {
     pub max_bytes: i32,
     /// The leader epoch the client believes current, or -1.
     pub current_leader_epoch: i32,
+    /// The epoch of the last batch the fetcher has (v12+; -1: none), for a
+    /// follower's divergence check.
+    pub last_fetched_epoch: i32,
 }
 
 /// Offsets last sent for a partition, to decide whether it changed.
@@ -203,6 +206,7 @@ mod tests {
             fetch_offset: offset,
             max_bytes: 1024,
             current_leader_epoch: -1,
+            last_fetched_epoch: -1,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod config;
 pub mod dedicated_controller;
 pub mod fetch_session;
+pub mod fetcher;
 pub mod group;
 pub mod handlers;
 pub mod lifecycle;

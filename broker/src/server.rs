@@ -82,6 +82,7 @@ pub async fn start(mut config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     crate::lifecycle::spawn_heartbeats(broker.clone(), notify_shutdown.subscribe());
     spawn_housekeeping(broker.clone(), notify_shutdown.subscribe());
     spawn_group_timers(broker.clone(), notify_shutdown.subscribe());
+    spawn_isr_expiration(broker.clone(), notify_shutdown.subscribe());
     info!(node_id = broker.config.node_id, cluster_id = %broker.image().cluster_id, "Weir started");
     Ok(RunningBroker { broker, bound, notify_shutdown, done_tx, done_rx })
 }
@@ -120,6 +121,21 @@ fn spawn_housekeeping(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
     });
 }
 
+/// Followers that stopped catching up leave the ISR: checked every half of
+/// `replica.lag.time.max.ms`, as Kafka schedules `isr-expiration`.
+fn spawn_isr_expiration(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
+    tokio::spawn(async move {
+        let every = Duration::from_millis((broker.config.replication.lag_time_max_ms / 2).max(50) as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.recv() => return,
+            }
+            crate::replica::isr::shrink_lagging(&broker);
+        }
+    });
+}
+
 /// Group session expiry and rebalance deadlines, checked every 100 ms;
 /// offset retention every `offsets.retention.check.interval.ms`.
 fn spawn_group_timers(broker: Arc<Broker>, mut stop: broadcast::Receiver<()>) {
@@ -153,6 +169,7 @@ impl RunningBroker {
         drop(done_tx);
         // Every connection task holds a sender; recv returns None once all are gone.
         let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.recv()).await;
+        broker.fetchers.shutdown().await;
         tokio::task::block_in_place(|| broker.replicas.shutdown());
         broker.controller.shutdown().await;
         info!("stopped");

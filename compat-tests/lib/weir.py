@@ -7,6 +7,7 @@ listens on and talks to 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -38,7 +39,34 @@ def weir_bin() -> Path:
     return p
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A port free now, below the kernel's ephemeral range: a port the kernel could also hand
+    to an outgoing connection (a client's, or a broker's to another broker) may be taken
+    between this call and the broker binding it. Never the same port twice in one run."""
+    low, _ = _ephemeral_range()
+    for _ in range(1000):
+        port = random.randrange(10000, max(low, 10001))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]

@@ -616,3 +616,14 @@ def describe_quorum_v0(conn: Conn) -> tuple[int, int, int]:
     r.compact_array_len()  # partitions
     r.i32()  # partition index
     return r.i16(), r.i32(), r.i32()
+
+
+# ---------------------------------------------------------------- Heartbeat v0 (key 12)
+
+HEARTBEAT = 12
+
+
+def heartbeat_v0(conn: Conn, group_id: str, generation_id: int, member_id: str) -> int:
+    """Returns the error code (NOT_COORDINATOR from a broker that does not coordinate the group)."""
+    r = conn.request(HEARTBEAT, 0, string(group_id) + i32(generation_id) + string(member_id))
+    return r.i16()

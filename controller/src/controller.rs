@@ -24,7 +24,7 @@ use crate::configs::{
 };
 use crate::error::ControllerError;
 use crate::ids::{kafka_uuid_string, random_kafka_uuid};
-use crate::image::{BrokerRegistration, ImageBuilder, MetadataImage, TopicImage};
+use crate::image::{BrokerRegistration, ImageBuilder, MetadataImage, PartitionRegistration, TopicImage};
 use crate::placement::{initial_isr, place_replicas, validate_manual_assignment};
 use crate::raft::TypeConfig;
 use crate::records::{MetadataRecord, CONFIG_RESOURCE_TOPIC};
@@ -446,7 +446,7 @@ fn too_many_partitions() -> ControllerError {
     ControllerError::PolicyViolation("Excessively large number of partitions per request.".to_string())
 }
 
-/// A new partition: leader and ISR = its first unfenced replica.
+/// A new partition: ISR = its unfenced replicas, led by the first of them.
 fn partition_record(
     brokers: &BTreeMap<i32, BrokerRegistration>,
     topic_id: Uuid,
@@ -470,6 +470,7 @@ mod config_ops;
 mod forward;
 mod observers;
 mod operations;
+mod partitions;
 mod quorum;
 mod sessions;
 
@@ -477,6 +478,7 @@ pub use forward::{Forwarded, Operation, Outcome};
 pub(crate) use forward::{CATCH_UP_TIMEOUT, FORWARD_TIMEOUT, UNREACHABLE_RETRY};
 pub use observers::{FetchedData, FetchedEntry, FetchedMetadata, MetadataFetch, QuorumLeader};
 pub use operations::ControllerOperations;
+pub use partitions::AlterPartition;
 pub use quorum::{QuorumDescription, QuorumReplica, WriteGuard};
 pub use sessions::{BrokerHeartbeat, HeartbeatReply};
 

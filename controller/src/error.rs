@@ -46,6 +46,22 @@ pub enum ControllerError {
     /// (STALE_BROKER_EPOCH, 77).
     #[error("{0}")]
     StaleBrokerEpoch(String),
+    /// An AlterPartition from a leader whose leader epoch is stale
+    /// (FENCED_LEADER_EPOCH, 74).
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// An AlterPartition from a broker that does not lead the partition
+    /// (NOT_LEADER_OR_FOLLOWER, 6).
+    #[error("{0}")]
+    NotLeaderOrFollower(String),
+    /// An AlterPartition based on a stale partition epoch
+    /// (INVALID_UPDATE_VERSION, 95).
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
+    /// An AlterPartition adding a replica that may not join the ISR: not a
+    /// replica, or fenced (INELIGIBLE_REPLICA, 107).
+    #[error("{0}")]
+    IneligibleReplica(String),
     /// Another incarnation of the broker id is registered and its session
     /// is alive (DUPLICATE_BROKER_REGISTRATION, 101): retriable once that
     /// session expires.
@@ -85,6 +101,10 @@ impl ControllerError {
             ControllerError::InvalidRequest(_) => 42,
             ControllerError::PolicyViolation(_) => 44,
             ControllerError::StaleBrokerEpoch(_) => 77,
+            ControllerError::FencedLeaderEpoch(_) => 74,
+            ControllerError::NotLeaderOrFollower(_) => 6,
+            ControllerError::InvalidUpdateVersion(_) => 95,
+            ControllerError::IneligibleReplica(_) => 107,
             ControllerError::DuplicateBrokerRegistration(_) => 101,
             ControllerError::NotController(_) => 41,
             ControllerError::InconsistentClusterId(_) => 104,

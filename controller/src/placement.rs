@@ -137,13 +137,13 @@ pub fn validate_manual_assignment(
     Ok(())
 }
 
-/// The ISR a new partition starts with: its first unfenced replica alone,
-/// which becomes the leader. The other replicas hold none of its data until
-/// they fetch it (replica fetchers are the replication issue's work), so the
-/// ISR says only what is true, and `min.insync.replicas` above 1 refuses
-/// `acks=all` rather than acknowledge a record on one copy.
+/// The ISR a new partition starts with: every unfenced replica, in replica
+/// order (the first becomes the leader), as KRaft creates partitions: an
+/// empty log is trivially in sync everywhere. The leader's high watermark
+/// then waits for each of them to fetch, and a replica that dies before it
+/// does is fenced and leaves the ISR.
 pub fn initial_isr(brokers: &BTreeMap<i32, BrokerRegistration>, replicas: &[i32]) -> Vec<i32> {
-    replicas.iter().copied().filter(|r| brokers.get(r).is_some_and(|b| !b.fenced)).take(1).collect()
+    replicas.iter().copied().filter(|r| brokers.get(r).is_some_and(|b| !b.fenced)).collect()
 }
 
 #[cfg(test)]
@@ -238,7 +238,7 @@ mod tests {
         let f = brokers(&[(1, true), (2, false)]);
         assert_eq!(validate_manual_assignment(&f, 0, &[1], None).unwrap_err().error_code(), 39);
         assert_eq!(initial_isr(&f, &[1, 2]), vec![2]);
-        assert_eq!(initial_isr(&b, &[2, 1]), vec![2]);
+        assert_eq!(initial_isr(&b, &[2, 1]), vec![2, 1]);
         for (r, rf) in [(vec![], None), (vec![1, 1], None), (vec![1, 9], None), (vec![1], Some(2))] {
             assert_eq!(validate_manual_assignment(&b, 0, &r, rf).unwrap_err().error_code(), 39);
         }

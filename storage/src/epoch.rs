@@ -24,6 +24,26 @@ pub(crate) struct LeaderEpochCache {
     entries: Vec<(i32, i64)>,
 }
 
+/// Kafka's `LeaderEpochFileCache.endOffsetFor` over a cache's entries (epoch, start offset),
+/// oldest first: the largest epoch <= `requested` and the start offset of the next epoch (the log
+/// end offset if it is the latest); `(-1, -1)` when `requested` is negative or above every epoch.
+pub fn end_offset_for_epoch(entries: &[(i32, i64)], requested: i32, log_end_offset: i64) -> (i32, i64) {
+    if requested < 0 {
+        return (-1, -1);
+    }
+    if entries.last().map(|e| e.0) == Some(requested) {
+        return (requested, log_end_offset);
+    }
+    let higher = entries.iter().find(|&&(e, _)| e > requested);
+    let Some(&(_, higher_start)) = higher else {
+        return (-1, -1);
+    };
+    match entries.iter().rev().find(|&&(e, _)| e <= requested) {
+        Some(&(floor_epoch, _)) => (floor_epoch, higher_start),
+        None => (requested, higher_start),
+    }
+}
+
 impl LeaderEpochCache {
     /// Loads the checkpoint from `dir` (empty if the file does not exist).
     pub(crate) fn load(dir: &Path) -> Result<LeaderEpochCache> {
@@ -108,20 +128,7 @@ impl LeaderEpochCache {
     /// Kafka's `endOffsetFor`: `(largest epoch <= requested, start offset of the next epoch or
     /// log_end_offset)`, or `(-1, -1)` when unknown.
     pub(crate) fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
-        if requested < 0 {
-            return (-1, -1);
-        }
-        if self.latest_epoch() == Some(requested) {
-            return (requested, log_end_offset);
-        }
-        let higher = self.entries.iter().find(|&&(e, _)| e > requested);
-        let Some(&(_, higher_start)) = higher else {
-            return (-1, -1);
-        };
-        match self.entries.iter().rev().find(|&&(e, _)| e <= requested) {
-            Some(&(floor_epoch, _)) => (floor_epoch, higher_start),
-            None => (requested, higher_start),
-        }
+        end_offset_for_epoch(&self.entries, requested, log_end_offset)
     }
 
     /// Removes every entry.

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::compaction::{CleanOptions, CleanStats, RecordCodec};
+use crate::compaction::{CleanOptions, CleanPlan, CleanRun, CleanStats, RecordCodec};
 use crate::error::{Result, StorageError};
 use crate::log::{AppendInfo, Log, PendingFlush};
 
@@ -52,7 +52,38 @@ impl Log {
     /// producer state, and fsyncs per `flush.messages`. The CRC is not rechecked.
     pub fn append(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
         self.check_usable()?;
-        let result = self.append_unguarded(records, now_ms);
+        let result = self.append_unguarded(records, now_ms, false);
+        Self::note_failure(&self.failure, result)
+    }
+
+    /// Appends a leader's batches on a follower, as they are: like [`Log::append`], except that a
+    /// batch may start above the offset after the previous one (a compacted leader's log has gaps).
+    pub fn append_replica(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.check_usable()?;
+        let result = self.append_unguarded(records, now_ms, true);
+        Self::note_failure(&self.failure, result)
+    }
+
+    /// Records that leader epoch `epoch` starts at the log end offset, as a new leader does before
+    /// it appends anything (Kafka's `makeLeader`), so OffsetForLeaderEpoch and a follower's
+    /// divergence check know where the previous epoch ended. No-op unless `epoch` is newer than the
+    /// latest one.
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<()> {
+        self.check_usable()?;
+        let leo = self.log_end_offset();
+        let result = if self.epochs.latest_epoch().is_none_or(|latest| latest < epoch) {
+            self.epochs.assign(epoch, leo)
+        } else {
+            Ok(())
+        };
+        Self::note_failure(&self.failure, result)
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower whose log ends below the leader's
+    /// log start): every segment, the epoch cache and the producer state go.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        self.check_usable()?;
+        let result = self.truncate_fully_and_start_at_unguarded(offset);
         Self::note_failure(&self.failure, result)
     }
 
@@ -173,11 +204,32 @@ impl Log {
     }
 
     /// Compacts the log if its cleanable dirty ratio is above `min_cleanable_dirty_ratio` (see the
-    /// module docs). Returns `None` when there was nothing to do. On error, segments not yet swapped
-    /// are untouched and the checkpoint does not move.
+    /// compaction module docs): [`Log::plan_clean`], [`CleanPlan::run`] and [`Log::finish_clean`]
+    /// in one call, holding the log throughout. Returns `None` when there was nothing to do. On
+    /// error, segments not yet swapped are untouched and the checkpoint does not move.
     pub fn clean(&mut self, codec: &dyn RecordCodec, opts: &CleanOptions) -> Result<Option<CleanStats>> {
+        let Some(plan) = self.plan_clean(opts)? else { return Ok(None) };
+        self.finish_clean(plan.run(codec))
+    }
+
+    /// Chooses what a cleaning covers if the cleanable dirty ratio calls for one, holding the
+    /// segments so that the cleaning can run without the log ([`CleanPlan::run`]).
+    pub fn plan_clean(&self, opts: &CleanOptions) -> Result<Option<CleanPlan>> {
         self.check_usable()?;
-        let result = self.clean_unguarded(codec, opts);
+        let result = self.plan_clean_unguarded(opts);
+        Self::note_failure(&self.failure, result)
+    }
+
+    /// Swaps in the cleaned copies of a run and moves the cleaner checkpoint. A truncation since
+    /// the plan drops the whole run (`None`, whatever happened to it); otherwise a run that failed
+    /// returns its error, which fails the log if it was an I/O error. A copy whose segment the log
+    /// no longer has is dropped.
+    pub fn finish_clean(&mut self, run: CleanRun) -> Result<Option<CleanStats>> {
+        if let Err(e) = self.check_usable() {
+            run.discard_copies();
+            return Err(e);
+        }
+        let result = self.finish_clean_unguarded(run);
         Self::note_failure(&self.failure, result)
     }
 }

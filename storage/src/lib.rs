@@ -1,6 +1,6 @@
 //! Weir's segment store: Kafka-layout partition logs.
 //!
-//! Synchronous, single writer per partition; knows nothing of the network. The broker hands in
+//! Synchronous, single writer per partition (see "Concurrency" below); knows nothing of the network. The broker hands in
 //! record batches whose offsets it already assigned and reads whole batches back.
 //!
 //! # On-disk layout
@@ -39,6 +39,29 @@
 //! * After any crash, the next open truncates the log at the first invalid byte and rebuilds indexes,
 //!   so a prefix of what was appended survives and everything below the recovery point survives.
 
+//!
+//! # Concurrency, and why this design
+//!
+//! The store is synchronous: every call may block on the disk, so the broker makes them from
+//! tokio's blocking pool, never from an async runtime worker (a worker blocked on a slow disk would
+//! stall every connection it serves). Each [`Log`] has one writer at a time (the caller's lock):
+//! appends, rolls, retention and truncation take `&mut Log`. Two kinds of work do not wait for it:
+//!
+//! * **Reads of sealed segments** ([`read`]): sealed segments are shared (`Arc`) and immutable
+//!   while the log holds them, so a reader keeps a [`SealedSegments`] view and reads it without a
+//!   lock, as Kafka's fetch path reads segments without the log's lock. Retention and cleaning
+//!   unlink files instead of shortening them under a reader; a truncation reopens a shared segment
+//!   before writing to it. Reads of the active segment take the lock, since appends change it.
+//! * **Log cleaning** ([`Log::plan_clean`], [`CleanPlan::run`], [`Log::finish_clean`]): planned
+//!   and swapped in under the lock, run (the long part: the key map and the cleaned copies)
+//!   without it, as Kafka's cleaner holds the log's lock only to replace segments.
+//!
+//! Alternatives considered: a task per partition owning its log (Redpanda's shape) would
+//! serialise reads behind appends again unless reads bypassed it the same way, and costs a
+//! message round trip per operation; an I/O thread pool of our own would duplicate tokio's
+//! blocking pool. Sharing immutable sealed segments is the part that makes reads independent of
+//! the writer; where the synchronous calls run is the caller's choice.
+
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -53,19 +76,22 @@ mod fsutil;
 mod index;
 mod log;
 mod producer_state;
+pub mod read;
 mod recovery;
 mod retention;
 mod segment;
 
 pub use checkpoint::{read_offset_checkpoint, write_offset_checkpoint, OffsetMap, RECOVERY_POINT_CHECKPOINT_FILE};
 pub use compaction::{
-    remove_leftovers, CleanOptions, CleanStats, NoCompression, RecordCodec, CLEANER_CHECKPOINT_FILE,
-    DELETE_HORIZON_FLAG,
+    remove_leftovers, CleanOptions, CleanPlan, CleanRun, CleanStats, NoCompression, RecordCodec,
+    CLEANER_CHECKPOINT_FILE, DELETE_HORIZON_FLAG,
 };
 pub use config::LogConfig;
+pub use epoch::end_offset_for_epoch;
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, Log, PendingFlush, RecoveryStats, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE};
 pub use producer_state::SequenceCheck;
+pub use read::SealedSegments;
 
 #[cfg(test)]
 mod log_tests;

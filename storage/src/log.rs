@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -96,7 +97,11 @@ pub struct AppendInfo {
 pub struct Log {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
-    pub(crate) segments: BTreeMap<i64, Segment>,
+    /// Segments by base offset. Sealed ones are shared with lock-free readers and cleanings (see
+    /// [`crate::read`]); the active one never is, so the writer gets it mutably.
+    pub(crate) segments: BTreeMap<i64, Arc<Segment>>,
+    /// Bumped whenever `segments` changes (see [`Log::segments_version`]).
+    pub(crate) segments_version: u64,
     pub(crate) log_start_offset: i64,
     /// Value last written to the log-start-offset file (`None`: no file).
     pub(crate) persisted_log_start: Option<i64>,
@@ -166,8 +171,10 @@ impl Log {
 
     /// Replaces the configuration (takes effect for subsequent appends, rolls and retention).
     pub fn set_config(&mut self, config: LogConfig) {
-        for seg in self.segments.values_mut() {
-            seg.set_config(&config);
+        // Only the active segment is indexed further; a sealed segment that a truncation makes
+        // active again is reopened with the log's config.
+        if let Ok(active) = self.active_mut() {
+            active.set_config(&config);
         }
         self.config = config;
     }
@@ -184,7 +191,7 @@ impl Log {
 
     /// Size in bytes of all segments.
     pub fn size_in_bytes(&self) -> u64 {
-        self.segments.values().map(Segment::size).sum()
+        self.segments.values().map(|s| s.size()).sum()
     }
 
     /// Base offsets of all segments, oldest first.
@@ -205,17 +212,21 @@ impl Log {
     }
 
     pub(crate) fn active(&self) -> Option<&Segment> {
-        self.segments.values().next_back()
+        self.segments.values().next_back().map(|s| &**s)
     }
 
+    /// The active segment, to write. Lock-free readers never hold it (they take sealed segments
+    /// only, and a truncation reopens a held segment before it becomes active again).
     pub(crate) fn active_mut(&mut self) -> Result<&mut Segment> {
-        self.segments
+        let active = self
+            .segments
             .values_mut()
             .next_back()
-            .ok_or_else(|| StorageError::Corruption("partition has no segment".into()))
+            .ok_or_else(|| StorageError::Corruption("partition has no segment".into()))?;
+        Arc::get_mut(active).ok_or_else(|| StorageError::Corruption("the active segment is shared".into()))
     }
 
-    pub(crate) fn append_unguarded(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+    pub(crate) fn append_unguarded(&mut self, records: &[u8], now_ms: i64, gaps_allowed: bool) -> Result<AppendInfo> {
         self.now_hint_ms = self.now_hint_ms.max(now_ms);
         if records.is_empty() {
             return Err(StorageError::InvalidAppend("no record batches".into()));
@@ -237,7 +248,7 @@ impl Log {
                     h.base_offset
                 )));
             }
-            if h.base_offset != expected {
+            if h.base_offset != expected && !(gaps_allowed && h.base_offset > expected) {
                 return Err(StorageError::InvalidAppend(format!(
                     "batch base offset {} but expected {expected}",
                     h.base_offset
@@ -263,7 +274,8 @@ impl Log {
             self.flush()?;
             self.last_flush_ms = now_ms;
         }
-        Ok(AppendInfo { first_offset: leo, last_offset, max_timestamp, log_start_offset: self.log_start_offset })
+        let first_offset = headers.first().map_or(leo, |h| h.base_offset);
+        Ok(AppendInfo { first_offset, last_offset, max_timestamp, log_start_offset: self.log_start_offset })
     }
 
     fn maybe_roll(&mut self, append_size: u64, max_offset: i64, now_ms: i64) -> Result<()> {
@@ -290,7 +302,8 @@ impl Log {
         let new_base = self.log_end_offset();
         self.active_mut()?.on_become_inactive()?;
         let seg = Segment::create(&self.dir, new_base, &self.config)?;
-        self.segments.insert(new_base, seg);
+        self.segments.insert(new_base, Arc::new(seg));
+        self.segments_version += 1;
         self.dir_dirty = true;
         if new_base > self.recovery_point {
             self.roll_flush_pending = Some(new_base);
@@ -320,7 +333,7 @@ impl Log {
             self.recovery_point = self.recovery_point.max(flushed.up_to);
             // Sealed segments are not written again (compaction fsyncs what it rewrites).
             for base in &flushed.bases {
-                if let Some(seg) = self.segments.get_mut(base) {
+                if let Some(seg) = self.segments.get(base) {
                     seg.mark_flushed();
                 }
             }
@@ -335,60 +348,6 @@ impl Log {
         Ok(())
     }
 
-    pub(crate) fn read_unguarded(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-        min_one_batch: bool,
-    ) -> Result<Bytes> {
-        let leo = self.log_end_offset();
-        if offset < self.log_start_offset || offset > leo {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: offset,
-                log_start: self.log_start_offset,
-                log_end: leo,
-            });
-        }
-        let mut out = Vec::new();
-        let Some((&first_base, _)) = self.segments.range(..=offset).next_back() else {
-            return Ok(Bytes::new());
-        };
-        let mut first = true;
-        for seg in self.segments.range(first_base..).map(|(_, s)| s) {
-            let start = if first {
-                first = false;
-                match seg.translate_offset(offset)? {
-                    Some((pos, _)) => pos,
-                    None => continue,
-                }
-            } else {
-                0
-            };
-            let mut pos = start;
-            let mut stop = false;
-            while let Some(h) = seg.header_at(pos)? {
-                if h.base_offset >= max_offset {
-                    stop = true;
-                    break;
-                }
-                let taken = out.len() + (pos - start) as usize;
-                if taken + h.total_size() > max_bytes && !(min_one_batch && taken == 0) {
-                    stop = true;
-                    break;
-                }
-                pos += h.total_size() as u64;
-            }
-            if pos > start {
-                seg.read_range(start, (pos - start) as usize, &mut out)?;
-            }
-            if stop {
-                break;
-            }
-        }
-        Ok(Bytes::from(out))
-    }
-
     pub(crate) fn find_batch_by_timestamp_unguarded(&self, ts: i64) -> Result<Option<Bytes>> {
         for seg in self.segments.values() {
             if seg.size() > 0 && seg.max_timestamp() >= ts {
@@ -401,7 +360,7 @@ impl Log {
     }
 
     pub(crate) fn batch_with_max_timestamp_unguarded(&self) -> Result<Option<Bytes>> {
-        let mut best: Option<&Segment> = None;
+        let mut best: Option<&Arc<Segment>> = None;
         for seg in self.segments.values().filter(|s| s.size() > 0) {
             if best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp()) {
                 best = Some(seg);
@@ -425,7 +384,7 @@ impl Log {
     }
 
     pub(crate) fn flush_unguarded(&mut self) -> Result<()> {
-        for seg in self.segments.values_mut() {
+        for seg in self.segments.values() {
             seg.flush()?;
         }
         if self.dir_dirty {
@@ -464,6 +423,11 @@ impl Log {
     /// Leader-epoch entries `(epoch, start offset)`, oldest first.
     pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
         self.epochs.entries().to_vec()
+    }
+
+    /// How many leader-epoch entries there are.
+    pub fn epoch_entry_count(&self) -> usize {
+        self.epochs.entries().len()
     }
 
     /// For OffsetForLeaderEpoch, as Kafka's `LeaderEpochFileCache.endOffsetFor`: the largest epoch <=

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
@@ -81,7 +82,8 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64, recovery_point: O
     let mut log = Log {
         dir: dir.to_path_buf(),
         config,
-        segments,
+        segments: segments.into_iter().map(|(base, seg)| (base, Arc::new(seg))).collect(),
+        segments_version: 0,
         log_start_offset: log_start,
         persisted_log_start: log_start_file,
         recovery_point: if clean { leo } else { 0 },

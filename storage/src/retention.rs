@@ -9,6 +9,7 @@ use tracing::info;
 use crate::error::{Result, StorageError};
 use crate::log::Log;
 use crate::segment::Segment;
+use std::sync::Arc;
 
 impl Log {
     pub(crate) fn truncate_to_unguarded(&mut self, offset: i64) -> Result<()> {
@@ -23,19 +24,21 @@ impl Log {
             return Ok(());
         }
         info!(dir = %self.dir.display(), offset, "truncating log");
+        self.segments_version += 1;
         let first_base = self.segments.keys().next().copied().unwrap_or(0);
         if offset < first_base {
-            return self.truncate_fully_and_start_at(offset);
+            return self.truncate_fully_and_start_at_unguarded(offset);
         }
         let later: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
         for base in later {
             if let Some(seg) = self.segments.remove(&base) {
-                seg.delete()?;
+                seg.remove_files()?;
             }
         }
         self.dir_dirty = true;
         let config = self.config.clone();
         let now = self.now_hint_ms;
+        self.take_back_active()?;
         self.active_mut()?.truncate_to(offset, &config, now)?;
         let leo = self.log_end_offset();
         self.log_start_offset = self.log_start_offset.min(leo);
@@ -44,12 +47,30 @@ impl Log {
         self.after_truncation()
     }
 
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+    /// Makes the last segment (a sealed one a truncation turned active again) the writer's own:
+    /// if a lock-free reader still holds it, the log reopens it from its files instead, after
+    /// unlinking its indexes so that the rebuild never shortens a file the reader has mapped.
+    fn take_back_active(&mut self) -> Result<()> {
+        let Some(mut entry) = self.segments.last_entry() else { return Ok(()) };
+        if Arc::get_mut(entry.get_mut()).is_some() {
+            return Ok(());
+        }
+        let base = *entry.key();
+        entry.get().retire();
+        entry.get().unlink_indexes()?;
+        let mut reopened = Segment::open(&self.dir, base, &self.config)?;
+        reopened.recover(&self.config, false, self.now_hint_ms)?;
+        entry.insert(Arc::new(reopened));
+        Ok(())
+    }
+
+    pub(crate) fn truncate_fully_and_start_at_unguarded(&mut self, offset: i64) -> Result<()> {
+        self.segments_version += 1;
         for (_, seg) in std::mem::take(&mut self.segments) {
-            seg.delete()?;
+            seg.remove_files()?;
         }
         let seg = Segment::create(&self.dir, offset, &self.config)?;
-        self.segments.insert(offset, seg);
+        self.segments.insert(offset, Arc::new(seg));
         self.dir_dirty = true;
         self.log_start_offset = offset;
         self.epochs.clear()?;
@@ -159,10 +180,11 @@ impl Log {
         if doomed.len() == bases.len() {
             self.roll()?;
         }
+        self.segments_version += 1;
         for base in &doomed {
             if let Some(seg) = self.segments.remove(base) {
                 info!(dir = %self.dir.display(), segment = base, "deleting segment");
-                seg.delete()?;
+                seg.remove_files()?;
             }
         }
         self.dir_dirty = true;

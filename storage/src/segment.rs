@@ -11,6 +11,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::warn;
 
@@ -58,9 +59,14 @@ pub(crate) struct Segment {
     /// Wall-clock time of the first append (or, after a reload, the first batch's max timestamp).
     rolling_base_ms: Option<i64>,
     next_offset: i64,
-    dirty: bool,
+    /// Written since the last fsync (atomic: a sealed segment is flushed through a shared
+    /// reference while lock-free readers hold it).
+    dirty: AtomicBool,
     /// An index file did not exist when a non-empty segment was opened.
     index_missing: bool,
+    /// Set when the log stops using the segment (deleted, replaced by a cleaned copy, truncated):
+    /// a lock-free reader that fails on it retries against the log's current segments.
+    retired: AtomicBool,
 }
 
 impl Segment {
@@ -96,8 +102,9 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             rolling_base_ms: None,
             next_offset: base_offset,
-            dirty: false,
+            dirty: AtomicBool::new(false),
             index_missing,
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -340,7 +347,7 @@ impl Segment {
             return Err(e).ctx(|| format!("append to {}", self.log_path.display()));
         }
         self.size += records.len() as u64;
-        self.dirty = true;
+        *self.dirty.get_mut() = true;
         if self.rolling_base_ms.is_none() {
             self.rolling_base_ms = Some(now_ms);
         }
@@ -354,26 +361,7 @@ impl Segment {
 
     /// Reads the header of the batch at `pos`; `None` at the end of the file.
     pub(crate) fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>> {
-        if pos >= self.size {
-            return Ok(None);
-        }
-        if self.size - pos < HEADER_SIZE as u64 {
-            return Err(StorageError::Corruption(format!(
-                "{}: partial batch header at {pos}",
-                self.log_path.display()
-            )));
-        }
-        let mut hb = [0u8; HEADER_SIZE];
-        fs().read_at(&self.log, &self.log_path, &mut hb, pos).ctx(|| format!("read {}", self.log_path.display()))?;
-        let h = BatchHeader::parse(&hb)
-            .map_err(|e| StorageError::Corruption(format!("{} at {pos}: {e}", self.log_path.display())))?;
-        if pos + h.total_size() as u64 > self.size {
-            return Err(StorageError::Corruption(format!(
-                "{}: batch at {pos} runs past the end of the file",
-                self.log_path.display()
-            )));
-        }
-        Ok(Some(h))
+        header_at(&self.log, &self.log_path, self.size, pos)
     }
 
     /// Position and header of the first batch whose last offset is >= `offset`, if any.
@@ -391,10 +379,7 @@ impl Segment {
 
     /// Reads `len` bytes at `pos`.
     pub(crate) fn read_range(&self, pos: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        let start = out.len();
-        out.resize(start + len, 0);
-        fs().read_at(&self.log, &self.log_path, &mut out[start..], pos)
-            .ctx(|| format!("read {}", self.log_path.display()))
+        read_range(&self.log, &self.log_path, pos, len, out)
     }
 
     /// The first batch (as bytes) with max timestamp >= `ts` and last offset >= `start_offset`.
@@ -425,7 +410,7 @@ impl Segment {
     fn truncate_file(&mut self, len: u64) -> Result<()> {
         fs().set_len(&self.log, &self.log_path, len).ctx(|| format!("truncate {}", self.log_path.display()))?;
         self.size = len;
-        self.dirty = true;
+        *self.dirty.get_mut() = true;
         Ok(())
     }
 
@@ -439,15 +424,15 @@ impl Segment {
     }
 
     /// fsyncs the log file and both indexes if they changed.
-    pub(crate) fn flush(&mut self) -> Result<()> {
-        if self.dirty {
+    pub(crate) fn flush(&self) -> Result<()> {
+        if self.dirty.load(Ordering::Acquire) {
             // All appended batches (and the file length) must be durable before the recovery point
             // moves past them; `sync_data` includes the size metadata needed to read them back.
             fs().sync_data(&self.log, &self.log_path).ctx(|| format!("fsync {}", self.log_path.display()))?;
-            self.dirty = false;
+            self.dirty.store(false, Ordering::Release);
         }
-        self.offset_index.file().sync()?;
-        self.time_index.file().sync()
+        self.offset_index.file_ref().sync()?;
+        self.time_index.file_ref().sync()
     }
 
     /// Duplicated handles of the log and index files, so they can be fsynced without holding the
@@ -463,20 +448,53 @@ impl Segment {
 
     /// Records that the handles from [`Segment::file_handles`] were fsynced (nothing was written
     /// to the segment since).
-    pub(crate) fn mark_flushed(&mut self) {
-        self.dirty = false;
-        self.offset_index.file().mark_synced();
-        self.time_index.file().mark_synced();
+    pub(crate) fn mark_flushed(&self) {
+        self.dirty.store(false, Ordering::Release);
+        self.offset_index.file_ref().mark_synced();
+        self.time_index.file_ref().mark_synced();
     }
 
     /// Deletes the segment's files.
     pub(crate) fn delete(self) -> Result<()> {
-        let paths = [self.log_path.clone(), self.offset_index_path(), self.time_index_path()];
-        drop(self);
-        for p in paths {
+        self.remove_files()
+    }
+
+    /// Retires the segment and unlinks its files. Lock-free readers that still hold it keep
+    /// reading through their open descriptor and mapped indexes (an unlinked file lives on until
+    /// its last user lets go), so its files are never shortened under them.
+    pub(crate) fn remove_files(&self) -> Result<()> {
+        self.retire();
+        for p in [self.log_path.clone(), self.offset_index_path(), self.time_index_path()] {
             remove_if_exists(&p)?;
         }
         Ok(())
+    }
+
+    /// Marks the segment as no longer the log's (see [`Segment::is_retired`]).
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    /// Whether the log stopped using this segment after a lock-free reader took it.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Unlinks the index files so that a rebuild creates new ones: a lock-free reader may still
+    /// have the old ones mapped, and shortening a mapped file would turn its reads into SIGBUS.
+    pub(crate) fn unlink_indexes(&self) -> Result<()> {
+        for p in [self.offset_index_path(), self.time_index_path()] {
+            remove_if_exists(&p)?;
+        }
+        Ok(())
+    }
+
+    /// A read-only view of the first `size` bytes of the `.log` file through a descriptor of its
+    /// own, for scans made without holding the log (the active segment's written bytes do not
+    /// change until a truncation, which a scan's caller detects).
+    pub(crate) fn file_view(&self) -> Result<LogFileView> {
+        let file = self.log.try_clone().ctx(|| format!("duplicate handle of {}", self.log_path.display()))?;
+        Ok(LogFileView { file, path: self.log_path.clone(), size: self.size })
     }
 
     fn offset_index_path(&self) -> PathBuf {
@@ -486,4 +504,48 @@ impl Segment {
     fn time_index_path(&self) -> PathBuf {
         self.log_path.with_extension(TIME_INDEX_EXT)
     }
+}
+
+/// The first `size` bytes of a segment's `.log`, read through a descriptor of its own (see
+/// [`Segment::file_view`]).
+#[derive(Debug)]
+pub(crate) struct LogFileView {
+    file: File,
+    path: PathBuf,
+    size: u64,
+}
+
+impl LogFileView {
+    /// Reads the header of the batch at `pos`; `None` at the end of the view.
+    pub(crate) fn header_at(&self, pos: u64) -> Result<Option<BatchHeader>> {
+        header_at(&self.file, &self.path, self.size, pos)
+    }
+}
+
+/// The header of the batch at `pos` in a `.log` file of `size` bytes; `None` at its end.
+fn header_at(file: &File, path: &Path, size: u64, pos: u64) -> Result<Option<BatchHeader>> {
+    if pos >= size {
+        return Ok(None);
+    }
+    if size - pos < HEADER_SIZE as u64 {
+        return Err(StorageError::Corruption(format!("{}: partial batch header at {pos}", path.display())));
+    }
+    let mut hb = [0u8; HEADER_SIZE];
+    fs().read_at(file, path, &mut hb, pos).ctx(|| format!("read {}", path.display()))?;
+    let h =
+        BatchHeader::parse(&hb).map_err(|e| StorageError::Corruption(format!("{} at {pos}: {e}", path.display())))?;
+    if pos + h.total_size() as u64 > size {
+        return Err(StorageError::Corruption(format!(
+            "{}: batch at {pos} runs past the end of the file",
+            path.display()
+        )));
+    }
+    Ok(Some(h))
+}
+
+/// Appends `len` bytes read at `pos` of a `.log` file to `out`.
+fn read_range(file: &File, path: &Path, pos: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    out.resize(start + len, 0);
+    fs().read_at(file, path, &mut out[start..], pos).ctx(|| format!("read {}", path.display()))
 }

@@ -188,7 +188,7 @@ pub fn broker_configs(broker: &BrokerConfig) -> Vec<DescribedConfig> {
 }
 
 /// The settings a partition enforces, parsed from a topic's effective configs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicSettings {
     /// The segment store's share of the configs.
     pub log: LogConfig,

@@ -80,6 +80,9 @@ impl GroupCoordinator {
         if let Err(code) = self.ensure_offsets_topic(broker).await {
             return refuse(code, "The coordinator is not available.");
         }
+        if let Err(code) = self.gate(group_id) {
+            return refuse(code, format!("This broker is not the coordinator of group {group_id}."));
+        }
         let topics = catalog(broker);
         let mut groups = self.lock();
         let joining = request.member_epoch == 0;
@@ -299,6 +302,7 @@ impl GroupCoordinator {
     /// that does not exist or is not a consumer group (the admin client
     /// then asks DescribeGroups).
     pub fn consumer_describe(&self, group_id: &str) -> Result<ConsumerGroupDescription, ErrorCode> {
+        self.gate(group_id)?;
         let groups = self.lock();
         let group = groups.get(group_id).and_then(|e| e.consumer.as_ref()).ok_or(ErrorCode::GroupIdNotFound)?;
         Ok(ConsumerGroupDescription {

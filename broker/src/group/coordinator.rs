@@ -20,6 +20,7 @@
 //! its state changed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,9 +35,10 @@ use super::classic::{
     ClassicGroup, Effects, GroupConfig, GroupState, JoinRequest, JoinResponse, Reply, SyncRequest, SyncResponse,
 };
 use super::consumer::{ConsumerGroup, ConsumerGroupConfig};
+use super::load::Ownership;
 use super::records::{partition_for, GroupMetadataValue, MemberValue, OffsetValue, RecordKey};
 use crate::broker::Broker;
-use crate::replica::{now_ms, plain_record};
+use crate::replica::{now_ms, off_runtime, plain_record};
 use weir_controller::ControllerOperations;
 
 /// Name of the internal topic.
@@ -102,6 +104,12 @@ pub struct GroupSummary {
 /// The coordinator of every group on this broker.
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, GroupEntry>>,
+    /// The `__consumer_offsets` partitions this broker leads, by index (see `load.rs`).
+    ownership: Mutex<HashMap<i32, Ownership>>,
+    /// How many partitions `__consumer_offsets` has (0 before it exists).
+    offsets_partitions: AtomicI32,
+    /// Serializes loads and unloads.
+    leadership: Mutex<()>,
     pub(super) config: GroupConfig,
     pub(super) consumer_config: ConsumerGroupConfig,
 }
@@ -115,6 +123,9 @@ impl GroupCoordinator {
     pub fn new(broker: &crate::config::BrokerConfig) -> GroupCoordinator {
         GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
+            ownership: Mutex::new(HashMap::new()),
+            offsets_partitions: AtomicI32::new(0),
+            leadership: Mutex::new(()),
             config: GroupConfig {
                 min_session_timeout: Duration::from_millis(broker.group_min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(broker.group_max_session_timeout_ms),
@@ -134,6 +145,22 @@ impl GroupCoordinator {
 
     pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<String, GroupEntry>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn ownership(&self) -> MutexGuard<'_, HashMap<i32, Ownership>> {
+        self.ownership.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn leadership_lock(&self) -> MutexGuard<'_, ()> {
+        self.leadership.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn offsets_partition_count(&self) -> i32 {
+        self.offsets_partitions.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_offsets_partition_count(&self, count: i32) {
+        self.offsets_partitions.store(count, Ordering::Release);
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (compacted, with
@@ -200,14 +227,13 @@ impl GroupCoordinator {
             warn!(error = %e, "could not encode a {OFFSETS_TOPIC} batch");
             ErrorCode::UnknownServerError
         })?;
-        partition.append(&batch.freeze(), -1, now).map_err(|rejected| {
+        off_runtime(|| partition.append(&batch.freeze(), -1, now)).map_err(|rejected| {
             warn!(group, error = ?rejected.code, message = %rejected.message, "could not write to {OFFSETS_TOPIC}");
             match rejected.code {
                 ErrorCode::UnknownTopicOrPartition | ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
                 _ => ErrorCode::CoordinatorNotAvailable,
             }
         })?;
-        broker.replicas.data_arrived.notify_waiters();
         Ok(())
     }
 
@@ -279,6 +305,9 @@ impl GroupCoordinator {
         if let Err(e) = self.ensure_offsets_topic(broker).await {
             return error(e);
         }
+        if let Err(e) = self.gate(group_id) {
+            return error(e);
+        }
         let reply = {
             let mut groups = self.lock();
             let now = Instant::now();
@@ -316,6 +345,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return error(ErrorCode::InvalidGroupId);
         }
+        if let Err(e) = self.gate(group_id) {
+            return error(e);
+        }
         let reply = {
             let mut groups = self.lock();
             let Some(entry) = groups.get_mut(group_id) else { return error(ErrorCode::UnknownMemberId) };
@@ -345,6 +377,9 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Some(ErrorCode::InvalidGroupId);
         }
+        if let Err(e) = self.gate(group_id) {
+            return Some(e);
+        }
         let mut groups = self.lock();
         match groups.get_mut(group_id) {
             Some(entry) if entry.consumer.is_some() => {
@@ -365,6 +400,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return request_error(ErrorCode::InvalidGroupId);
         }
+        self.gate(group_id)?;
         let mut groups = self.lock();
         let Some(entry) = groups.get_mut(group_id) else { return request_error(ErrorCode::UnknownMemberId) };
         if entry.consumer.is_some() {
@@ -401,6 +437,9 @@ impl GroupCoordinator {
             return fail_all(ErrorCode::InvalidGroupId, commits.len());
         }
         if let Err(e) = self.ensure_offsets_topic(broker).await {
+            return fail_all(e, commits.len());
+        }
+        if let Err(e) = self.gate(group_id) {
             return fail_all(e, commits.len());
         }
         let image = broker.image();
@@ -475,6 +514,7 @@ impl GroupCoordinator {
         member: Option<(Option<&str>, i32)>,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, Option<OffsetValue>)>, ErrorCode> {
+        self.gate(group_id)?;
         let groups = self.lock();
         if let (Some((member_id, epoch)), Some(consumer)) =
             (member, groups.get(group_id).and_then(|e| e.consumer.as_ref()))

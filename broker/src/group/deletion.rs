@@ -15,6 +15,9 @@ use crate::replica::now_ms;
 impl GroupCoordinator {
     /// DeleteGroups: only empty groups; tombstones for the group and its offsets.
     pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Option<ErrorCode> {
+        if let Err(e) = self.gate(group_id) {
+            return Some(e);
+        }
         let mut groups = self.lock();
         let Some(entry) = groups.get_mut(group_id) else { return Some(ErrorCode::GroupIdNotFound) };
         match (&entry.consumer, entry.group.state) {
@@ -48,6 +51,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+        self.gate(group_id)?;
         let mut groups = self.lock();
         let Some(entry) = groups.get_mut(group_id) else { return Err(ErrorCode::GroupIdNotFound) };
         let subscribed = match &entry.consumer {

@@ -20,6 +20,7 @@ use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
+use crate::replica::on_blocking_pool;
 
 /// True if the metadata has this partition.
 fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
@@ -32,6 +33,11 @@ pub async fn handle(
     _ctx: &RequestContext,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
+    let broker = broker.clone();
+    on_blocking_pool(move || answer(&broker, request)).await
+}
+
+fn answer(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let topics = request
         .topics
         .into_iter()

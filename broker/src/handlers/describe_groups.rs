@@ -39,6 +39,9 @@ pub async fn handle(
             if id.0.is_empty() {
                 return DescribedGroup::default().with_group_id(id).with_error_code(ErrorCode::InvalidGroupId.code());
             }
+            if let Err(code) = broker.groups.gate(&id.0) {
+                return DescribedGroup::default().with_group_id(id).with_error_code(code.code());
+            }
             let g = broker.groups.describe(&id.0);
             DescribedGroup::default()
                 .with_group_id(id)

@@ -8,7 +8,8 @@
 //! batch, as Kafka does; after it the response stops at `max_bytes`, itself
 //! capped by the broker's `fetch.max.bytes` (55 MiB by default). When
 //! fewer than `min_bytes` are ready and no partition failed, the request
-//! parks until an append wakes it or `max_wait_ms` passes. v13+ names topics
+//! parks until an append to one of its partitions wakes it or `max_wait_ms`
+//! passes. Reads run on the blocking pool. v13+ names topics
 //! by id (UNKNOWN_TOPIC_ID when unknown). `current_leader_epoch` is checked
 //! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH). Offsets outside the log get
 //! OFFSET_OUT_OF_RANGE with the partition's offsets. v7+ incremental fetch
@@ -18,20 +19,30 @@
 //! FENCED_LEADER_EPOCH carries the leader this broker knows (KIP-951, see
 //! [`super::leader_hints`]).
 //!
-//! Deviation: follower fetches (replica id >= 0) are served like consumer
-//! fetches until replication exists.
+//! A follower's fetch (replica id >= 0: `replica_state` from v15, the
+//! top-level `replica_id` before) reads up to the log end instead of the
+//! high watermark, records the follower's progress (which moves the high
+//! watermark and may add it to the ISR, see `replica::leader`), and answers
+//! a follower whose last fetched epoch diverges from the leader's log with
+//! `diverging_epoch` (v12+) and no records.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use tokio::sync::Notify;
 use weir_protocol::ErrorCode;
 
 use super::leader_hints::LeaderHints;
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::fetch_session::{FetchTarget, SentOffsets, SessionContext};
+use crate::replica::leader::{FollowerRead, IsrProposal};
+use crate::replica::{isr, now_ms, on_blocking_pool, Partition};
 
 fn partition_error(index: i32, code: ErrorCode, offsets: Option<(i64, i64)>) -> PartitionData {
     let (log_start, high_watermark) = offsets.unwrap_or((-1, -1));
@@ -62,24 +73,39 @@ fn requested_targets(broker: &Broker, ctx: &RequestContext, request: &FetchReque
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: if ctx.version >= 12 { p.last_fetched_epoch } else { -1 },
             });
         }
     }
     targets
 }
 
+/// Registers `waker` with every hosted partition the request reads.
+fn watch_all(broker: &Broker, targets: &[FetchTarget], waker: &Arc<Notify>) {
+    for target in targets {
+        if let Some(partition) = broker.replicas.get(&target.topic, target.partition) {
+            partition.watch(waker);
+        }
+    }
+}
+
 /// Reads every target once: per target its response entry, the offsets it
-/// reports, and whether it carries records or an error.
-fn read_once(
-    broker: &Broker,
-    targets: &[FetchTarget],
-    max_bytes: i32,
-) -> (Vec<(PartitionData, SentOffsets, bool)>, usize) {
+/// reports, and whether it carries records or an error. A follower's fetch
+/// (`replica_id` >= 0) records its progress; the ISR changes that made due
+/// are returned for the caller to send.
+fn read_once(broker: &Broker, targets: &[FetchTarget], max_bytes: i32, replica_id: i32) -> ReadOnce {
     let mut remaining = max_bytes.max(0) as usize;
     let mut total = 0usize;
     let mut out = Vec::with_capacity(targets.len());
+    let mut proposals = Vec::new();
     for target in targets {
-        let data = read_partition(broker, target, remaining, total == 0);
+        let data = if replica_id >= 0 {
+            let (data, proposal) = read_for_follower(broker, target, replica_id, remaining, total == 0);
+            proposals.extend(proposal);
+            data
+        } else {
+            read_partition(broker, target, remaining, total == 0)
+        };
         let bytes = data.records.as_ref().map_or(0, |r| r.len());
         total += bytes;
         remaining = remaining.saturating_sub(bytes);
@@ -91,7 +117,68 @@ fn read_once(
         let notable = bytes > 0 || data.error_code != 0;
         out.push((data, sent, notable));
     }
-    (out, total)
+    ReadOnce { results: out, bytes: total, proposals }
+}
+
+/// What one pass over a fetch's partitions read.
+struct ReadOnce {
+    results: Vec<(PartitionData, SentOffsets, bool)>,
+    bytes: usize,
+    proposals: Vec<(Arc<Partition>, IsrProposal)>,
+}
+
+/// A follower's fetch of one partition this broker leads: up to the log end,
+/// or the divergence it must truncate first.
+fn read_for_follower(
+    broker: &Broker,
+    target: &FetchTarget,
+    replica_id: i32,
+    remaining: usize,
+    first: bool,
+) -> (PartitionData, Option<(Arc<Partition>, IsrProposal)>) {
+    if target.topic.is_empty() {
+        return (partition_error(target.partition, ErrorCode::UnknownTopicId, None), None);
+    }
+    let partition = match broker.replicas.lookup(&target.topic, target.partition) {
+        Ok(partition) => partition,
+        Err(code) => return (partition_error(target.partition, code, None), None),
+    };
+    if let Err(code) = partition.check_leader_epoch(target.current_leader_epoch) {
+        return (partition_error(target.partition, code, None), None);
+    }
+    let max_bytes = (target.max_bytes.max(0) as usize).min(remaining);
+    let read = partition.read_for_follower(
+        replica_id,
+        target.fetch_offset,
+        target.last_fetched_epoch,
+        max_bytes,
+        first,
+        now_ms(),
+    );
+    let base = PartitionData::default().with_partition_index(target.partition).with_preferred_read_replica((-1).into());
+    match read {
+        Ok(FollowerRead::Records { records, high_watermark, log_start_offset, proposal }) => {
+            let data = base
+                .with_high_watermark(high_watermark)
+                .with_last_stable_offset(high_watermark)
+                .with_log_start_offset(log_start_offset)
+                .with_records(Some(records));
+            (data, proposal.map(|p| (partition, p)))
+        }
+        Ok(FollowerRead::Diverging { epoch, end_offset, high_watermark, log_start_offset }) => {
+            let data = base
+                .with_high_watermark(high_watermark)
+                .with_last_stable_offset(high_watermark)
+                .with_log_start_offset(log_start_offset)
+                .with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset))
+                .with_records(Some(Bytes::new()));
+            (data, None)
+        }
+        Err(code) => {
+            let (log_start, _) = partition.offsets();
+            (partition_error(target.partition, code, Some((log_start, partition.high_watermark()))), None)
+        }
+    }
 }
 
 fn read_partition(broker: &Broker, target: &FetchTarget, remaining: usize, first: bool) -> PartitionData {
@@ -177,20 +264,32 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     let min_bytes = request.min_bytes.max(0) as usize;
     // As Kafka: the broker's `fetch.max.bytes` caps what any client asks for.
     let max_bytes = request.max_bytes.min(broker.config.fetch_max_bytes);
+    let targets = Arc::new(targets);
+    // A follower's fetch: before v15 the replica id is a top-level field.
+    let replica_id = if ctx.version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    // Woken by a change to any partition of the request (and only those).
+    let waker = Arc::new(Notify::new());
     let results = loop {
-        // Register for the wake-up before reading, so an append between the
-        // read and the wait is not missed.
-        let notified = broker.replicas.data_arrived.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let (results, bytes) = read_once(broker, &targets, max_bytes);
+        let ReadOnce { results, bytes, proposals } = {
+            let (broker, targets, waker) = (broker.clone(), targets.clone(), waker.clone());
+            on_blocking_pool(move || {
+                // Watch before reading, so a change between the read and the wait is not missed.
+                watch_all(&broker, &targets, &waker);
+                read_once(&broker, &targets, max_bytes, replica_id)
+            })
+            .await
+        };
+        for (partition, proposal) in proposals {
+            isr::propose(broker, partition, proposal);
+        }
         let failed = results.iter().any(|(d, _, _)| d.error_code != 0);
         let now = Instant::now();
         if bytes >= min_bytes || failed || now >= deadline || targets.is_empty() {
             break results;
         }
-        let _ = tokio::time::timeout(deadline - now, notified).await;
+        let _ = tokio::time::timeout(deadline - now, waker.notified()).await;
     };
+    let targets = Arc::unwrap_or_clone(targets);
     let summary: Vec<(FetchTarget, SentOffsets, bool)> =
         targets.iter().zip(&results).map(|(t, (_, sent, notable))| (t.clone(), *sent, *notable)).collect();
     let include = broker.fetch_sessions.complete(&session, &summary);

@@ -17,7 +17,7 @@ use weir_protocol::ErrorCode;
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::replica::Partition;
+use crate::replica::{on_blocking_pool, Partition};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -43,6 +43,11 @@ fn lookup(partition: &Partition, timestamp: i64, version: i16) -> Result<(i64, i
 
 /// Serves ListOffsets.
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let (broker, version) = (broker.clone(), ctx.version);
+    on_blocking_pool(move || answer(&broker, version, request)).await
+}
+
+fn answer(broker: &Broker, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let topics = request
         .topics
         .into_iter()
@@ -55,9 +60,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListOff
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     let result = broker.replicas.lookup(&name, p.partition_index).and_then(|partition| {
                         partition.check_leader_epoch(p.current_leader_epoch)?;
-                        let (timestamp, offset) = lookup(&partition, p.timestamp, ctx.version)?;
+                        let (timestamp, offset) = lookup(&partition, p.timestamp, version)?;
                         // The epoch field exists from v4; older versions must leave it unset.
-                        let epoch = if offset >= 0 && ctx.version >= 4 { partition.leader_epoch() } else { -1 };
+                        let epoch = if offset >= 0 && version >= 4 { partition.leader_epoch() } else { -1 };
                         Ok((timestamp, offset, epoch))
                     });
                     match result {

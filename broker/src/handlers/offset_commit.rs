@@ -53,6 +53,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetC
             commits,
         )
         .await;
+    // A commit is answered once the ISR has it, as Kafka's coordinator does.
+    let results = if results.iter().any(Option::is_none) {
+        match broker.groups.await_replicated(broker, &request.group_id.0).await {
+            Ok(()) => results,
+            Err(code) => results.into_iter().map(|r| r.or(Some(code))).collect(),
+        }
+    } else {
+        results
+    };
     let mut results = results.into_iter();
     let topics = request
         .topics

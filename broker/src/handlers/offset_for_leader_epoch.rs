@@ -14,6 +14,7 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 
 use super::RequestContext;
 use crate::broker::Broker;
+use crate::replica::on_blocking_pool;
 
 /// Serves OffsetForLeaderEpoch.
 pub async fn handle(
@@ -21,6 +22,11 @@ pub async fn handle(
     _ctx: &RequestContext,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    let broker = broker.clone();
+    on_blocking_pool(move || answer(&broker, request)).await
+}
+
+fn answer(broker: &Broker, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .into_iter()

@@ -185,7 +185,7 @@ async fn compacted_consumer_offsets_still_load() {
     let (tx, rx) = std::sync::mpsc::channel();
     let b = broker.clone();
     std::thread::spawn(move || {
-        fresh.load(&b);
+        fresh.follow_leadership(&b, &b.image());
         let _ = tx.send(fresh);
     });
     let fresh = rx.recv_timeout(Duration::from_secs(20)).expect("loading terminates");

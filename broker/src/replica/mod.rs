@@ -3,8 +3,14 @@
 //! [`ReplicaManager::reconcile`] opens a log for every partition the image
 //! places on this broker, applies config and leadership changes, and deletes
 //! the logs of partitions the image no longer has (including a topic that was
-//! deleted and re-created under the same name: its id differs). Every
-//! append wakes parked fetches through [`ReplicaManager::data_arrived`].
+//! deleted and re-created under the same name: its id differs). An append
+//! wakes the fetches parked on its partition ([`Partition::watch`]).
+//!
+//! Storage work never runs on an async runtime worker: request handlers hand
+//! it to tokio's blocking pool ([`on_blocking_pool`]); synchronous callers
+//! that may sit on a worker (the group coordinator writing under its lock)
+//! go through [`off_runtime`]. A slow disk then stalls the requests that
+//! wait for it, not every connection served by the same worker.
 //!
 //! Only what the image says is not placed here is ever deleted. A partition
 //! the image places here whose log cannot be opened (an I/O error, a
@@ -25,9 +31,13 @@
 //! from offset 0.
 
 pub mod cleaner_codec;
+pub mod follower;
+pub mod isr;
+pub mod leader;
 pub mod log_dir_failure;
 pub mod partition;
 pub mod validate;
+pub mod watchers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,7 +47,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{Record, TimestampType};
-use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use weir_controller::{ids, MetadataImage};
@@ -48,6 +57,9 @@ use crate::admin::configs::TopicSettings;
 use crate::config::BrokerConfig;
 pub use log_dir_failure::LogDirFailure;
 pub use partition::{Leadership, Partition};
+
+/// Kafka's per-log-dir file of high watermarks.
+const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
 
 /// Name of the file in each partition directory that records its topic id,
 /// in Kafka's format.
@@ -95,12 +107,43 @@ pub struct ReplicaManager {
     /// Recovery points read from the log dir's checkpoint at start, for the
     /// first open of each log.
     recovery_points_at_start: Mutex<OffsetMap>,
-    /// Serializes checkpoint writes; holds the time of the last one.
+    /// High watermarks read from the log dir's `replication-offset-checkpoint`
+    /// at start, for the first open of each log.
+    high_watermarks_at_start: Mutex<OffsetMap>,
+    /// Serializes recovery-point checkpoint writes; holds the time of the last one.
     last_checkpoint: Mutex<Instant>,
-    /// Notified after every append, so parked fetches re-check.
-    pub data_arrived: Notify,
+    /// Serializes high-watermark checkpoint writes; holds the time of the last one.
+    last_high_watermark_checkpoint: Mutex<Instant>,
     /// Whether the log dir failed (then every partition here is offline).
     log_dir_failure: Arc<LogDirFailure>,
+}
+
+/// Runs storage work on tokio's blocking pool and waits for it, so that an
+/// append, read or index lookup never blocks a runtime worker. A panic in `f`
+/// resumes in the caller, as if `f` had run inline.
+pub async fn on_blocking_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels a blocking task; its caller goes with it.
+            Err(e) => panic!("storage task cancelled: {e}"),
+        },
+    }
+}
+
+/// Runs storage work called from synchronous code that may be on a runtime
+/// worker: on a multi-threaded runtime the worker first hands its other
+/// tasks to another thread (`block_in_place`); anywhere else (a blocking-pool
+/// thread, a current-thread runtime in tests, no runtime) `f` just runs.
+pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_worker {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -114,6 +157,7 @@ impl ReplicaManager {
         let log_dir = config.log_dirs[0].clone();
         std::fs::create_dir_all(&log_dir)?;
         let recovery_points_at_start = read_recovery_points(&log_dir);
+        let high_watermarks_at_start = read_high_watermarks(&log_dir);
         Ok(ReplicaManager {
             config,
             partitions: RwLock::new(HashMap::new()),
@@ -122,8 +166,9 @@ impl ReplicaManager {
             reconcile_lock: Mutex::new(false),
             last_image: RwLock::new(None),
             recovery_points_at_start: Mutex::new(recovery_points_at_start),
+            high_watermarks_at_start: Mutex::new(high_watermarks_at_start),
+            last_high_watermark_checkpoint: Mutex::new(Instant::now()),
             last_checkpoint: Mutex::new(Instant::now()),
-            data_arrived: Notify::new(),
             log_dir_failure: Arc::new(LogDirFailure::new(&log_dir)),
             log_dir,
         })
@@ -229,15 +274,11 @@ impl ReplicaManager {
                     continue;
                 }
                 let key = (topic.name.clone(), index as i32);
-                let leadership = Leadership {
-                    is_leader: registration.leader == node_id,
-                    leader_epoch: registration.leader_epoch,
-                    isr_size: registration.isr.len(),
-                };
+                let leadership = Leadership::of(registration, node_id);
                 wanted.insert(key.clone(), topic.id);
                 match self.get(&topic.name, index as i32) {
                     Some(existing) if existing.topic_id == topic.id => {
-                        existing.update(settings.clone(), leadership);
+                        existing.update(settings.clone(), leadership, now);
                     }
                     existing => {
                         if let Some(stale) = existing {
@@ -246,6 +287,8 @@ impl ReplicaManager {
                         let dir = self.log_dir.join(format!("{}-{}", topic.name, index));
                         let recovery_point =
                             self.recovery_points_at_start.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+                        let high_watermark =
+                            self.high_watermarks_at_start.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
                         let opened = prepare_partition_dir(&dir, topic.id).and_then(|()| {
                             Partition::open(
                                 &dir,
@@ -256,6 +299,8 @@ impl ReplicaManager {
                                 leadership,
                                 now,
                                 recovery_point,
+                                high_watermark,
+                                node_id,
                                 self.log_dir_failure.clone(),
                             )
                             .map_err(|e| e.to_string())
@@ -318,13 +363,35 @@ impl ReplicaManager {
         };
         let Some(removed) = removed else { return };
         self.recovery_points_at_start.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.high_watermarks_at_start.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         match removed.delete() {
             Ok(()) => info!(partition = %removed.name(), "deleted partition log"),
             Err(e) => warn!(partition = %removed.name(), error = %e, "could not delete partition log"),
         }
-        // As Kafka: the deleted log's recovery point leaves the checkpoint at
-        // once, so a log re-created under the same name never inherits it.
+        // As Kafka: the deleted log's recovery point and high watermark leave
+        // the checkpoints at once, so a log re-created under the same name
+        // never inherits them.
         self.checkpoint_recovery_points();
+        self.checkpoint_high_watermarks();
+    }
+
+    /// Writes every hosted partition's high watermark to the log dir's
+    /// `replication-offset-checkpoint` (atomically), as Kafka's
+    /// ReplicaManager does every `replica.high.watermark.checkpoint.interval.ms`
+    /// and at shutdown: a restarted replica serves no record above it until
+    /// the ISR has it again.
+    pub fn checkpoint_high_watermarks(&self) {
+        let entries: OffsetMap = self.all().iter().map(|p| ((p.topic.clone(), p.index), p.high_watermark())).collect();
+        self.write_high_watermarks(&entries);
+    }
+
+    fn write_high_watermarks(&self, entries: &OffsetMap) {
+        self.write_offsets(
+            &self.last_high_watermark_checkpoint,
+            HIGH_WATERMARK_CHECKPOINT_FILE,
+            "high-watermark",
+            entries,
+        );
     }
 
     /// Writes every hosted log's recovery point to the log dir's
@@ -335,13 +402,19 @@ impl ReplicaManager {
     }
 
     fn write_checkpoint(&self, entries: &OffsetMap) {
-        let mut last = self.last_checkpoint.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_offsets(&self.last_checkpoint, RECOVERY_POINT_CHECKPOINT_FILE, "recovery-point", entries);
+    }
+
+    /// Replaces one of the log dir's offset checkpoint files, serialized by
+    /// `last` (which records when). As Kafka: a checkpoint that cannot be
+    /// written fails the log dir.
+    fn write_offsets(&self, last: &Mutex<Instant>, file: &str, what: &str, entries: &OffsetMap) {
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
         if self.log_dir_failure.reason().is_some() {
             return;
         }
-        if let Err(e) = write_offset_checkpoint(&self.log_dir, RECOVERY_POINT_CHECKPOINT_FILE, entries) {
-            // As Kafka: a checkpoint that cannot be written fails the log dir.
-            self.log_dir_failure.fail("the recovery-point checkpoint", &e);
+        if let Err(e) = write_offset_checkpoint(&self.log_dir, file, entries) {
+            self.log_dir_failure.fail(&format!("the {what} checkpoint"), &e);
         }
         *last = Instant::now();
     }
@@ -394,6 +467,16 @@ impl ReplicaManager {
         if due {
             self.checkpoint_recovery_points();
         }
+        self.checkpoint_high_watermarks_if_due();
+    }
+
+    /// The high-watermark checkpoint, if its interval has passed.
+    pub fn checkpoint_high_watermarks_if_due(&self) {
+        let interval = std::time::Duration::from_millis(self.config.replication.high_watermark_checkpoint_interval_ms);
+        let due = self.last_high_watermark_checkpoint.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= interval;
+        if due {
+            self.checkpoint_high_watermarks();
+        }
     }
 
     /// Closes every log cleanly (flush, producer snapshot, clean-shutdown
@@ -408,6 +491,9 @@ impl ReplicaManager {
             warn!(dir = %self.log_dir.display(), %reason, partitions = drained.len(), "not closing the logs of the failed log dir");
             return;
         }
+        let high_watermarks: OffsetMap =
+            drained.iter().map(|p| ((p.topic.clone(), p.index), p.high_watermark())).collect();
+        self.write_high_watermarks(&high_watermarks);
         let queue = Mutex::new(drained);
         let recovery_points = Mutex::new(OffsetMap::new());
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get() * 4).min(32);
@@ -450,6 +536,18 @@ impl ReplicaManager {
                 }
                 Some(still_shared.recovery_point())
             }
+        }
+    }
+}
+
+/// The high watermarks in the log dir's `replication-offset-checkpoint`; none
+/// (every log starts from its log start) when it is missing or unreadable.
+fn read_high_watermarks(log_dir: &Path) -> OffsetMap {
+    match read_offset_checkpoint(log_dir, HIGH_WATERMARK_CHECKPOINT_FILE) {
+        Ok(entries) => entries.unwrap_or_default(),
+        Err(e) => {
+            warn!(dir = %log_dir.display(), error = %e, "unreadable {HIGH_WATERMARK_CHECKPOINT_FILE}; high watermarks restart at the log start offsets");
+            OffsetMap::new()
         }
     }
 }
@@ -530,3 +628,7 @@ fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<
 #[cfg(test)]
 #[path = "startup_tests.rs"]
 mod startup_tests;
+
+#[cfg(test)]
+#[path = "replication_tests.rs"]
+mod replication_tests;

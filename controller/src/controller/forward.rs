@@ -89,6 +89,8 @@ pub enum Operation {
     DescribeQuorum,
     /// A broker's heartbeat.
     BrokerHeartbeat(BrokerHeartbeat),
+    /// A partition leader changes the ISR.
+    AlterPartition(AlterPartition),
 }
 
 /// What an [`Operation`] returned.
@@ -104,6 +106,8 @@ pub enum Outcome {
     Quorum(Result<QuorumDescription, ControllerError>),
     /// The answer to a heartbeat.
     Heartbeat(Result<HeartbeatReply, ControllerError>),
+    /// The partition's state after an AlterPartition.
+    PartitionState(Result<PartitionRegistration, ControllerError>),
     /// Every other operation.
     Done(Result<(), ControllerError>),
 }
@@ -157,6 +161,7 @@ impl QuorumController {
             }
             Operation::DescribeQuorum => Outcome::Quorum(self.describe_quorum_local()),
             Operation::BrokerHeartbeat(heartbeat) => Outcome::Heartbeat(self.broker_heartbeat_local(heartbeat).await),
+            Operation::AlterPartition(change) => Outcome::PartitionState(self.alter_partition_local(change).await),
         };
         Forwarded { outcome, offset: self.image().last_offset }
     }

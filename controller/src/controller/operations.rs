@@ -138,6 +138,20 @@ pub trait ControllerOperations: Sync {
         run_done(self, Operation::RegisterBroker(registration))
     }
 
+    /// A partition leader's ISR change (Kafka's AlterPartition, see
+    /// `partitions.rs`): the partition's state once committed.
+    fn alter_partition(
+        &self,
+        change: AlterPartition,
+    ) -> impl Future<Output = Result<PartitionRegistration, ControllerError>> + Send {
+        async move {
+            match self.on_leader(Operation::AlterPartition(change)).await? {
+                Outcome::PartitionState(result) => result,
+                _ => Err(mismatch()),
+            }
+        }
+    }
+
     /// Fences a broker: it leaves every ISR it is in and gives up its
     /// leaderships (see `brokers.rs`).
     fn fence_broker(&self, broker_id: i32) -> impl Future<Output = Result<(), ControllerError>> + Send {

@@ -87,8 +87,8 @@ async fn create_topics_places_replicas_and_replay_is_deterministic() {
     assert!(!created.id.is_nil());
     for p in &created.partitions {
         assert_eq!(p.replicas.len(), 2);
-        // Until replication exists the ISR is the leader alone.
-        assert_eq!(p.isr, vec![p.replicas[0]]);
+        // A new partition's log is empty: every live replica is in sync.
+        assert_eq!(p.isr, p.replicas);
         assert_eq!(p.leader, p.replicas[0]);
         assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
     }
@@ -215,7 +215,7 @@ async fn create_partitions_growth_and_errors() {
     c.create_partitions("t", 4, None, false).await.unwrap();
     let t = c.image().topic("t").unwrap().clone();
     assert_eq!(t.partitions.len(), 4);
-    assert!(t.partitions.iter().all(|p| p.replicas.len() == 2 && p.isr == vec![p.leader]));
+    assert!(t.partitions.iter().all(|p| p.replicas.len() == 2 && p.isr == p.replicas && p.leader == p.isr[0]));
     c.create_partitions("t", 5, Some(vec![vec![3, 1]]), false).await.unwrap();
     assert_eq!(c.image().topic("t").unwrap().partitions[4].replicas, vec![3, 1]);
     let e = c.create_partitions("t", 5, None, false).await.unwrap_err();
@@ -421,13 +421,13 @@ async fn fencing_moves_leadership_and_reregistration_restores_it() {
     t.assignments = vec![(0, vec![1, 2]), (1, vec![2, 1])];
     create(&c, t).await.unwrap();
     c.fence_broker(1).await.unwrap();
-    // The ISR is the leader alone (no replication yet): fencing it leaves the
-    // partition without a leader, as Kafka does with unclean election off.
+    // Fencing the leader elects the other ISR member (a new leader epoch);
+    // the fenced broker leaves every ISR.
     let img = c.image();
     let p0 = &img.topic("t").unwrap().partitions[0];
-    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch, p0.partition_epoch), (-1, vec![1], 1, 1));
+    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch, p0.partition_epoch), (2, vec![2], 1, 1));
     let p1 = &img.topic("t").unwrap().partitions[1];
-    assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (2, vec![2], 0));
+    assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch, p1.partition_epoch), (2, vec![2], 0, 1));
     let mut m = topic("m", -1, -1);
     m.assignments = vec![(0, vec![1, 2])];
     let m = create(&c, m).await.unwrap();
@@ -435,9 +435,12 @@ async fn fencing_moves_leadership_and_reregistration_restores_it() {
     let mut only_fenced = topic("f", -1, -1);
     only_fenced.assignments = vec![(0, vec![1])];
     assert_eq!(code(create(&c, only_fenced).await), 39);
+    // Back, broker 1 is not in sync until it fetched (AlterPartition): leadership stays.
     c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
     let p0 = c.image().topic("t").unwrap().partitions[0].clone();
-    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (1, vec![1], 2));
+    assert_eq!((p0.leader, p0.isr.clone(), p0.leader_epoch), (2, vec![2], 1));
+    // The last ISR member fenced: no leader (unclean election is off), the
+    // ISR keeps it, and its return gives the leadership back.
     c.fence_broker(2).await.unwrap();
     let p1 = c.image().topic("t").unwrap().partitions[1].clone();
     assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (-1, vec![2], 1));

@@ -1,5 +1,8 @@
 //! A [`FileSystem`] that fails chosen operations, for fault-injection tests.
 //!
+//! A fault with a delay (`delay_ms`) fails nothing: it slows every matching operation down, as a
+//! saturated or failing disk does, so tests can check what waits for a slow disk and what does not.
+//!
 //! A [`Fault`] is armed on one kind of operation ([`FileOp`]) on paths under one directory: it
 //! lets `skip` matching operations through, then fails the next one (or, if `persistent`, every
 //! later one, as a dead disk does) with an OS error such as EIO, ENOSPC or EMFILE. A failed write
@@ -41,18 +44,31 @@ pub struct Fault {
     pub persistent: bool,
     /// Operations match only while this file exists (a switch a test flips from outside).
     pub when_exists: Option<PathBuf>,
+    /// A slow disk instead of a failure: every matching operation after `skip` sleeps this long,
+    /// then goes through.
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Fault {
     /// A fault failing the operation after `skip` matching ones with `errno`, once.
     pub fn new(op: FileOp, under: &Path, skip: u64, errno: i32) -> Fault {
-        Fault { op, under: under.to_path_buf(), skip, errno, torn_at: None, persistent: false, when_exists: None }
+        Fault {
+            op,
+            under: under.to_path_buf(),
+            skip,
+            errno,
+            torn_at: None,
+            persistent: false,
+            when_exists: None,
+            delay: None,
+        }
     }
 
     /// Parses `op=<open|read|write|sync|set_len|map|rename|remove>` followed by any of
     /// `errno=<EIO|ENOSPC|EMFILE|number>` (default EIO), `under=<dir>` (default `/`), `after=<n>`
-    /// (operations let through first), `torn_at=<bytes>`, `persistent` and `when=<file>`, separated
-    /// by commas: e.g. `op=write,errno=ENOSPC,persistent,when=/tmp/disk-full`.
+    /// (operations let through first), `torn_at=<bytes>`, `persistent`, `when=<file>` and
+    /// `delay_ms=<n>` (slow, not failing), separated by commas: e.g.
+    /// `op=write,errno=ENOSPC,persistent,when=/tmp/disk-full`.
     pub fn parse(spec: &str) -> Result<Fault, String> {
         let mut fault = Fault::new(FileOp::Write, Path::new("/"), 0, EIO);
         let mut op = None;
@@ -86,6 +102,7 @@ impl Fault {
                 "torn_at" => fault.torn_at = Some(number(value)? as usize),
                 "persistent" => fault.persistent = true,
                 "when" => fault.when_exists = Some(PathBuf::from(value)),
+                "delay_ms" => fault.delay = Some(std::time::Duration::from_millis(number(value)?)),
                 other => return Err(format!("unknown fault setting {other:?}")),
             }
         }
@@ -115,6 +132,15 @@ pub struct FaultId(u64);
 enum Verdict {
     Pass,
     Fail(io::Error, Option<usize>),
+}
+
+impl Verdict {
+    fn pass_after(delay: Option<std::time::Duration>) -> Verdict {
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
+        Verdict::Pass
+    }
 }
 
 /// The fault-injecting file system (see the module docs).
@@ -184,18 +210,28 @@ impl FaultInjector {
 
     fn check(&self, op: FileOp, path: &Path) -> Verdict {
         let mut armed = self.lock();
+        let mut delay = None;
         for a in armed.1.iter_mut().filter(|a| a.fault.op == op && path.starts_with(&a.fault.under)) {
             if a.fault.when_exists.as_ref().is_some_and(|switch| !switch.exists()) {
                 continue;
             }
             a.seen += 1;
+            if let Some(d) = a.fault.delay {
+                if a.seen > a.fault.skip {
+                    a.fired += 1;
+                    delay = Some(d.max(delay.unwrap_or_default()));
+                }
+                continue;
+            }
             let due = a.seen > a.fault.skip && (a.fired == 0 || a.fault.persistent);
             if due {
                 a.fired += 1;
                 return Verdict::Fail(io::Error::from_raw_os_error(a.fault.errno), a.fault.torn_at);
             }
         }
-        Verdict::Pass
+        // Sleep without the faults' lock: other operations are not slowed down.
+        drop(armed);
+        Verdict::pass_after(delay)
     }
 
     fn gate(&self, op: FileOp, path: &Path) -> io::Result<()> {
@@ -313,6 +349,22 @@ mod tests {
         assert!(Fault::parse("op=chmod").is_err());
         assert!(Fault::parse("op=write,after=x").is_err());
         assert!(Fault::parse("op=write,colour=red").is_err());
+        let f = Fault::parse("op=write,delay_ms=250").unwrap();
+        assert_eq!(f.delay, Some(std::time::Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_delay_slows_matching_operations_and_fails_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("data");
+        let delay = std::time::Duration::from_millis(200);
+        let id = injector().arm(Fault { delay: Some(delay), ..Fault::new(FileOp::Remove, dir.path(), 0, EIO) });
+        std::fs::write(&target, b"x").unwrap();
+        let started = std::time::Instant::now();
+        assert!(crate::fsutil::remove_if_exists(&target).unwrap());
+        assert!(started.elapsed() >= delay);
+        assert_eq!(injector().fired(id), 1);
+        injector().disarm(id);
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod tests;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use memmap2::MmapMut;
@@ -64,10 +65,11 @@ pub(crate) struct IndexFile {
     last_on_open: Option<Vec<u8>>,
     /// The file length was not a multiple of the entry size when opened.
     ragged: bool,
-    /// Entries were written since the last sync.
-    dirty: bool,
+    /// Entries were written since the last sync (atomic: a sealed segment's index is synced
+    /// through a shared reference while readers hold the segment).
+    dirty: AtomicBool,
     /// The file length changed (or a dirty map was dropped) since the last sync: fsync the file.
-    needs_fsync: bool,
+    needs_fsync: AtomicBool,
 }
 
 impl IndexFile {
@@ -94,8 +96,8 @@ impl IndexFile {
             map: OnceLock::new(),
             last_on_open,
             ragged: len % entry_size as u64 != 0,
-            dirty: false,
-            needs_fsync: false,
+            dirty: AtomicBool::new(false),
+            needs_fsync: AtomicBool::new(false),
         })
     }
 
@@ -184,9 +186,9 @@ impl IndexFile {
 
     /// Drops the map (before the file length changes).
     fn unmap(&mut self) {
-        if self.map.take().is_some() && self.dirty {
+        if self.map.take().is_some() && *self.dirty.get_mut() {
             // Its dirty pages stay in the page cache; a later sync must fsync the file to reach them.
-            self.needs_fsync = true;
+            *self.needs_fsync.get_mut() = true;
         }
     }
 
@@ -196,7 +198,7 @@ impl IndexFile {
         let file = open_existing(&self.path)?;
         fs().set_len(&file, &self.path, len).ctx(|| format!("resize {} to {len} bytes", self.path.display()))?;
         self.file_len = len;
-        self.needs_fsync = true;
+        *self.needs_fsync.get_mut() = true;
         Ok(())
     }
 
@@ -250,7 +252,7 @@ impl IndexFile {
             return Err(StorageError::Corruption(format!("{}: map shorter than {end}", self.path.display())));
         }
         self.entries += 1;
-        self.dirty = true;
+        *self.dirty.get_mut() = true;
         Ok(())
     }
 
@@ -275,9 +277,9 @@ impl IndexFile {
     }
 
     /// Records that the file was fsynced through a handle from [`IndexFile::try_clone_handle`].
-    pub(crate) fn mark_synced(&mut self) {
-        self.dirty = false;
-        self.needs_fsync = false;
+    pub(crate) fn mark_synced(&self) {
+        self.dirty.store(false, Ordering::Release);
+        self.needs_fsync.store(false, Ordering::Release);
     }
 
     /// Cuts the file to its valid entries and drops the map (Kafka's `trimToValidSize`), so the
@@ -293,20 +295,19 @@ impl IndexFile {
 
     /// Makes entries and file length durable if anything changed since the last sync: msync of
     /// the map, or fsync of the file when its length changed.
-    pub(crate) fn sync(&mut self) -> Result<()> {
+    pub(crate) fn sync(&self) -> Result<()> {
         // Index entries (and the file length) must be durable up to the recovery point, so that
         // a crash never leaves an index pointing at data the next open would not re-index.
-        if self.needs_fsync {
+        if self.needs_fsync.load(Ordering::Acquire) {
             // fsync reaches every dirty page of the file, written through a map or not.
             let file = open_existing(&self.path)?;
             fs().sync_data(&file, &self.path).ctx(|| format!("fsync {}", self.path.display()))?;
-        } else if self.dirty {
+        } else if self.dirty.load(Ordering::Acquire) {
             if let Some(m) = self.map.get() {
                 fs().sync_map(m, &self.path).ctx(|| format!("msync {}", self.path.display()))?;
             }
         }
-        self.dirty = false;
-        self.needs_fsync = false;
+        self.mark_synced();
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 mod faults;
 mod recovery;
 mod retention;
+mod sealed_reads;
 mod state;
 
 use crate::batch::test_util::simple;

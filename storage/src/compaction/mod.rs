@@ -37,22 +37,29 @@
 //! `.cleaned` and `.swap` files. The checkpoint moves only after every swap is done. A segment that
 //! cleaning leaves empty is deleted (unless it is the first).
 //!
-//! Thread-safety: cleaning runs under `&mut Log`, like every other mutation of the log.
+//! Concurrency: a cleaning is planned under the log ([`Log::plan_clean`]: which segments, holding
+//! them), run without it ([`CleanPlan::run`]: the key map and the cleaned copies, the long part), and
+//! swapped in under it ([`Log::finish_clean`]), as Kafka's cleaner takes the log's lock only to
+//! replace segments. Appends and reads go on meanwhile; a copy whose segment the log stopped using
+//! (retention, DeleteRecords) is dropped, and a truncation in between drops the whole cleaning.
+
+mod phases;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::batch::{BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use crate::error::{IoContext, Result, StorageError};
-use crate::file_system::{create_truncate, fs, FileWriter};
-use crate::fsutil::{fsync_dir, offset_path, read_i64_file, remove_if_exists, write_atomic};
+use crate::file_system::fs;
+use crate::fsutil::{fsync_dir, offset_path, read_i64_file, remove_if_exists};
 use crate::log::Log;
-use crate::segment::{Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::segment::{Segment, LOG_EXT};
+
+pub use phases::{CleanPlan, CleanRun};
 
 /// Text file holding the first dirty offset: everything below it was compacted.
 pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
@@ -482,7 +489,7 @@ impl Log {
     fn ratio(&self, cleanable: &[(i64, i64)], first_dirty: i64) -> f64 {
         let (mut clean, mut dirty) = (0u64, 0u64);
         for &(base, next) in cleanable {
-            let size = self.segments.get(&base).map_or(0, Segment::size);
+            let size = self.segments.get(&base).map_or(0, |s| s.size());
             if next > first_dirty {
                 dirty += size;
             } else {
@@ -495,208 +502,7 @@ impl Log {
             dirty as f64 / (clean + dirty) as f64
         }
     }
-
-    pub(crate) fn clean_unguarded(
-        &mut self,
-        codec: &dyn RecordCodec,
-        opts: &CleanOptions,
-    ) -> Result<Option<CleanStats>> {
-        self.now_hint_ms = self.now_hint_ms.max(opts.now_ms);
-        let first_dirty = self.first_dirty_offset()?;
-        let cleanable = self.cleanable_segments(first_dirty, opts);
-        let ratio = self.ratio(&cleanable, first_dirty);
-        if ratio <= opts.min_cleanable_dirty_ratio || ratio == 0.0 {
-            return Ok(None);
-        }
-        let mut cleaner = Cleaner {
-            codec,
-            opts,
-            map: HashMap::new(),
-            last_batch_of_producer: HashMap::new(),
-            stats: CleanStats { first_dirty_offset: first_dirty, ..CleanStats::default() },
-        };
-        let end = self.build_offset_map(&mut cleaner, &cleanable, first_dirty)?;
-        self.scan_producers(&mut cleaner)?;
-        let to_clean: Vec<i64> = cleanable.iter().take_while(|&&(_, next)| next <= end).map(|&(b, _)| b).collect();
-        let first_base = self.segments.keys().next().copied();
-        for base in to_clean {
-            cleaner.stats.segments_cleaned += 1;
-            self.clean_segment(&mut cleaner, base, Some(base) == first_base)?;
-        }
-        cleaner.stats.end_offset = end;
-        // Every swap above is durable before the checkpoint says so.
-        write_atomic(&self.dir, CLEANER_CHECKPOINT_FILE, format!("{end}\n").as_bytes())?;
-        let s = &cleaner.stats;
-        info!(
-            dir = %self.dir.display(),
-            first_dirty, end, ratio,
-            bytes_read = s.bytes_read, bytes_written = s.bytes_written,
-            records_read = s.records_read, records_retained = s.records_retained,
-            "cleaned log"
-        );
-        Ok(Some(cleaner.stats))
-    }
-
-    /// Fills the key map from the dirty cleanable segments; returns the end of the dirty range
-    /// covered (a segment boundary).
-    fn build_offset_map(&self, cleaner: &mut Cleaner<'_>, cleanable: &[(i64, i64)], first_dirty: i64) -> Result<i64> {
-        let mut end = first_dirty;
-        let mut buf = Vec::new();
-        for &(base, next) in cleanable.iter().filter(|&&(_, next)| next > first_dirty) {
-            let Some(seg) = self.segments.get(&base) else { continue };
-            let mut pos = 0;
-            while let Some(h) = seg.header_at(pos)? {
-                if h.last_offset() >= first_dirty && !h.is_control() && !h.is_transactional() {
-                    read_batch(seg, pos, &h, &mut buf)?;
-                    for r in cleaner.records_of(&h, &buf)? {
-                        if let (Some(key), true) = (r.key, r.offset >= first_dirty) {
-                            cleaner.map.insert(key, r.offset);
-                        }
-                    }
-                }
-                pos += h.total_size() as u64;
-            }
-            end = next;
-            if cleaner.map.len() >= cleaner.opts.max_map_entries {
-                break;
-            }
-        }
-        Ok(end)
-    }
-
-    /// Records the last data batch of every producer id in the log (Kafka keeps those batches).
-    fn scan_producers(&self, cleaner: &mut Cleaner<'_>) -> Result<()> {
-        for seg in self.segments.values() {
-            let mut pos = 0;
-            while let Some(h) = seg.header_at(pos)? {
-                if h.producer_id >= 0 && !h.is_control() {
-                    cleaner.last_batch_of_producer.insert(h.producer_id, h.last_offset());
-                }
-                pos += h.total_size() as u64;
-            }
-        }
-        Ok(())
-    }
-
-    fn clean_segment(&mut self, cleaner: &mut Cleaner<'_>, base: i64, is_first: bool) -> Result<()> {
-        let tmp = cleaned_path(&self.dir, base);
-        let log_path = offset_path(&self.dir, base, LOG_EXT);
-        let (changed, written) = {
-            let Some(seg) = self.segments.get(&base) else { return Ok(()) };
-            cleaner.stats.bytes_read += seg.size();
-            let file = fs().open(&tmp, &create_truncate()).ctx(|| format!("create {}", tmp.display()))?;
-            self.dir_dirty = true;
-            let mut out = BufWriter::new(FileWriter::new(&file, &tmp));
-            let (mut changed, mut written) = (false, 0u64);
-            let mut buf = Vec::new();
-            let mut pos = 0;
-            while let Some(h) = seg.header_at(pos)? {
-                read_batch(seg, pos, &h, &mut buf)?;
-                let outcome = match cleaner.clean_batch(&h, &buf) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        drop(out);
-                        let _ = remove_if_exists(&tmp);
-                        return Err(e);
-                    }
-                };
-                let bytes: &[u8] = match &outcome {
-                    Outcome::Keep => &buf,
-                    Outcome::Replace(b) => {
-                        changed = true;
-                        b
-                    }
-                    Outcome::Drop => {
-                        changed = true;
-                        cleaner.stats.batches_removed += 1;
-                        &[]
-                    }
-                };
-                out.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
-                written += bytes.len() as u64;
-                pos += h.total_size() as u64;
-            }
-            out.into_inner().map_err(|e| e.into_error()).ctx(|| format!("write {}", tmp.display()))?;
-            if changed {
-                // Kafka keeps the segment's modification time (time-based retention uses it when
-                // batches carry no timestamps).
-                if let Some(t) = mtime(&log_path) {
-                    let _ = file.set_modified(t);
-                }
-                // The cleaned copy must be entirely on disk before it can replace the original.
-                fs().sync_data(&file, &tmp).ctx(|| format!("fsync {}", tmp.display()))?;
-            }
-            (changed, written)
-        };
-        cleaner.stats.bytes_written += written;
-        if !changed {
-            remove_if_exists(&tmp)?;
-            return Ok(());
-        }
-        cleaner.stats.segments_rewritten += 1;
-        if written == 0 && !is_first {
-            self.delete_emptied_segment(base, &tmp)?;
-            cleaner.stats.segments_deleted += 1;
-            return Ok(());
-        }
-        self.swap_in(base, &tmp)
-    }
-
-    /// Replaces segment `base` with its cleaned copy at `tmp` (see "Crash safety" in the module docs).
-    fn swap_in(&mut self, base: i64, tmp: &Path) -> Result<()> {
-        let config = self.config.clone();
-        let now = self.now_hint_ms;
-        if let Some(old) = self.segments.remove(&base) {
-            drop(old);
-        }
-        let dir = self.dir.clone();
-        let swap = || -> Result<Segment> {
-            for ext in [INDEX_EXT, TIME_INDEX_EXT] {
-                remove_if_exists(&offset_path(&dir, base, ext))?;
-            }
-            // The old indexes must be gone for good before the log they describe changes.
-            fsync_dir(&dir)?;
-            let log_path = offset_path(&dir, base, LOG_EXT);
-            fs().rename(tmp, &log_path).ctx(|| format!("rename {} to {}", tmp.display(), log_path.display()))?;
-            // The new segment content must be the one found after a crash from now on.
-            fsync_dir(&dir)?;
-            let mut seg = Segment::open(&dir, base, &config)?;
-            seg.recover(&config, false, now)?;
-            seg.on_become_inactive()?;
-            seg.flush()?;
-            Ok(seg)
-        };
-        match swap() {
-            Ok(seg) => {
-                self.segments.insert(base, seg);
-                self.dir_dirty = true;
-                Ok(())
-            }
-            Err(e) => {
-                warn!(dir = %self.dir.display(), segment = base, error = %e, "swapping in a cleaned segment failed");
-                let _ = remove_if_exists(tmp);
-                // Whichever log file is in place is whole; reopen it with rebuilt indexes.
-                let mut seg = Segment::open(&self.dir, base, &config)?;
-                seg.recover(&config, false, now)?;
-                self.segments.insert(base, seg);
-                Err(e)
-            }
-        }
-    }
-
-    /// Deletes a non-first segment that cleaning left empty (its offsets become a gap).
-    fn delete_emptied_segment(&mut self, base: i64, tmp: &Path) -> Result<()> {
-        remove_if_exists(tmp)?;
-        if let Some(seg) = self.segments.remove(&base) {
-            seg.delete()?;
-        }
-        self.dir_dirty = true;
-        // Not strictly needed for correctness (an empty segment and no segment read the same), but
-        // keeps the directory in step with the in-memory segment list.
-        fsync_dir(&self.dir)
-    }
 }
 
 #[cfg(test)]
-#[path = "compaction_tests.rs"]
 mod tests;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::*;
 use crate::batch::test_util::header_template as template;
 use crate::batch::{BatchIter, NO_SEQUENCE};
+use crate::segment::{INDEX_EXT, TIME_INDEX_EXT};
 use crate::{LogConfig, SequenceCheck};
 
 type Kv<'a> = (Option<&'a str>, Option<&'a str>);
@@ -353,4 +354,52 @@ fn a_decoding_failure_leaves_the_log_untouched() {
     assert_eq!(fs::read(offset_path(d.path(), 0, LOG_EXT)).unwrap(), before);
     assert!(!cleaned_path(d.path(), 0).exists());
     assert_eq!(log.cleaner_checkpoint().unwrap(), None);
+}
+
+#[test]
+fn a_cleaning_runs_while_the_log_takes_appends_and_drops_copies_of_segments_it_lost() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = open(d.path());
+    append(&mut log, &[kv("k1", "a"), kv("k2", "b")]); // 0, 1
+    log.roll().unwrap();
+    append(&mut log, &[kv("k1", "c")]); // 2
+    log.roll().unwrap();
+    append(&mut log, &[kv("k2", "d")]); // 3 (active at plan time)
+    let plan = log.plan_clean(&opts(2000)).unwrap().expect("something to clean");
+    // The log goes on while the cleaning runs without it: a new segment, more records.
+    log.roll().unwrap();
+    append(&mut log, &[kv("k3", "e")]); // 4
+    let run = plan.run(&NoCompression);
+    let stats = log.finish_clean(run).unwrap().expect("swapped in");
+    assert_eq!((stats.first_dirty_offset, stats.end_offset), (0, 3));
+    let got: Vec<i64> = contents(&log).iter().map(|r| r.0).collect();
+    assert_eq!(got, vec![1, 2, 3, 4], "k1@0 superseded; everything appended meanwhile kept");
+    assert_eq!(log.log_end_offset(), 5);
+
+    // A segment deleted by DeleteRecords during the run: its copy is dropped, not resurrected.
+    append(&mut log, &[kv("k3", "f")]); // 5
+    log.roll().unwrap();
+    append(&mut log, &[kv("k4", "g")]); // 6
+    let plan = log.plan_clean(&opts(3000)).unwrap().expect("something to clean");
+    log.delete_records_before(6).unwrap();
+    let run = plan.run(&NoCompression);
+    log.finish_clean(run).unwrap();
+    let got: Vec<i64> = contents(&log).iter().map(|r| r.0).collect();
+    assert_eq!(got, vec![6]);
+    let leftovers: Vec<_> = fs::read_dir(d.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(CLEANED_SUFFIX))
+        .collect();
+    assert!(leftovers.is_empty(), "no cleaned copy left behind: {leftovers:?}");
+
+    // A truncation during the run drops the whole cleaning.
+    append(&mut log, &[kv("k4", "h")]); // 7
+    log.roll().unwrap();
+    append(&mut log, &[kv("k5", "i")]); // 8
+    let plan = log.plan_clean(&opts(4000)).unwrap().expect("something to clean");
+    log.truncate_to(8).unwrap();
+    assert_eq!(log.finish_clean(plan.run(&NoCompression)).unwrap(), None);
+    let got: Vec<i64> = contents(&log).iter().map(|r| r.0).collect();
+    assert_eq!(got, vec![6, 7]);
 }
