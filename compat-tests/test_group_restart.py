@@ -103,13 +103,20 @@ def _read_counts(members: list[Member]) -> dict[tuple[int, int], int]:
     return counts
 
 
-def _loaded_groups_after_restart(w) -> int:
-    """`groups=N` of the restarted broker's 'loaded groups from __consumer_offsets' line."""
-    text = w.log_path.read_text(errors="replace")
-    last_start = text.rsplit(f"===== start #{w.starts}:", 1)[-1]
-    found = re.search(r"loaded groups from __consumer_offsets.*?groups=(\d+)", last_start)
-    assert found, f"no 'loaded groups' line in the restarted broker's log\n{w.tail(30)}"
-    return int(found.group(1))
+def _loaded_groups_after_restart(w, timeout: float = 15.0) -> int:
+    """Groups the restarted broker loaded: the sum of `groups=N` over its 'loaded groups from
+    __consumer_offsets' lines, one per partition it leads (a partition is loaded once the
+    restarted broker leads it again, after the controller unfenced it)."""
+    def loaded() -> int:
+        text = w.log_path.read_text(errors="replace")
+        last_start = text.rsplit(f"===== start #{w.starts}:", 1)[-1]
+        return sum(int(n) for n in re.findall(r"loaded groups from __consumer_offsets.*?groups=(\d+)", last_start))
+
+    try:
+        wait_until(lambda: loaded() >= 1, timeout=timeout, interval=0.1, what="the restarted broker's group loads")
+    except AssertionError:
+        pass
+    return loaded()
 
 
 def _kill_mid_rebalance_and_converge(w, topic: str, member_conf: dict, expected_type, mid_rebalance) -> None:

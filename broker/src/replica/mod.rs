@@ -30,8 +30,10 @@
 //! disk) or garbled file is logged once at warn and every log then recovers
 //! from offset 0.
 
+mod checkpoints;
 pub mod cleaner_codec;
 pub mod follower;
+mod housekeeping;
 pub mod isr;
 pub mod leader;
 pub mod log_dir_failure;
@@ -51,15 +53,12 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use weir_controller::{ids, MetadataImage};
 use weir_protocol::ErrorCode;
-use weir_storage::{read_offset_checkpoint, write_offset_checkpoint, OffsetMap, RECOVERY_POINT_CHECKPOINT_FILE};
+use weir_storage::OffsetMap;
 
 use crate::admin::configs::TopicSettings;
 use crate::config::BrokerConfig;
 pub use log_dir_failure::LogDirFailure;
 pub use partition::{Leadership, Partition};
-
-/// Kafka's per-log-dir file of high watermarks.
-const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
 
 /// Name of the file in each partition directory that records its topic id,
 /// in Kafka's format.
@@ -156,8 +155,8 @@ impl ReplicaManager {
     pub fn new(config: Arc<BrokerConfig>) -> std::io::Result<ReplicaManager> {
         let log_dir = config.log_dirs[0].clone();
         std::fs::create_dir_all(&log_dir)?;
-        let recovery_points_at_start = read_recovery_points(&log_dir);
-        let high_watermarks_at_start = read_high_watermarks(&log_dir);
+        let recovery_points_at_start = checkpoints::read_recovery_points(&log_dir);
+        let high_watermarks_at_start = checkpoints::read_high_watermarks(&log_dir);
         Ok(ReplicaManager {
             config,
             partitions: RwLock::new(HashMap::new()),
@@ -375,50 +374,6 @@ impl ReplicaManager {
         self.checkpoint_high_watermarks();
     }
 
-    /// Writes every hosted partition's high watermark to the log dir's
-    /// `replication-offset-checkpoint` (atomically), as Kafka's
-    /// ReplicaManager does every `replica.high.watermark.checkpoint.interval.ms`
-    /// and at shutdown: a restarted replica serves no record above it until
-    /// the ISR has it again.
-    pub fn checkpoint_high_watermarks(&self) {
-        let entries: OffsetMap = self.all().iter().map(|p| ((p.topic.clone(), p.index), p.high_watermark())).collect();
-        self.write_high_watermarks(&entries);
-    }
-
-    fn write_high_watermarks(&self, entries: &OffsetMap) {
-        self.write_offsets(
-            &self.last_high_watermark_checkpoint,
-            HIGH_WATERMARK_CHECKPOINT_FILE,
-            "high-watermark",
-            entries,
-        );
-    }
-
-    /// Writes every hosted log's recovery point to the log dir's
-    /// `recovery-point-offset-checkpoint` (atomically); a failure is logged.
-    pub fn checkpoint_recovery_points(&self) {
-        let entries: OffsetMap = self.all().iter().map(|p| ((p.topic.clone(), p.index), p.recovery_point())).collect();
-        self.write_checkpoint(&entries);
-    }
-
-    fn write_checkpoint(&self, entries: &OffsetMap) {
-        self.write_offsets(&self.last_checkpoint, RECOVERY_POINT_CHECKPOINT_FILE, "recovery-point", entries);
-    }
-
-    /// Replaces one of the log dir's offset checkpoint files, serialized by
-    /// `last` (which records when). As Kafka: a checkpoint that cannot be
-    /// written fails the log dir.
-    fn write_offsets(&self, last: &Mutex<Instant>, file: &str, what: &str, entries: &OffsetMap) {
-        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-        if self.log_dir_failure.reason().is_some() {
-            return;
-        }
-        if let Err(e) = write_offset_checkpoint(&self.log_dir, file, entries) {
-            self.log_dir_failure.fail(&format!("the {what} checkpoint"), &e);
-        }
-        *last = Instant::now();
-    }
-
     /// Removes partition directories that the image (as of the last
     /// reconcile) does not place here: a topic deleted while this broker was
     /// down, a crash in the middle of a deletion, a replica moved away. A
@@ -468,15 +423,6 @@ impl ReplicaManager {
             self.checkpoint_recovery_points();
         }
         self.checkpoint_high_watermarks_if_due();
-    }
-
-    /// The high-watermark checkpoint, if its interval has passed.
-    pub fn checkpoint_high_watermarks_if_due(&self) {
-        let interval = std::time::Duration::from_millis(self.config.replication.high_watermark_checkpoint_interval_ms);
-        let due = self.last_high_watermark_checkpoint.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= interval;
-        if due {
-            self.checkpoint_high_watermarks();
-        }
     }
 
     /// Closes every log cleanly (flush, producer snapshot, clean-shutdown
@@ -536,40 +482,6 @@ impl ReplicaManager {
                 }
                 Some(still_shared.recovery_point())
             }
-        }
-    }
-}
-
-/// The high watermarks in the log dir's `replication-offset-checkpoint`; none
-/// (every log starts from its log start) when it is missing or unreadable.
-fn read_high_watermarks(log_dir: &Path) -> OffsetMap {
-    match read_offset_checkpoint(log_dir, HIGH_WATERMARK_CHECKPOINT_FILE) {
-        Ok(entries) => entries.unwrap_or_default(),
-        Err(e) => {
-            warn!(dir = %log_dir.display(), error = %e, "unreadable {HIGH_WATERMARK_CHECKPOINT_FILE}; high watermarks restart at the log start offsets");
-            OffsetMap::new()
-        }
-    }
-}
-
-/// The recovery points in the log dir's checkpoint. A garbled file, or a
-/// missing one while partition directories exist, is logged once at warn and
-/// gives none: every log then recovers from offset 0 after an unclean shutdown.
-fn read_recovery_points(log_dir: &Path) -> OffsetMap {
-    match read_offset_checkpoint(log_dir, RECOVERY_POINT_CHECKPOINT_FILE) {
-        Ok(Some(entries)) => entries,
-        Ok(None) => {
-            let has_partitions = std::fs::read_dir(log_dir)
-                .map(|entries| entries.flatten().any(|e| e.path().join(PARTITION_METADATA_FILE).exists()))
-                .unwrap_or(false);
-            if has_partitions {
-                warn!(dir = %log_dir.display(), "no {RECOVERY_POINT_CHECKPOINT_FILE}; logs shut down uncleanly are recovered from offset 0");
-            }
-            OffsetMap::new()
-        }
-        Err(e) => {
-            warn!(dir = %log_dir.display(), error = %e, "unreadable {RECOVERY_POINT_CHECKPOINT_FILE}; logs shut down uncleanly are recovered from offset 0");
-            OffsetMap::new()
         }
     }
 }

@@ -27,9 +27,8 @@ use tracing::warn;
 use uuid::Uuid;
 use weir_protocol::batch;
 use weir_protocol::ErrorCode;
-use weir_storage::{CleanOptions, CleanStats, Log, SealedSegments, SequenceCheck, StorageError};
+use weir_storage::{Log, SealedSegments, SequenceCheck, StorageError};
 
-use super::cleaner_codec::KafkaCodecs;
 use super::leader::ReplicationState;
 use super::log_dir_failure::LogDirFailure;
 use super::validate::{validate_records, RecordsRejected};
@@ -97,7 +96,7 @@ impl Leadership {
 
 pub(super) struct State {
     pub(super) log: Log,
-    settings: TopicSettings,
+    pub(super) settings: TopicSettings,
     leadership: Leadership,
 }
 
@@ -116,7 +115,7 @@ pub struct Partition {
     state: Mutex<State>,
     /// Held by a log cleaning from its plan to its swap, so that one partition
     /// is cleaned by one cleaning at a time while the state lock is free.
-    cleaning: Mutex<()>,
+    pub(super) cleaning: Mutex<()>,
     pub(super) high_watermark: AtomicI64,
     /// The leader's view of the followers (see `leader.rs`); taken after
     /// `state` when both are needed, never before.
@@ -149,9 +148,9 @@ pub struct Partition {
     /// then finds it gone instead of writing into a removed directory.
     deleted: AtomicBool,
     /// Set when log cleaning failed: the partition is not cleaned again.
-    uncleanable: AtomicBool,
+    pub(super) uncleanable: AtomicBool,
     /// The log dir's failure state: an I/O error of this log fails the dir.
-    log_dir: Arc<LogDirFailure>,
+    pub(super) log_dir: Arc<LogDirFailure>,
 }
 
 /// Maps a storage failure on a client's request to Kafka's error code.
@@ -554,95 +553,6 @@ impl Partition {
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         let entries = self.epochs.read().unwrap_or_else(|p| p.into_inner()).2.clone();
         weir_storage::end_offset_for_epoch(&entries, epoch, self.offsets().1)
-    }
-
-    /// Background upkeep: retention (`cleanup.policy` with `delete`), log
-    /// compaction (with `compact`; both for `compact,delete`), the
-    /// time-based flush, then the fsync of segments sealed by a roll (as
-    /// Kafka flushes them after a roll), made without holding the log so
-    /// appends go on meanwhile; it advances the recovery point.
-    pub fn housekeeping(&self, now_ms: i64, retention_due: bool, cleaning_due: bool) {
-        self.housekeeping_locked(now_ms, retention_due);
-        let compact = self.live_state().is_ok_and(|state| state.settings.compact);
-        if cleaning_due && compact && !self.uncleanable.load(Ordering::Acquire) {
-            if let Err(e) = self.clean(now_ms) {
-                // As Kafka's LogCleanerManager: an error marks the partition
-                // uncleanable until the broker restarts, instead of retrying
-                // (and logging) forever; an I/O error fails the log dir.
-                self.uncleanable.store(true, Ordering::Release);
-                if !self.log_dir.fail_on(&format!("cleaning of partition {}", self.name()), &e) {
-                    warn!(partition = %self.name(), error = %e, "log cleaning failed; not cleaning this partition again until restart");
-                }
-            }
-        }
-        let pending = match self.live_state() {
-            Ok(mut state) => state.log.take_pending_flush(),
-            Err(_) => return,
-        };
-        match pending {
-            Ok(Some(pending)) => match pending.sync() {
-                Ok(()) => {
-                    if let Ok(mut state) = self.live_state() {
-                        state.log.complete_flush(pending);
-                    }
-                }
-                Err(e) => {
-                    // An fsync that failed may have dropped the pages it was writing.
-                    self.state().log.mark_failed(&e);
-                    self.housekeeping_failed("flush of rolled segments", &e);
-                }
-            },
-            Ok(None) => {}
-            Err(e) => self.housekeeping_failed("flush of rolled segments", &e),
-        }
-    }
-
-    fn housekeeping_locked(&self, now_ms: i64, retention_due: bool) {
-        let Ok(mut state) = self.live_state() else { return };
-        if retention_due && state.settings.delete {
-            let deleted = state.log.enforce_retention_below(now_ms, self.high_watermark());
-            self.publish(&state.log);
-            if let Err(e) = deleted {
-                self.housekeeping_failed("retention", &e);
-            }
-        }
-        if let Err(e) = state.log.flush_if_due(now_ms) {
-            self.housekeeping_failed("flush", &e);
-        }
-    }
-
-    /// A background operation failed: an I/O failure fails the log dir,
-    /// anything else is logged.
-    fn housekeeping_failed(&self, what: &str, e: &StorageError) {
-        if !self.log_dir.fail_on(&format!("{what} of partition {}", self.name()), e) {
-            warn!(partition = %self.name(), error = %e, "{what} failed");
-        }
-    }
-
-    /// Compacts the log now if its dirty ratio calls for it (whatever the
-    /// cleanup policy), never at or above the high watermark. The lock is
-    /// held to plan the cleaning and to swap its segments in, not while it
-    /// reads and rewrites them: appends and reads go on meanwhile.
-    pub fn clean(&self, now_ms: i64) -> Result<Option<CleanStats>, StorageError> {
-        let _one_at_a_time = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
-        let plan = {
-            let state = self.state();
-            let opts = CleanOptions {
-                delete_retention_ms: state.settings.delete_retention_ms,
-                min_cleanable_dirty_ratio: state.settings.min_cleanable_dirty_ratio,
-                min_compaction_lag_ms: state.settings.min_compaction_lag_ms,
-                // Only replicated (and, with transactions, decided) records are cleaned.
-                upper_bound: self.high_watermark(),
-                ..CleanOptions::new(now_ms)
-            };
-            state.log.plan_clean(&opts)?
-        };
-        let Some(plan) = plan else { return Ok(None) };
-        let run = plan.run(&KafkaCodecs);
-        let mut state = self.state();
-        let cleaned = state.log.finish_clean(run);
-        self.publish(&state.log);
-        cleaned
     }
 
     /// Flushes and closes the log, marking the shutdown clean.
