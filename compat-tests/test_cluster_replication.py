@@ -244,3 +244,44 @@ def test_the_group_coordinator_moves_with_its_offsets_partition(cluster):
     finally:
         second.close()
     assert sorted(seen) == sorted(f"value-{i}".encode() for i in range(3000)), "every record read once across the failover"
+
+
+def test_a_stalled_follower_leaves_the_isr_on_lag_and_rejoins():
+    """SIGSTOP of a follower for longer than `replica.lag.time.max.ms` but
+    within its session: the leader drops it from the ISR (AlterPartition) and
+    acks=all goes on with the other two; SIGCONT, and it catches up and
+    rejoins. Voters 1-3 keep the quorum; the partition is on 1, 4 and 5."""
+    overrides = {"broker.heartbeat.interval.ms": 300, "broker.session.timeout.ms": 60000,
+                 "replica.lag.time.max.ms": 3000}
+    with WeirCluster(3, brokers=2, overrides=overrides, name="lagging") as c:
+        c.start()
+        topic = unique_topic("lagging")
+        client = admin(c.bootstrap())  # kept alive until the answer is in
+        new = NewTopic(topic, num_partitions=1, replica_assignment=[[1, 4, 5]], config={"min.insync.replicas": "2"})
+        client.create_topics([new])[topic].result(30)
+        wait_for_isr(c.bootstrap(), topic, 3)
+        p = Producer(client_conf(c.bootstrap(), **{"acks": "all", "enable.idempotence": True,
+                                                   "message.timeout.ms": 30000}))
+        for i in range(100):
+            p.produce(topic, value=f"before-{i}".encode())
+        assert p.flush(30) == 0
+
+        c.node(5).pause()
+        try:
+            paused = time.monotonic()
+            wait_until(lambda: isr_by_partition(c.bootstrap(), topic)[0][1] == [1, 4], timeout=30, interval=0.2,
+                       what="the stalled follower dropped from the ISR")
+            print(f"\nbroker 5 left the ISR {time.monotonic() - paused:.2f} s after SIGSTOP "
+                  f"(replica.lag.time.max.ms 3000)")
+            assert 5 in c.broker_ids(1), "still registered: the ISR shrank on lag, not by fencing"
+            for i in range(100):
+                p.produce(topic, value=f"during-{i}".encode())
+            assert p.flush(30) == 0, "acks=all goes on with two in-sync replicas"
+        finally:
+            c.node(5).resume()
+        resumed = time.monotonic()
+        wait_for_isr(c.bootstrap(), topic, 3, timeout=60)
+        print(f"broker 5 back in the ISR {time.monotonic() - resumed:.2f} s after SIGCONT")
+        got = consume_assigned(c.bootstrap(), topic, [0], 200, timeout=30)
+        expected = [f"before-{i}".encode() for i in range(100)] + [f"during-{i}".encode() for i in range(100)]
+        assert [m.value() for m in got] == expected

@@ -86,6 +86,15 @@ def test_kafka_topics_lifecycle(weir, topic):
     wait_until(lambda: topic not in topics(weir, "--list").stdout.split(), what=f"{topic} deleted")
 
 
+def test_kafka_topics_describe_follows_the_describe_topic_partitions_cursor(weir, topic):
+    # Kafka 3.9's admin client describes topics with DescribeTopicPartitions
+    # (KIP-966) and follows its cursor across answers of at most 2 partitions.
+    topics(weir, "--create", "--topic", topic, "--partitions", "5", "--replication-factor", "1")
+    out = topics(weir, "--describe", "--topic", topic, "--partition-size-limit-per-response", "2").stdout
+    parts = [line for line in out.splitlines() if "Partition:" in line]
+    assert sorted(int(line.split("Partition:")[1].split()[0]) for line in parts) == [0, 1, 2, 3, 4], out
+
+
 def test_console_producer_and_consumer(weir, topic):
     topics(weir, "--create", "--topic", topic, "--partitions", "1", "--replication-factor", "1")
     lines = [f"line {i} " + "x" * (i % 50) for i in range(100)]

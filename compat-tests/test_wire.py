@@ -183,3 +183,51 @@ def test_record_batch_helper_is_a_valid_v2_batch():
     assert b.validate_crc()
     assert [(r.offset, r.key, r.value) for r in b] == [(0, b"k0", b"v0"), (1, None, b"v1")]
     assert not DefaultRecordBatch(wire.record_batch([(b"k", b"v")], corrupt_crc=True)).validate_crc()
+
+
+def test_a_replica_fetch_must_come_from_a_registered_broker(weir, topic):
+    """A follower's fetch moves the high watermark, so Weir checks who sends it
+    (KIP-903): `replica_state` must name a broker registered at that epoch
+    (else STALE_BROKER_EPOCH for the whole fetch); the pre-v15 top-level
+    replica id, which carries no epoch, gets UNSUPPORTED_VERSION. Consumers
+    are unaffected."""
+    from confluent_kafka import TopicCollection
+    from lib.clients import admin
+    create_topic(weir.bootstrap, topic, partitions=1)
+    client = admin(weir.bootstrap)
+    described = client.describe_topics(TopicCollection([topic]))[topic].result(timeout=30)
+    topic_id = struct.pack(">qq", described.topic_id.get_most_significant_bits(),
+                           described.topic_id.get_least_significant_bits())
+    with _conn(weir) as c:
+        assert wire.produce_v7(c, topic, 0, wire.record_batch([(None, b"v")])).error_code == 0
+        assert wire.replica_fetch_v15(c, topic_id, 0, 0, replica_id=7, replica_epoch=1) == (77, [])
+        assert wire.replica_fetch_v15(c, topic_id, 0, 0, replica_id=1, replica_epoch=-5) == (77, [])
+        legacy = wire.fetch_v4(c, topic, 0, 0, 1 << 20, 1 << 20, replica_id=2)
+        assert legacy.error_code == wire.UNSUPPORTED_VERSION and not legacy.records
+        fetched = wire.fetch_v4(c, topic, 0, 0, 1 << 20, 1 << 20)
+        assert fetched.error_code == 0 and fetched.high_watermark == 1 and fetched.records
+
+
+def test_describe_topic_partitions_pages_with_a_cursor(weir, topic):
+    """KIP-966: topics in name order, at most `response_partition_limit`
+    partitions per answer, and a cursor to the first one left out."""
+    first, second = f"{topic}-a", f"{topic}-b"
+    create_topic(weir.bootstrap, first, partitions=3)
+    create_topic(weir.bootstrap, second, partitions=2)
+    missing = f"{topic}-missing"
+    with _conn(weir) as c:
+        wanted = [second, missing, first]
+        page, cursor = wire.describe_topic_partitions_v0(c, wanted, 2)
+        assert [(t["name"], t["partitions"]) for t in page] == [(first, [0, 1])]
+        assert cursor == (first, 2)
+        page, cursor = wire.describe_topic_partitions_v0(c, wanted, 2, cursor)
+        assert [(t["name"], t["error_code"], t["partitions"]) for t in page] == [
+            (first, 0, [2]), (second, 0, [0])]
+        assert cursor == (second, 1)
+        page, cursor = wire.describe_topic_partitions_v0(c, wanted, 2, cursor)
+        assert [(t["name"], t["error_code"], t["partitions"]) for t in page] == [
+            (second, 0, [1]), (missing, 3, [])]
+        assert cursor is None
+        # A cursor outside the requested topics: INVALID_REQUEST on each of them.
+        page, cursor = wire.describe_topic_partitions_v0(c, [first], 10, (second, 0))
+        assert [(t["name"], t["error_code"]) for t in page] == [(first, 42)] and cursor is None

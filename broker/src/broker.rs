@@ -164,6 +164,9 @@ pub(crate) fn controller_config(
         controller_address,
         voters: config.quorum_voters.clone(),
         broker_session_timeout_ms: config.broker_session_timeout_ms,
+        unclean_leader_election_enable: config.unclean_leader_election_enable,
+        auto_leader_rebalance_enable: config.auto_leader_rebalance_enable,
+        leader_imbalance_check_interval: std::time::Duration::from_secs(config.leader_imbalance_check_interval_seconds),
     })
 }
 

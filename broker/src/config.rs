@@ -107,6 +107,13 @@ pub struct BrokerConfig {
     /// `broker.session.timeout.ms`: the active controller fences a broker it
     /// has not heard from for this long.
     pub broker_session_timeout_ms: u64,
+    /// `unclean.leader.election.enable`: the default for topics that do not set it.
+    pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable`: the active controller moves leadership
+    /// back to preferred replicas every `leader.imbalance.check.interval.seconds`.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_seconds: u64,
     /// `log.dirs` (or `log.dir`).
     pub log_dirs: Vec<PathBuf>,
     /// `metadata.log.dir`, defaulting to the first log dir.
@@ -125,6 +132,9 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes`: the most a Fetch response carries, whatever the
     /// client asks (at least one batch is always returned).
     pub fetch_max_bytes: i32,
+    /// `max.request.partition.size.limit`: the most partitions a
+    /// DescribeTopicPartitions answer carries.
+    pub max_request_partition_size_limit: i32,
     /// `log.retention.check.interval.ms`.
     pub log_retention_check_interval_ms: u64,
     /// Follower replication (`replica.*`, `num.replica.fetchers`).
@@ -265,6 +275,14 @@ impl BrokerConfig {
             controller_bootstrap,
             broker_heartbeat_interval_ms: parse(&raw, "broker.heartbeat.interval.ms", 2_000)?,
             broker_session_timeout_ms: parse(&raw, "broker.session.timeout.ms", 9_000)?,
+            unclean_leader_election_enable: parse(&raw, "unclean.leader.election.enable", false)?,
+            auto_leader_rebalance_enable: parse(&raw, "auto.leader.rebalance.enable", true)?,
+            leader_imbalance_check_interval_seconds: parse::<u64>(
+                &raw,
+                "leader.imbalance.check.interval.seconds",
+                300,
+            )?
+            .max(1),
             log_dirs,
             metadata_log_dir,
             num_partitions: parse(&raw, "num.partitions", 1)?,
@@ -273,6 +291,7 @@ impl BrokerConfig {
             socket_request_max_bytes,
             queued_max_request_bytes: queued_max_request_bytes(&raw, socket_request_max_bytes)?,
             fetch_max_bytes: fetch_max_bytes(&raw)?,
+            max_request_partition_size_limit: parse::<i32>(&raw, "max.request.partition.size.limit", 2000)?.max(1),
             log_retention_check_interval_ms: parse(&raw, "log.retention.check.interval.ms", 300_000)?,
             replication: ReplicationConfig {
                 num_replica_fetchers: parse::<usize>(&raw, "num.replica.fetchers", 1)?.max(1),

@@ -534,6 +534,106 @@ def fetch_v16(conn: Conn, topic_id: bytes, partition: int, offset: int, current_
     return _leader_hint(found[0], found[1], 1, r.tagged_fields())
 
 
+def replica_fetch_v15(conn: Conn, topic_id: bytes, partition: int, offset: int, replica_id: int,
+                      replica_epoch: int) -> tuple[int, list[int]]:
+    """Fetch v15 as a follower (`replica_state`, tag 1): the top-level error and the partitions' errors."""
+    replica_state = i32(replica_id) + i64(replica_epoch) + EMPTY_TAGGED_FIELDS
+    body = (
+        i32(0) + i32(0) + i32(1 << 20)  # max_wait_ms, min_bytes, max_bytes
+        + i8(0) + i32(0) + i32(-1)  # isolation_level, session_id, session_epoch: no session
+        + uvarint(2) + topic_id
+        + uvarint(2) + i32(partition) + i32(-1) + i64(offset) + i32(-1) + i64(-1) + i32(1 << 20)
+        + EMPTY_TAGGED_FIELDS
+        + EMPTY_TAGGED_FIELDS  # topic
+        + uvarint(1)  # forgotten_topics_data: empty
+        + compact_string("")  # rack_id
+        + uvarint(1) + uvarint(1) + uvarint(len(replica_state)) + replica_state
+    )
+    r = conn.request(FETCH, 15, body, flexible_request=True, flexible_response=True)
+    r.i32()  # throttle_time_ms
+    error, errors = r.i16(), []
+    r.i32()  # session_id
+    for _ in range(r.compact_array_len()):
+        r.uuid()
+        for _ in range(r.compact_array_len()):
+            r.i32()
+            errors.append(r.i16())
+            r.i64(), r.i64(), r.i64()
+            for _ in range(max(r.compact_array_len(), 0)):
+                r.i64(), r.i64(), r.skip_tagged_fields()
+            r.i32()
+            size = r.uvarint() - 1
+            if size > 0:
+                r._take(size)
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
+    return error, errors
+
+
+# ---------------------------------------------------------------- Metadata v5 (key 3)
+
+def metadata_partition(conn: Conn, topic: str, partition: int) -> dict:
+    """Metadata v5 of one topic: the partition's error, leader, replicas, ISR and offline replicas."""
+    r = conn.request(METADATA, 5, i32(1) + string(topic) + i8(0))
+    r.i32()  # throttle_time_ms
+    for _ in range(r.i32()):  # brokers
+        r.i32(), r.string(), r.i32(), r.string()
+    r.string(), r.i32()  # cluster_id, controller_id
+    ids = lambda: [r.i32() for _ in range(r.i32())]  # noqa: E731
+    found = None
+    for _ in range(r.i32()):
+        r.i16()
+        name = r.string()
+        r.i8()  # is_internal
+        for _ in range(r.i32()):
+            entry = {"error_code": r.i16(), "partition": r.i32(), "leader": r.i32()}
+            entry.update(replicas=ids(), isr=ids(), offline_replicas=ids())
+            if name == topic and entry["partition"] == partition:
+                found = entry
+    if found is None:
+        raise AssertionError(f"Metadata has no {topic}-{partition}")
+    return found
+
+
+# ---------------------------------------------------------------- DescribeTopicPartitions v0 (key 75)
+
+DESCRIBE_TOPIC_PARTITIONS = 75
+
+
+def describe_topic_partitions_v0(conn: Conn, topics: list[str], limit: int,
+                                 cursor: tuple[str, int] | None = None) -> tuple[list[dict], tuple[str, int] | None]:
+    """DescribeTopicPartitions v0: per topic its error, name and partition indexes; and the next cursor."""
+    body = uvarint(len(topics) + 1) + b"".join(compact_string(t) + EMPTY_TAGGED_FIELDS for t in topics) + i32(limit)
+    if cursor is None:
+        body += i8(-1)
+    else:
+        body += i8(1) + compact_string(cursor[0]) + i32(cursor[1]) + EMPTY_TAGGED_FIELDS
+    body += EMPTY_TAGGED_FIELDS
+    r = conn.request(DESCRIBE_TOPIC_PARTITIONS, 0, body, flexible_request=True, flexible_response=True)
+    r.i32()  # throttle_time_ms
+    ids = lambda: [r.i32() for _ in range(max(r.compact_array_len(), 0))]  # noqa: E731
+    described = []
+    for _ in range(r.compact_array_len()):
+        error, name = r.i16(), r.compact_string()
+        r.uuid(), r.i8()  # topic_id, is_internal
+        partitions = []
+        for _ in range(r.compact_array_len()):
+            r.i16()
+            index = r.i32()
+            r.i32(), r.i32()  # leader_id, leader_epoch
+            ids(), ids(), ids(), ids(), ids()  # replicas, ISR, ELR, last known ELR, offline
+            r.skip_tagged_fields()
+            partitions.append(index)
+        r.i32()  # topic_authorized_operations
+        r.skip_tagged_fields()
+        described.append({"error_code": error, "name": name, "partitions": partitions})
+    next_cursor = None
+    if r.i8() >= 0:
+        next_cursor = (r.compact_string(), r.i32())
+        r.skip_tagged_fields()
+    return described, next_cursor
+
+
 # ---------------------------------------------------------------- ListOffsets v1 (key 2)
 
 LATEST = -1
@@ -568,9 +668,10 @@ class PartitionFetchResult:
 
 
 def fetch_v4(conn: Conn, topic: str, partition: int, offset: int, max_bytes: int,
-             partition_max_bytes: int, max_wait_ms: int = 0, min_bytes: int = 0) -> PartitionFetchResult:
+             partition_max_bytes: int, max_wait_ms: int = 0, min_bytes: int = 0,
+             replica_id: int = -1) -> PartitionFetchResult:
     body = (
-        i32(-1)  # replica_id: a consumer
+        i32(replica_id)  # -1: a consumer
         + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes)
         + i8(0)  # isolation_level: read_uncommitted
         + i32(1) + string(topic)

@@ -62,6 +62,14 @@ pub struct ControllerConfig {
     /// A broker not heard from for this long is fenced
     /// (`broker.session.timeout.ms`, Kafka: 9000).
     pub broker_session_timeout_ms: u64,
+    /// `unclean.leader.election.enable` for topics that do not set it and
+    /// when no cluster-wide dynamic default does (Kafka: false).
+    pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable` (Kafka: true): the active controller
+    /// moves leadership back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds` (Kafka: 300 s).
+    pub leader_imbalance_check_interval: std::time::Duration,
 }
 
 impl ControllerConfig {
@@ -78,6 +86,9 @@ impl ControllerConfig {
             controller_address: String::new(),
             voters: BTreeMap::new(),
             broker_session_timeout_ms: 9_000,
+            unclean_leader_election_enable: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -467,23 +478,31 @@ fn partition_record(
 
 mod brokers;
 mod config_ops;
+mod election;
 mod forward;
 mod observers;
 mod operations;
 mod partitions;
 mod quorum;
+mod reassignment;
 mod sessions;
 
+pub use election::{Election, ElectionResults, ElectionTargets};
 pub use forward::{Forwarded, Operation, Outcome};
 pub(crate) use forward::{CATCH_UP_TIMEOUT, FORWARD_TIMEOUT, UNREACHABLE_RETRY};
 pub use observers::{FetchedData, FetchedEntry, FetchedMetadata, MetadataFetch, QuorumLeader};
 pub use operations::ControllerOperations;
 pub use partitions::AlterPartition;
 pub use quorum::{QuorumDescription, QuorumReplica, WriteGuard};
+pub use reassignment::{ReassignmentResults, ReassignmentTargets};
 pub use sessions::{BrokerHeartbeat, HeartbeatReply};
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod election_tests;
+#[cfg(test)]
+mod reassignment_tests;
 #[cfg(test)]
 mod sessions_tests;
 #[cfg(test)]

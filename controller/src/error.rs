@@ -62,6 +62,22 @@ pub enum ControllerError {
     /// replica, or fenced (INELIGIBLE_REPLICA, 107).
     #[error("{0}")]
     IneligibleReplica(String),
+    /// A preferred election found the preferred replica unable to lead: not
+    /// in the ISR or fenced (PREFERRED_LEADER_NOT_AVAILABLE, 80).
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    /// An unclean election found no replica able to lead
+    /// (ELIGIBLE_LEADERS_NOT_AVAILABLE, 83).
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
+    /// The partition already has the leader the election would give it
+    /// (ELECTION_NOT_NEEDED, 84).
+    #[error("{0}")]
+    ElectionNotNeeded(String),
+    /// A reassignment cancelled where none is in progress
+    /// (NO_REASSIGNMENT_IN_PROGRESS, 85).
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
     /// Another incarnation of the broker id is registered and its session
     /// is alive (DUPLICATE_BROKER_REGISTRATION, 101): retriable once that
     /// session expires.
@@ -105,6 +121,10 @@ impl ControllerError {
             ControllerError::NotLeaderOrFollower(_) => 6,
             ControllerError::InvalidUpdateVersion(_) => 95,
             ControllerError::IneligibleReplica(_) => 107,
+            ControllerError::PreferredLeaderNotAvailable(_) => 80,
+            ControllerError::EligibleLeadersNotAvailable(_) => 83,
+            ControllerError::ElectionNotNeeded(_) => 84,
+            ControllerError::NoReassignmentInProgress(_) => 85,
             ControllerError::DuplicateBrokerRegistration(_) => 101,
             ControllerError::NotController(_) => 41,
             ControllerError::InconsistentClusterId(_) => 104,

@@ -82,6 +82,25 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Partition epoch.
     pub partition_epoch: i32,
+    /// Replicas a reassignment adds (empty when none is in progress).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment removes when it completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionRegistration {
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition will have once its reassignment completes
+    /// (all of them when none is in progress), in assignment order.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.removing_replicas.contains(r)).collect()
+    }
 }
 
 /// A topic and its partitions.
@@ -309,6 +328,8 @@ impl ImageBuilder {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                 };
                 let index = usize::try_from(*partition_id)
                     .map_err(|_| replay_error(format!("negative partition id {partition_id}")))?;
@@ -325,12 +346,7 @@ impl ImageBuilder {
                 }
             }
             MetadataRecord::PartitionChange { topic_id, partition_id, leader, isr, replicas } => {
-                let topic = topic_mut(img, *topic_id)?;
-                let name = topic.name.clone();
-                let partition = usize::try_from(*partition_id)
-                    .ok()
-                    .and_then(|p| topic.partitions.get_mut(p))
-                    .ok_or_else(|| replay_error(format!("no partition {name}-{partition_id}")))?;
+                let partition = partition_mut(img, *topic_id, *partition_id)?;
                 if let Some(leader) = leader {
                     partition.leader = *leader;
                     partition.leader_epoch += 1;
@@ -342,6 +358,11 @@ impl ImageBuilder {
                     partition.replicas = replicas.clone();
                 }
                 partition.partition_epoch += 1;
+            }
+            MetadataRecord::PartitionReassignment { topic_id, partition_id, adding_replicas, removing_replicas } => {
+                let partition = partition_mut(img, *topic_id, *partition_id)?;
+                partition.adding_replicas = adding_replicas.clone();
+                partition.removing_replicas = removing_replicas.clone();
             }
             MetadataRecord::Config { resource_type, resource_name, name, value } => {
                 let map = match *resource_type {
@@ -389,6 +410,19 @@ fn topic_mut(img: &mut MetadataImage, topic_id: Uuid) -> Result<&mut TopicImage,
     let name = img.topic_ids.get(&topic_id).ok_or_else(|| replay_error(format!("no topic with id {topic_id}")))?;
     let topic = img.topics.get_mut(name).ok_or_else(|| replay_error(format!("topic id {topic_id} has no topic")))?;
     Ok(Arc::make_mut(topic))
+}
+
+fn partition_mut(
+    img: &mut MetadataImage,
+    topic_id: Uuid,
+    partition_id: i32,
+) -> Result<&mut PartitionRegistration, ControllerError> {
+    let topic = topic_mut(img, topic_id)?;
+    let name = topic.name.clone();
+    usize::try_from(partition_id)
+        .ok()
+        .and_then(|p| topic.partitions.get_mut(p))
+        .ok_or_else(|| replay_error(format!("no partition {name}-{partition_id}")))
 }
 
 #[cfg(test)]

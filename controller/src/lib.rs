@@ -72,8 +72,9 @@ pub mod topic_name;
 
 pub use configs::{AlterConfigOp, AlterOp, ConfigResource};
 pub use controller::{
-    AlterPartition, BrokerHeartbeat, ControllerConfig, ControllerOperations, CreateTopic, HeartbeatReply,
-    QuorumController, QuorumDescription, QuorumReplica, TopicRef, MAX_PARTITIONS_PER_REQUEST,
+    AlterPartition, BrokerHeartbeat, ControllerConfig, ControllerOperations, CreateTopic, Election, ElectionResults,
+    ElectionTargets, HeartbeatReply, QuorumController, QuorumDescription, QuorumReplica, ReassignmentResults,
+    ReassignmentTargets, TopicRef, MAX_PARTITIONS_PER_REQUEST,
 };
 pub use error::ControllerError;
 pub use ids::{kafka_uuid_string, parse_kafka_uuid, random_kafka_uuid};

@@ -92,6 +92,20 @@ pub enum MetadataRecord {
         /// New replica set, if it changes.
         replicas: Option<Vec<i32>>,
     },
+    /// Sets a partition's ongoing reassignment (both lists empty: none), as
+    /// KRaft's `adding_replicas`/`removing_replicas`. The replica set itself
+    /// changes with the `PartitionChange` in the same log entry, which bumps
+    /// the partition epoch; this record does not.
+    PartitionReassignment {
+        /// Owning topic.
+        topic_id: Uuid,
+        /// Partition index.
+        partition_id: i32,
+        /// Replicas being added (in the replica set, catching up).
+        adding_replicas: Vec<i32>,
+        /// Replicas being removed once the reassignment completes.
+        removing_replicas: Vec<i32>,
+    },
     /// Sets (`value: Some`) or deletes (`value: None`) one config.
     Config {
         /// 2 = topic, 4 = broker.

@@ -53,6 +53,14 @@ pub fn image_records(image: &MetadataImage) -> Vec<MetadataRecord> {
                 leader_epoch: partition.leader_epoch,
                 partition_epoch: partition.partition_epoch,
             });
+            if partition.is_reassigning() {
+                records.push(MetadataRecord::PartitionReassignment {
+                    topic_id: topic.id,
+                    partition_id: i32::try_from(index).unwrap_or(i32::MAX),
+                    adding_replicas: partition.adding_replicas.clone(),
+                    removing_replicas: partition.removing_replicas.clone(),
+                });
+            }
         }
     }
     let configs = [(CONFIG_RESOURCE_TOPIC, &image.topic_configs), (CONFIG_RESOURCE_BROKER, &image.broker_configs)];
@@ -157,6 +165,20 @@ mod tests {
                 leader: Some(2),
                 isr: Some(vec![2]),
                 replicas: None,
+            },
+            // Partition 1 moves from [1, 2] to [2, 3].
+            MetadataRecord::PartitionChange {
+                topic_id: topic,
+                partition_id: 1,
+                leader: None,
+                isr: None,
+                replicas: Some(vec![2, 3, 1]),
+            },
+            MetadataRecord::PartitionReassignment {
+                topic_id: topic,
+                partition_id: 1,
+                adding_replicas: vec![3],
+                removing_replicas: vec![1],
             },
             MetadataRecord::Config {
                 resource_type: CONFIG_RESOURCE_TOPIC,

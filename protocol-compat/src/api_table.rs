@@ -64,12 +64,16 @@ pub const ADVERTISED_APIS: &[ApiRange] = &[
     ApiRange::new(ApiKey::DescribeLogDirs, 1, 4),
     ApiRange::new(ApiKey::CreatePartitions, 0, 3),
     ApiRange::new(ApiKey::DeleteGroups, 0, 2),
+    ApiRange::new(ApiKey::ElectLeaders, 0, 2),
     ApiRange::new(ApiKey::IncrementalAlterConfigs, 0, 1),
+    ApiRange::new(ApiKey::AlterPartitionReassignments, 0, 1),
+    ApiRange::new(ApiKey::ListPartitionReassignments, 0, 0),
     ApiRange::new(ApiKey::OffsetDelete, 0, 0),
     ApiRange::new(ApiKey::DescribeQuorum, 0, 2),
     ApiRange::new(ApiKey::DescribeCluster, 0, 1),
     ApiRange::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     ApiRange::new(ApiKey::ConsumerGroupDescribe, 0, 1),
+    ApiRange::new(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// The advertised range of `api_key`, if Weir serves it at all.

@@ -18,6 +18,9 @@ pub const REPLICA_FETCH_VERSION: i16 = 15;
 /// `replica.fetch.response.max.bytes` plus one batch per partition).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
+/// How much the response buffer grows by at most per read.
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
 /// Why a request got no usable answer; the fetcher drops the connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -73,8 +76,17 @@ impl BrokerClient {
                 .ok()
                 .filter(|&l| l <= MAX_RESPONSE_BYTES)
                 .ok_or_else(|| ClientError::Protocol(format!("response of {length} bytes")))?;
-            let mut frame = BytesMut::zeroed(length);
-            self.stream.read_exact(&mut frame).await?;
+            // The buffer grows with the bytes that arrive, not with what the
+            // length prefix claims.
+            let mut frame = BytesMut::with_capacity(length.min(READ_CHUNK_BYTES));
+            while frame.len() < length {
+                frame.reserve((length - frame.len()).min(READ_CHUNK_BYTES));
+                let wanted = length - frame.len();
+                let read = (&mut self.stream).take(wanted as u64).read_buf(&mut frame).await?;
+                if read == 0 {
+                    return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
             Ok::<BytesMut, ClientError>(frame)
         };
         let mut frame =

@@ -19,12 +19,18 @@
 //! FENCED_LEADER_EPOCH carries the leader this broker knows (KIP-951, see
 //! [`super::leader_hints`]).
 //!
-//! A follower's fetch (replica id >= 0: `replica_state` from v15, the
-//! top-level `replica_id` before) reads up to the log end instead of the
-//! high watermark, records the follower's progress (which moves the high
-//! watermark and may add it to the ISR, see `replica::leader`), and answers
-//! a follower whose last fetched epoch diverges from the leader's log with
-//! `diverging_epoch` (v12+) and no records.
+//! A follower's fetch (replica id >= 0) reads up to the log end instead of
+//! the high watermark, records the follower's progress once per request
+//! (which moves the high watermark and may add it to the ISR, see
+//! `replica::leader`), and answers a follower whose last fetched epoch
+//! diverges from the leader's log with `diverging_epoch` (v12+) and no
+//! records. Since a follower's progress commits acks=all writes, the broker
+//! it claims to be is checked first: `replica_state` (v15+) must name a
+//! broker registered at the epoch it carries (KIP-903), else the whole fetch
+//! gets STALE_BROKER_EPOCH; a replica fetch below v15 (the top-level
+//! `replica_id`, which no broker of a Weir cluster sends and which carries
+//! no epoch) gets UNSUPPORTED_VERSION. A fenced follower still fetches but
+//! does not join the ISR.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +47,7 @@ use super::leader_hints::LeaderHints;
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::fetch_session::{FetchTarget, SentOffsets, SessionContext};
-use crate::replica::leader::{FollowerRead, IsrProposal};
+use crate::replica::leader::{FollowerFetch, FollowerRead, IsrProposal};
 use crate::replica::{isr, now_ms, on_blocking_pool, Partition};
 
 fn partition_error(index: i32, code: ErrorCode, offsets: Option<(i64, i64)>) -> PartitionData {
@@ -91,16 +97,16 @@ fn watch_all(broker: &Broker, targets: &[FetchTarget], waker: &Arc<Notify>) {
 
 /// Reads every target once: per target its response entry, the offsets it
 /// reports, and whether it carries records or an error. A follower's fetch
-/// (`replica_id` >= 0) records its progress; the ISR changes that made due
-/// are returned for the caller to send.
-fn read_once(broker: &Broker, targets: &[FetchTarget], max_bytes: i32, replica_id: i32) -> ReadOnce {
+/// may record its progress; the ISR changes that made due are returned for
+/// the caller to send.
+fn read_once(broker: &Broker, targets: &[FetchTarget], max_bytes: i32, follower: Option<FollowerFetch>) -> ReadOnce {
     let mut remaining = max_bytes.max(0) as usize;
     let mut total = 0usize;
     let mut out = Vec::with_capacity(targets.len());
     let mut proposals = Vec::new();
     for target in targets {
-        let data = if replica_id >= 0 {
-            let (data, proposal) = read_for_follower(broker, target, replica_id, remaining, total == 0);
+        let data = if let Some(follower) = follower {
+            let (data, proposal) = read_for_follower(broker, target, follower, remaining, total == 0);
             proposals.extend(proposal);
             data
         } else {
@@ -132,7 +138,7 @@ struct ReadOnce {
 fn read_for_follower(
     broker: &Broker,
     target: &FetchTarget,
-    replica_id: i32,
+    follower: FollowerFetch,
     remaining: usize,
     first: bool,
 ) -> (PartitionData, Option<(Arc<Partition>, IsrProposal)>) {
@@ -148,7 +154,7 @@ fn read_for_follower(
     }
     let max_bytes = (target.max_bytes.max(0) as usize).min(remaining);
     let read = partition.read_for_follower(
-        replica_id,
+        follower,
         target.fetch_offset,
         target.last_fetched_epoch,
         max_bytes,
@@ -235,9 +241,63 @@ fn group_by_topic(
     topics
 }
 
+/// The follower a fetch comes from, checked against the metadata: `None`
+/// for a consumer's fetch, an error for a claim that does not hold.
+fn verify_follower(
+    broker: &Broker,
+    ctx: &RequestContext,
+    request: &FetchRequest,
+) -> Result<Option<FollowerFetch>, ErrorCode> {
+    if ctx.version < 15 {
+        return if request.replica_id.0 >= 0 { Err(ErrorCode::UnsupportedVersion) } else { Ok(None) };
+    }
+    let state = &request.replica_state;
+    if state.replica_id.0 < 0 {
+        return Ok(None);
+    }
+    let image = broker.image();
+    let registration = image
+        .broker(state.replica_id.0)
+        .filter(|b| b.epoch == state.replica_epoch)
+        .ok_or(ErrorCode::StaleBrokerEpoch)?;
+    Ok(Some(FollowerFetch {
+        replica_id: registration.id,
+        broker_epoch: registration.epoch,
+        isr_eligible: !registration.fenced,
+        record_progress: true,
+    }))
+}
+
+/// The answer to a fetch refused as a whole: the top-level error from v7,
+/// each partition's before.
+fn refused(ctx: &RequestContext, targets: Vec<FetchTarget>, code: ErrorCode) -> FetchResponse {
+    let response = FetchResponse::default().with_error_code(code.code()).with_session_id(0);
+    if ctx.version >= 7 {
+        return response;
+    }
+    let entries = targets.into_iter().map(|t| {
+        let data = partition_error(t.partition, code, None);
+        (t, data)
+    });
+    response.with_responses(group_by_topic(ctx, entries))
+}
+
 /// Serves Fetch, parking until `min_bytes` are ready or `max_wait_ms` passes.
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
     let requested = requested_targets(broker, ctx, &request);
+    let mut follower = match verify_follower(broker, ctx, &request) {
+        Ok(follower) => follower,
+        Err(code) => {
+            tracing::debug!(
+                replica_id = request.replica_state.replica_id.0,
+                replica_epoch = request.replica_state.replica_epoch,
+                version = ctx.version,
+                ?code,
+                "refused a replica fetch"
+            );
+            return refused(ctx, requested, code);
+        }
+    };
     let (session, targets) = if ctx.version >= 7 {
         let image = broker.image();
         let forgotten: Vec<(String, i32)> = request
@@ -265,8 +325,6 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     // As Kafka: the broker's `fetch.max.bytes` caps what any client asks for.
     let max_bytes = request.max_bytes.min(broker.config.fetch_max_bytes);
     let targets = Arc::new(targets);
-    // A follower's fetch: before v15 the replica id is a top-level field.
-    let replica_id = if ctx.version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
     // Woken by a change to any partition of the request (and only those).
     let waker = Arc::new(Notify::new());
     let results = loop {
@@ -275,10 +333,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
             on_blocking_pool(move || {
                 // Watch before reading, so a change between the read and the wait is not missed.
                 watch_all(&broker, &targets, &waker);
-                read_once(&broker, &targets, max_bytes, replica_id)
+                read_once(&broker, &targets, max_bytes, follower)
             })
             .await
         };
+        // The follower's progress is recorded by the first read only.
+        if let Some(follower) = follower.as_mut() {
+            follower.record_progress = false;
+        }
         for (partition, proposal) in proposals {
             isr::propose(broker, partition, proposal);
         }

@@ -11,11 +11,13 @@
 //! when the id is unknown. With no authorizer yet, authorized operations
 //! (when requested) are every operation of the resource type.
 //!
-//! A replica whose log this broker could not open is listed in
-//! `offline_replicas`; when it is the leader, the partition is answered as
-//! Kafka answers a partition whose leader is offline: LEADER_NOT_AVAILABLE,
-//! leader -1, replicas and ISR as in the image. (Kafka's controller would
-//! also elect another leader; this broker does not tell the controller.)
+//! `offline_replicas` lists, as Kafka's KRaft metadata cache does, the
+//! replicas on brokers that are fenced or not registered, and this broker's
+//! replica when its log could not be opened; when the leader is one of them
+//! (or there is none: no ISR member is alive and unclean election is off)
+//! the partition gets LEADER_NOT_AVAILABLE with leader -1, replicas and ISR
+//! as in the image. (Kafka's controller would also elect another leader for
+//! a replica whose log dir failed; this broker does not tell the controller.)
 
 use std::sync::Arc;
 
@@ -69,15 +71,33 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
+/// The replicas of a partition that are offline: on a fenced or
+/// unregistered broker, or this broker's own if its log is offline.
+pub fn offline_replicas(image: &MetadataImage, replicas: &ReplicaManager, topic: &str, index: i32) -> Vec<i32> {
+    let local = replicas.offline_replica(topic, index);
+    let Some(partition) = image.topic(topic).and_then(|t| t.partition(index)) else { return Vec::new() };
+    partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&r| Some(r) == local || image.broker(r).is_none_or(|b| b.fenced))
+        .collect()
+}
+
 /// The response entry of a known topic; `replicas` tells which of this
 /// broker's replicas are offline.
-pub fn describe_topic(topic: &TopicImage, topic_operations: i32, replicas: &ReplicaManager) -> MetadataResponseTopic {
+pub fn describe_topic(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    topic_operations: i32,
+    replicas: &ReplicaManager,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let offline: Vec<i32> = replicas.offline_replica(&topic.name, index as i32).into_iter().collect();
+            let offline = offline_replicas(image, replicas, &topic.name, index as i32);
             let leader = if offline.contains(&p.leader) { -1 } else { p.leader };
             MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
@@ -150,7 +170,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
     let mut image = broker.image();
     let mut topics = Vec::new();
     if list_all {
-        topics.extend(image.topics.values().map(|t| describe_topic(t, topic_operations, &broker.replicas)));
+        topics.extend(image.topics.values().map(|t| describe_topic(&image, t, topic_operations, &broker.replicas)));
     } else {
         let requested = request.topics.unwrap_or_default();
         // Create the unknown, legal names first, in one controller call.
@@ -184,7 +204,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
         for wanted in requested {
             match wanted.name.as_ref().map(|n| n.0.to_string()) {
                 Some(name) => match image.topic(&name) {
-                    Some(t) => topics.push(describe_topic(t, topic_operations, &broker.replicas)),
+                    Some(t) => topics.push(describe_topic(&image, t, topic_operations, &broker.replicas)),
                     None if validate_topic_name(&name).is_err() => {
                         topics.push(topic_error(Some(&name), uuid::Uuid::nil(), ErrorCode::InvalidTopicException))
                     }
@@ -193,7 +213,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
                     }
                 },
                 None => match image.topic_by_id(wanted.topic_id) {
-                    Some(t) => topics.push(describe_topic(t, topic_operations, &broker.replicas)),
+                    Some(t) => topics.push(describe_topic(&image, t, topic_operations, &broker.replicas)),
                     None => topics.push(topic_error(None, wanted.topic_id, ErrorCode::UnknownTopicId)),
                 },
             }

@@ -8,6 +8,7 @@
 //! (a test walks the table).
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -21,6 +22,8 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -31,6 +34,7 @@ pub mod leader_hints;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -248,6 +252,10 @@ pub async fn handle_frame(
         ApiKey::AlterConfigs => route!(alter_configs),
         ApiKey::DescribeLogDirs => route!(describe_log_dirs),
         ApiKey::CreatePartitions => route!(create_partitions),
+        ApiKey::ElectLeaders => route!(elect_leaders),
+        ApiKey::AlterPartitionReassignments => route!(alter_partition_reassignments),
+        ApiKey::ListPartitionReassignments => route!(list_partition_reassignments),
+        ApiKey::DescribeTopicPartitions => route!(describe_topic_partitions),
         ApiKey::DeleteGroups => route!(delete_groups),
         ApiKey::IncrementalAlterConfigs => route!(incremental_alter_configs),
         ApiKey::OffsetDelete => route!(offset_delete),

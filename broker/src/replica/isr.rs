@@ -27,6 +27,7 @@ pub fn propose(broker: &Arc<Broker>, partition: Arc<Partition>, proposal: IsrPro
             leader_epoch: proposal.leader_epoch,
             partition_epoch: proposal.partition_epoch,
             new_isr: proposal.new_isr.clone(),
+            joining_broker_epochs: proposal.joining_broker_epochs.clone(),
         };
         match broker.controller.alter_partition(change).await {
             Ok(registration) => {

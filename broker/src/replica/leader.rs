@@ -18,7 +18,7 @@
 //!   not caught up for `replica.lag.time.max.ms` leaves. One change is in
 //!   flight at a time; the committed ISR arrives with the metadata image.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -36,6 +36,35 @@ struct FollowerProgress {
     /// The leader's log end offset at the follower's previous fetch, and when that was.
     previous_fetch_leader_log_end: i64,
     previous_fetch_ms: i64,
+}
+
+impl FollowerProgress {
+    /// A follower whose progress is not known yet, counted as caught up at `last_caught_up_ms`.
+    fn unknown(last_caught_up_ms: i64) -> FollowerProgress {
+        FollowerProgress {
+            log_end_offset: -1,
+            last_caught_up_ms,
+            previous_fetch_leader_log_end: -1,
+            previous_fetch_ms: 0,
+        }
+    }
+}
+
+/// Who sends a follower's fetch, as the fetch handler verified it against
+/// the metadata: the broker is registered at the epoch its fetch carries.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerFetch {
+    /// The follower's broker id.
+    pub replica_id: i32,
+    /// Its registration epoch, sent with the fetch (KIP-903).
+    pub broker_epoch: i64,
+    /// Whether it may join the ISR: registered and not fenced (Kafka's
+    /// `isReplicaIsrEligible`). A fenced follower still fetches.
+    pub isr_eligible: bool,
+    /// Whether this read records the follower's progress: the first read of
+    /// a request does; a parked request's later reads do not (as Kafka's
+    /// delayed fetch reads without updating the follower's state).
+    pub record_progress: bool,
 }
 
 /// The leader's replication state of one partition.
@@ -80,6 +109,9 @@ pub struct IsrProposal {
     pub partition_epoch: i32,
     /// The ISR wanted.
     pub new_isr: Vec<i32>,
+    /// The broker epoch of each member joining the ISR, from its fetches:
+    /// the controller refuses a member no longer registered at that epoch.
+    pub joining_broker_epochs: BTreeMap<i32, i64>,
 }
 
 /// What a follower's fetch gets from the leader.
@@ -131,15 +163,7 @@ impl Partition {
                 .replicas
                 .iter()
                 .filter(|&&r| r != replication.node_id)
-                .map(|&r| {
-                    let progress = FollowerProgress {
-                        log_end_offset: -1,
-                        last_caught_up_ms: if leadership.isr.contains(&r) { now_ms } else { 0 },
-                        previous_fetch_leader_log_end: -1,
-                        previous_fetch_ms: 0,
-                    };
-                    (r, progress)
-                })
+                .map(|&r| (r, FollowerProgress::unknown(if leadership.isr.contains(&r) { now_ms } else { 0 })))
                 .collect();
             replication.pending_isr = None;
         }
@@ -152,12 +176,7 @@ impl Partition {
         replication.isr = leadership.isr.clone();
         for &r in &leadership.replicas {
             if r != replication.node_id {
-                replication.followers.entry(r).or_insert(FollowerProgress {
-                    log_end_offset: -1,
-                    last_caught_up_ms: 0,
-                    previous_fetch_leader_log_end: -1,
-                    previous_fetch_ms: 0,
-                });
+                replication.followers.entry(r).or_insert(FollowerProgress::unknown(0));
             }
         }
         replication.followers.retain(|r, _| leadership.replicas.contains(r));
@@ -194,11 +213,12 @@ impl Partition {
 
     /// Serves a follower's fetch: checks the follower's last fetched epoch
     /// against the leader's epoch cache (a divergence is answered without
-    /// records), records its progress (which may advance the high watermark
-    /// and make an ISR expansion due), then reads up to the log end.
+    /// records), records its progress if `follower` says so (which may
+    /// advance the high watermark and make an ISR expansion due), then reads
+    /// up to the log end.
     pub fn read_for_follower(
         &self,
-        replica_id: i32,
+        follower: FollowerFetch,
         fetch_offset: i64,
         last_fetched_epoch: i32,
         max_bytes: usize,
@@ -208,7 +228,12 @@ impl Partition {
         if !self.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        if !self.replication().replicas.contains(&replica_id) {
+        let known = {
+            let replication = self.replication();
+            follower.replica_id != replication.node_id && replication.replicas.contains(&follower.replica_id)
+        };
+        if !known {
+            // As Kafka: only the partition's other replicas fetch as followers.
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         let (log_start, log_end) = self.offsets();
@@ -231,7 +256,11 @@ impl Partition {
         if fetch_offset < log_start || fetch_offset > log_end {
             return Err(ErrorCode::OffsetOutOfRange);
         }
-        let proposal = self.record_follower_fetch(replica_id, fetch_offset, log_end, now_ms);
+        let proposal = if follower.record_progress {
+            self.record_follower_fetch(follower, fetch_offset, log_end, now_ms)
+        } else {
+            None
+        };
         let read = self.read_up_to(fetch_offset, max_bytes, i64::MAX, min_one_batch)?;
         Ok(FollowerRead::Records {
             records: read.records,
@@ -245,19 +274,15 @@ impl Partition {
     /// ends at `leader_log_end`; returns an ISR expansion if it became due.
     fn record_follower_fetch(
         &self,
-        replica_id: i32,
+        follower: FollowerFetch,
         fetch_offset: i64,
         leader_log_end: i64,
         now_ms: i64,
     ) -> Option<IsrProposal> {
+        let replica_id = follower.replica_id;
         {
             let mut replication = self.replication();
-            let progress = replication.followers.entry(replica_id).or_insert(FollowerProgress {
-                log_end_offset: -1,
-                last_caught_up_ms: 0,
-                previous_fetch_leader_log_end: -1,
-                previous_fetch_ms: 0,
-            });
+            let progress = replication.followers.entry(replica_id).or_insert(FollowerProgress::unknown(0));
             if fetch_offset >= leader_log_end {
                 progress.last_caught_up_ms = progress.last_caught_up_ms.max(now_ms);
             } else if fetch_offset >= progress.previous_fetch_leader_log_end
@@ -271,7 +296,8 @@ impl Partition {
         }
         self.maybe_advance_high_watermark();
         let mut replication = self.replication();
-        let joins = !replication.isr.contains(&replica_id)
+        let joins = follower.isr_eligible
+            && !replication.isr.contains(&replica_id)
             && replication.pending_isr.is_none()
             && fetch_offset >= self.high_watermark()
             && fetch_offset >= replication.leader_epoch_start_offset;
@@ -285,6 +311,7 @@ impl Partition {
             leader_epoch: replication.leader_epoch,
             partition_epoch: replication.partition_epoch,
             new_isr,
+            joining_broker_epochs: BTreeMap::from([(replica_id, follower.broker_epoch)]),
         })
     }
 
@@ -316,6 +343,7 @@ impl Partition {
             leader_epoch: replication.leader_epoch,
             partition_epoch: replication.partition_epoch,
             new_isr,
+            joining_broker_epochs: BTreeMap::new(),
         })
     }
 

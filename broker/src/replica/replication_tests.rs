@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use uuid::Uuid;
 
-use super::leader::{FollowerRead, IsrProposal};
+use super::leader::{FollowerFetch, FollowerRead, IsrProposal};
 use super::{plain_record, Leadership, LogDirFailure, Partition};
 use crate::admin::configs::TopicSettings;
 
@@ -45,8 +45,13 @@ fn batch(count: usize) -> Bytes {
     buf.freeze()
 }
 
+/// A fetch from follower `replica_id`, registered at broker epoch 100 + its id and unfenced.
+fn from(replica_id: i32) -> FollowerFetch {
+    FollowerFetch { replica_id, broker_epoch: 100 + i64::from(replica_id), isr_eligible: true, record_progress: true }
+}
+
 fn follower_fetch(p: &Partition, replica: i32, offset: i64, epoch: i32) -> (Bytes, i64, Option<IsrProposal>) {
-    match p.read_for_follower(replica, offset, epoch, 1 << 20, true, 1_000).expect("reads") {
+    match p.read_for_follower(from(replica), offset, epoch, 1 << 20, true, 1_000).expect("reads") {
         FollowerRead::Records { records, high_watermark, proposal, .. } => (records, high_watermark, proposal),
         other => panic!("unexpected {other:?}"),
     }
@@ -68,6 +73,7 @@ fn the_high_watermark_follows_the_isr_and_followers_join_it() {
     let (_, _, proposal) = follower_fetch(&leader, 2, 3, 0);
     let proposal = proposal.expect("caught up: joins the ISR");
     assert_eq!(proposal.new_isr, vec![1, 2]);
+    assert_eq!(proposal.joining_broker_epochs.get(&2), Some(&102), "KIP-903: the epoch it fetched with");
     // While the expansion is pending, follower 2 counts for the high watermark.
     leader.append(&batch(2), 1, 1_000).unwrap();
     assert_eq!(leader.high_watermark(), 3);
@@ -84,10 +90,31 @@ fn the_high_watermark_follows_the_isr_and_followers_join_it() {
     assert_eq!(leader.high_watermark(), 6);
 
     // A follower outside the replicas is refused; one that stops catching up leaves the ISR.
-    assert!(leader.read_for_follower(7, 0, -1, 1 << 20, true, 1_000).is_err());
+    assert!(leader.read_for_follower(from(7), 0, -1, 1 << 20, true, 1_000).is_err());
+    assert!(leader.read_for_follower(from(1), 0, -1, 1 << 20, true, 1_000).is_err(), "the leader is no follower");
     assert!(leader.shrink_isr_if_due(20_000, 30_000).is_none());
     let shrink = leader.shrink_isr_if_due(40_000, 30_000).expect("follower 2 lagged for 39 s");
     assert_eq!(shrink.new_isr, vec![1]);
+}
+
+#[test]
+fn a_fenced_follower_fetches_but_does_not_join_and_only_a_requests_first_read_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let leader = open(d.path(), 1, leadership(1, 1, 0, &[1]));
+    leader.append(&batch(3), 1, 1_000).unwrap();
+    let fenced = FollowerFetch { isr_eligible: false, ..from(2) };
+    let read = leader.read_for_follower(fenced, 3, 0, 1 << 20, true, 1_000).expect("a fenced follower still reads");
+    let FollowerRead::Records { proposal, .. } = read else { panic!("expected records, got {read:?}") };
+    assert!(proposal.is_none(), "a fenced follower is not proposed for the ISR");
+
+    // Follower 3 in the ISR: its parked re-reads do not move its progress.
+    leader.update(settings(2), leadership(1, 1, 1, &[1, 3]), 2_000);
+    leader.append(&batch(2), 1, 2_000).unwrap();
+    let parked = FollowerFetch { record_progress: false, ..from(3) };
+    leader.read_for_follower(parked, 5, 1, 1 << 20, true, 2_000).expect("reads");
+    assert_eq!(leader.high_watermark(), 3, "a re-read of a parked fetch records nothing");
+    leader.read_for_follower(from(3), 5, 1, 1 << 20, true, 2_000).expect("reads");
+    assert_eq!(leader.high_watermark(), 5);
 }
 
 #[test]
@@ -106,7 +133,7 @@ fn a_diverged_follower_is_told_where_to_truncate_and_catches_up() {
 
     let (log_end, last_epoch, _) = follower.follower_fetch_state();
     assert_eq!((log_end, last_epoch), (5, 0));
-    let read = leader.read_for_follower(2, log_end, last_epoch, 1 << 20, true, 2_000).unwrap();
+    let read = leader.read_for_follower(from(2), log_end, last_epoch, 1 << 20, true, 2_000).unwrap();
     let FollowerRead::Diverging { epoch, end_offset, .. } = read else { panic!("expected a divergence, got {read:?}") };
     assert_eq!((epoch, end_offset), (0, 3), "epoch 0 ends at 3 on the leader");
     let offset = follower.divergence_truncation_offset(epoch, end_offset);

@@ -35,6 +35,8 @@ fn image(topics: &[(&str, Uuid, usize)]) -> Arc<MetadataImage> {
                 leader: NODE,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
             .collect();
         image.topics.insert(name.to_string(), Arc::new(TopicImage { name: name.to_string(), id, partitions }));

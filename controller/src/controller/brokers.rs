@@ -3,9 +3,11 @@
 //!
 //! Broker epoch = one past the image's last offset when the registration is
 //! committed: at most the registration entry's own log offset, above every
-//! earlier epoch. Fencing follows
-//! KRaft's `handleBrokerFenced` with unclean election disabled; unfencing
-//! gives leaderless partitions whose ISR holds the broker back their leader.
+//! earlier epoch. Fencing follows KRaft's `handleBrokerFenced`: the broker
+//! leaves every ISR (the last member stays) and its leaderships go to another
+//! valid replica, or to a live one outside the ISR where the topic allows
+//! unclean election (`election.rs`); unfencing elects a leader for the
+//! leaderless partitions the broker is a replica of.
 //! Producer-id blocks: `next_producer_id` in the image is the first id of the
 //! next block; every allocation writes a `ProducerIds` record advancing it.
 
@@ -36,7 +38,7 @@ impl QuorumController {
             epoch,
         }];
         if !reg.fenced {
-            records.extend(unfence_records(&image, id, epoch));
+            records.extend(self.unfence_records(&image, id, epoch));
         }
         self.commit(&guard, records).await?;
         if reg.fenced {
@@ -60,7 +62,7 @@ impl QuorumController {
                 )))
             }
         }
-        self.commit(&guard, unfence_records(&image, broker_id, epoch)).await?;
+        self.commit(&guard, self.unfence_records(&image, broker_id, epoch)).await?;
         tracing::info!(broker = broker_id, epoch, "broker unfenced");
         Ok(())
     }
@@ -76,32 +78,22 @@ impl QuorumController {
         if broker.fenced {
             return Ok(());
         }
-        let acceptable = |r: i32| r != broker_id && image.broker(r).is_some_and(|b| !b.fenced);
+        let live = |r: i32| r != broker_id && election::is_live(&image, r);
         let mut records = Vec::new();
         for topic in image.topics.values() {
+            let election =
+                if self.unclean_election_enabled(&image, &topic.name) { Election::Unclean } else { Election::Clean };
             for (p, part) in topic.partitions.iter().enumerate() {
                 if part.leader != broker_id && !part.isr.contains(&broker_id) {
                     continue;
                 }
                 let mut isr: Vec<i32> = part.isr.iter().copied().filter(|&r| r != broker_id).collect();
                 if isr.is_empty() {
+                    // As KRaft without ELR: the last member stays, so it can lead again.
                     isr = part.isr.clone();
                 }
-                let leader = if isr.contains(&part.leader) && part.leader != broker_id {
-                    part.leader
-                } else {
-                    part.replicas.iter().copied().find(|&r| acceptable(r) && isr.contains(&r)).unwrap_or(-1)
-                };
-                let leader_change = (leader != part.leader).then_some(leader);
-                let isr_change = (isr != part.isr).then_some(isr);
-                if leader_change.is_some() || isr_change.is_some() {
-                    records.push(MetadataRecord::PartitionChange {
-                        topic_id: topic.id,
-                        partition_id: p as i32,
-                        leader: leader_change,
-                        isr: isr_change,
-                        replicas: None,
-                    });
+                if let Some(change) = election::elect(part, isr, election, live) {
+                    records.push(election::partition_change(topic.id, p as i32, change));
                 }
             }
         }
@@ -130,24 +122,25 @@ impl QuorumController {
         .await?;
         Ok((first, size))
     }
-}
 
-/// Unfencing a broker: the record, and leadership back for every leaderless
-/// partition whose ISR holds it.
-fn unfence_records(image: &MetadataImage, id: i32, epoch: i64) -> Vec<MetadataRecord> {
-    let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch }];
-    for topic in image.topics.values() {
-        for (p, part) in topic.partitions.iter().enumerate() {
-            if part.leader == -1 && part.isr.contains(&id) {
-                records.push(MetadataRecord::PartitionChange {
-                    topic_id: topic.id,
-                    partition_id: p as i32,
-                    leader: Some(id),
-                    isr: None,
-                    replicas: None,
-                });
+    /// Unfencing a broker: the record, and an election for every leaderless
+    /// partition it is a replica of (clean: it leads if in the ISR; unclean
+    /// where the topic allows it: it may lead from outside the ISR).
+    fn unfence_records(&self, image: &MetadataImage, id: i32, epoch: i64) -> Vec<MetadataRecord> {
+        let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch }];
+        let live = |r: i32| r == id || election::is_live(image, r);
+        for topic in image.topics.values() {
+            let election =
+                if self.unclean_election_enabled(image, &topic.name) { Election::Unclean } else { Election::Clean };
+            for (p, part) in topic.partitions.iter().enumerate() {
+                if part.leader != -1 || !part.replicas.contains(&id) {
+                    continue;
+                }
+                if let Some(change) = election::elect(part, part.isr.clone(), election, live) {
+                    records.push(election::partition_change(topic.id, p as i32, change));
+                }
             }
         }
+        records
     }
-    records
 }

@@ -91,6 +91,15 @@ pub enum Operation {
     BrokerHeartbeat(BrokerHeartbeat),
     /// A partition leader changes the ISR.
     AlterPartition(AlterPartition),
+    /// ElectLeaders.
+    ElectLeaders {
+        /// Preferred or unclean.
+        election: Election,
+        /// The partitions; `None` is all.
+        targets: ElectionTargets,
+    },
+    /// AlterPartitionReassignments.
+    AlterPartitionReassignments(ReassignmentTargets),
 }
 
 /// What an [`Operation`] returned.
@@ -108,6 +117,10 @@ pub enum Outcome {
     Heartbeat(Result<HeartbeatReply, ControllerError>),
     /// The partition's state after an AlterPartition.
     PartitionState(Result<PartitionRegistration, ControllerError>),
+    /// Per partition of ElectLeaders.
+    Elected(Result<ElectionResults, ControllerError>),
+    /// Per partition of AlterPartitionReassignments.
+    Reassigned(Result<ReassignmentResults, ControllerError>),
     /// Every other operation.
     Done(Result<(), ControllerError>),
 }
@@ -162,6 +175,12 @@ impl QuorumController {
             Operation::DescribeQuorum => Outcome::Quorum(self.describe_quorum_local()),
             Operation::BrokerHeartbeat(heartbeat) => Outcome::Heartbeat(self.broker_heartbeat_local(heartbeat).await),
             Operation::AlterPartition(change) => Outcome::PartitionState(self.alter_partition_local(change).await),
+            Operation::ElectLeaders { election, targets } => {
+                Outcome::Elected(self.elect_leaders_local(election, targets).await)
+            }
+            Operation::AlterPartitionReassignments(targets) => {
+                Outcome::Reassigned(self.alter_partition_reassignments_local(targets).await)
+            }
         };
         Forwarded { outcome, offset: self.image().last_offset }
     }

@@ -152,6 +152,35 @@ pub trait ControllerOperations: Sync {
         }
     }
 
+    /// ElectLeaders (see `election.rs`): per topic and partition, whether a
+    /// leader was elected.
+    fn elect_leaders(
+        &self,
+        election: Election,
+        targets: ElectionTargets,
+    ) -> impl Future<Output = Result<ElectionResults, ControllerError>> + Send {
+        async move {
+            match self.on_leader(Operation::ElectLeaders { election, targets }).await? {
+                Outcome::Elected(result) => result,
+                _ => Err(mismatch()),
+            }
+        }
+    }
+
+    /// AlterPartitionReassignments (see `reassignment.rs`): per topic and
+    /// partition, whether the reassignment was started, changed or cancelled.
+    fn alter_partition_reassignments(
+        &self,
+        targets: ReassignmentTargets,
+    ) -> impl Future<Output = Result<ReassignmentResults, ControllerError>> + Send {
+        async move {
+            match self.on_leader(Operation::AlterPartitionReassignments(targets)).await? {
+                Outcome::Reassigned(result) => result,
+                _ => Err(mismatch()),
+            }
+        }
+    }
+
     /// Fences a broker: it leaves every ISR it is in and gives up its
     /// leaderships (see `brokers.rs`).
     fn fence_broker(&self, broker_id: i32) -> impl Future<Output = Result<(), ControllerError>> + Send {

@@ -10,7 +10,10 @@
 //! new state from the metadata and tries again). The new ISR must hold the
 //! leader and only replicas; a replica joining it must be registered and
 //! unfenced (INELIGIBLE_REPLICA). The change bumps the partition epoch, not
-//! the leader epoch.
+//! the leader epoch. As in KIP-903, the leader sends the broker epoch each
+//! joining member fetched with; a member registered since at another epoch
+//! (a restarted broker that may have lost its log) is refused
+//! (INELIGIBLE_REPLICA) until its new incarnation catches up.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,9 @@ pub struct AlterPartition {
     pub partition_epoch: i32,
     /// The ISR wanted.
     pub new_isr: Vec<i32>,
+    /// The broker epoch each joining member's fetches carried.
+    #[serde(default)]
+    pub joining_broker_epochs: BTreeMap<i32, i64>,
 }
 
 impl QuorumController {
@@ -75,18 +81,15 @@ impl QuorumController {
                 change.partition_epoch, change.leader_epoch, current.partition_epoch, current.leader_epoch
             )));
         }
-        validate_isr(&image, current, &change.new_isr, broker_id, &name)?;
+        validate_isr(&image, current, &change, broker_id, &name)?;
         if change.new_isr == current.isr {
             return Ok(current.clone());
         }
-        let record = MetadataRecord::PartitionChange {
-            topic_id: change.topic_id,
-            partition_id: change.partition,
-            leader: None,
-            isr: Some(change.new_isr.clone()),
-            replicas: None,
-        };
-        self.commit(&guard, vec![record]).await?;
+        // The ISR change may complete a reassignment (see `reassignment.rs`).
+        let mut next = current.clone();
+        next.isr = change.new_isr.clone();
+        let records = reassignment::change_records(&image, change.topic_id, change.partition, current, next);
+        self.commit(&guard, records).await?;
         tracing::info!(partition = %name, from = ?current.isr, to = ?change.new_isr, "ISR changed");
         let image = self.image();
         image
@@ -102,10 +105,11 @@ impl QuorumController {
 fn validate_isr(
     image: &MetadataImage,
     current: &PartitionRegistration,
-    new_isr: &[i32],
+    change: &AlterPartition,
     leader: i32,
     name: &str,
 ) -> Result<(), ControllerError> {
+    let new_isr = &change.new_isr;
     if !new_isr.contains(&leader) {
         return Err(ControllerError::InvalidRequest(format!("The new ISR {new_isr:?} of {name} lacks its leader")));
     }
@@ -122,10 +126,18 @@ fn validate_isr(
                 current.replicas
             )));
         }
-        let joining = !current.isr.contains(&replica);
-        if joining && image.broker(replica).is_none_or(|b| b.fenced) {
+        if current.isr.contains(&replica) {
+            continue;
+        }
+        let Some(registration) = image.broker(replica).filter(|b| !b.fenced) else {
             return Err(ControllerError::IneligibleReplica(format!(
                 "Broker {replica} is fenced or not registered and cannot join the ISR of {name}"
+            )));
+        };
+        if let Some(&epoch) = change.joining_broker_epochs.get(&replica).filter(|&&e| e != registration.epoch) {
+            return Err(ControllerError::IneligibleReplica(format!(
+                "Broker {replica} fetched with broker epoch {epoch} but is registered with {}; it cannot join the ISR of {name}",
+                registration.epoch
             )));
         }
     }

@@ -118,6 +118,10 @@ impl QuorumController {
         };
         let session_timer = tokio::spawn(super::sessions::fence_expired_sessions(controller.clone()));
         controller.track(session_timer.abort_handle());
+        if controller.config.auto_leader_rebalance_enable {
+            let rebalance = tokio::spawn(super::election::rebalance_leaders_periodically(controller.clone()));
+            controller.track(rebalance.abort_handle());
+        }
         let leader_log = tokio::spawn(log_leader_changes(raft.clone()));
         controller.track(leader_log.abort_handle());
         if let Some(listener) = listener {

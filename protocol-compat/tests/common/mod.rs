@@ -174,6 +174,7 @@ pub fn decode_request(api_key: ApiKey, buf: &mut Bytes, version: i16) -> Result<
         ElectLeaders => ElectLeadersRequest,
         AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
         ListPartitionReassignments => ListPartitionReassignmentsRequest,
+        DescribeTopicPartitions => DescribeTopicPartitionsRequest,
         AddPartitionsToTxn => AddPartitionsToTxnRequest,
         AddOffsetsToTxn => AddOffsetsToTxnRequest,
         EndTxn => EndTxnRequest,
