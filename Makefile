@@ -88,16 +88,16 @@ test: deps fmt-check lint build cargo-test librdkafka-ratchet
 compat: deps build cargo-test
 	$(MAKE) -k pytest-all librdkafka-compat
 
-librdkafka-compat: build
-	python3 compat-tests/librdkafka/run.py compat
+librdkafka-compat: deps build
+	$(VENV)/bin/python compat-tests/librdkafka/run.py compat
 
 # librdkafka 2.8.0's own test suite: the tests in compat-tests/librdkafka/expected-pass.txt,
 # in its quick mode, each against a fresh weir; then those of expected-pass-consumer.txt with
 # the suite's consumers on KIP-848 (group.protocol=consumer). Fetches and builds the suite on
 # first use (cached in compat-tests/librdkafka/.build/).
 librdkafka-ratchet: deps build
-	python3 compat-tests/librdkafka/run.py ratchet
-	LRK_GROUP_PROTOCOL=consumer python3 compat-tests/librdkafka/run.py ratchet
+	$(VENV)/bin/python compat-tests/librdkafka/run.py ratchet
+	LRK_GROUP_PROTOCOL=consumer $(VENV)/bin/python compat-tests/librdkafka/run.py ratchet
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

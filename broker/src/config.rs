@@ -75,6 +75,10 @@ pub struct ReplicationConfig {
     /// `replica.high.watermark.checkpoint.interval.ms`: how often the log
     /// dir's `replication-offset-checkpoint` is written.
     pub high_watermark_checkpoint_interval_ms: u64,
+    /// `replica.selector.class` names Kafka's `RackAwareReplicaSelector`:
+    /// a leader sends consumers that give a `client.rack` to an in-sync
+    /// follower in that rack (KIP-392).
+    pub rack_aware_replica_selector: bool,
 }
 
 /// The typed broker configuration.
@@ -306,6 +310,7 @@ impl BrokerConfig {
                     "replica.high.watermark.checkpoint.interval.ms",
                     5_000,
                 )?,
+                rack_aware_replica_selector: rack_aware_replica_selector(&raw)?,
             },
             log_flush_scheduler_interval_ms: parse(&raw, "log.flush.scheduler.interval.ms", 1_000)?,
             log_flush_offset_checkpoint_interval_ms: parse(&raw, "log.flush.offset.checkpoint.interval.ms", 60_000)?,
@@ -519,6 +524,20 @@ fn quorum_voters(
         );
     }
     Ok(voters)
+}
+
+/// `replica.selector.class`: unset (the leader serves every consumer) or
+/// Kafka's rack-aware selector; a class Weir does not implement is refused
+/// at startup, as Kafka refuses a class it cannot load.
+fn rack_aware_replica_selector(raw: &BTreeMap<String, String>) -> anyhow::Result<bool> {
+    match raw.get("replica.selector.class").map(|s| s.trim()) {
+        None | Some("") => Ok(false),
+        Some("org.apache.kafka.common.replica.RackAwareReplicaSelector") => Ok(true),
+        Some(other) => bail!(
+            "config replica.selector.class={other:?}: Weir implements \
+             org.apache.kafka.common.replica.RackAwareReplicaSelector only"
+        ),
+    }
 }
 
 fn fetch_max_bytes(raw: &BTreeMap<String, String>) -> anyhow::Result<i32> {

@@ -41,6 +41,9 @@ pub struct FetchTarget {
     /// The epoch of the last batch the fetcher has (v12+; -1: none), for a
     /// follower's divergence check.
     pub last_fetched_epoch: i32,
+    /// The fetcher's log start offset (v5+; -1 from consumers): a follower's,
+    /// which the leader weighs when it picks a preferred read replica.
+    pub log_start_offset: i64,
 }
 
 /// Offsets last sent for a partition, to decide whether it changed.
@@ -207,6 +210,7 @@ mod tests {
             max_bytes: 1024,
             current_leader_epoch: -1,
             last_fetched_epoch: -1,
+            log_start_offset: -1,
         }
     }
 

@@ -13,7 +13,8 @@
 The suite is fetched and built by setup.sh (cached in .build/). Tests flagged
 TEST_F_LOCAL run against librdkafka's built-in mock cluster, without Weir. Every other
 test gets a fresh weir (lib/weir.py: free port on 127.0.0.1, temp data dir, stopped by
-PID) and a test.conf pointing at it. Entries listed in not-applicable.txt are not run
+PID), or for the tests in CLUSTER_TESTS a fresh 3-node cluster (lib/cluster.py), and a
+test.conf pointing at it. Entries listed in not-applicable.txt are not run
 (LRK_RUN_SKIPPED=1 runs them anyway) and carry their reason into RESULTS.md.
 
 Environment knobs:
@@ -48,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 COMPAT = HERE.parent
 sys.path.insert(0, str(COMPAT))
 
+from lib.cluster import WeirCluster  # noqa: E402
 from lib.weir import REGISTRY, Weir, WeirError  # noqa: E402
 
 BUILD = HERE / ".build"
@@ -191,11 +193,33 @@ LONG_TESTS = {"0113": 2.5}
 
 # The suite's scenarios (tests/scenarios/*.json) as weir overrides: the brokers of every
 # scenario have num.partitions=4 (auto-created topics get 4 partitions); `noautocreate`
-# turns topic auto-creation off. replication_factor 3 needs 3 brokers: not applicable.
+# turns topic auto-creation off.
 SCENARIOS = {
     "default": {"num.partitions": 4, "auto.create.topics.enable": True},
     "noautocreate": {"num.partitions": 4, "auto.create.topics.enable": False},
 }
+
+# Tests that need several brokers run against a 3-node cluster (lib/cluster.py) instead of
+# one weir, set up as the suite's trivup cluster is: replication factor 3 by default, and
+# broker N in rack RACK<N> with Kafka's rack-aware replica selector (0101 reads broker.rack
+# through DescribeConfigs and gives its consumer the rack of a follower).
+CLUSTER_TESTS = {"0101", "0107", "0111"}
+CLUSTER_OVERRIDES = {
+    "default.replication.factor": 3,
+    "replica.selector.class": "org.apache.kafka.common.replica.RackAwareReplicaSelector",
+}
+
+
+def start_cluster(group: "Group") -> WeirCluster:
+    cluster = WeirCluster(3, overrides={**SCENARIOS[group.scenario], **CLUSTER_OVERRIDES}, name=f"lrk-{group.key}")
+    for node_id, node in cluster.nodes.items():
+        node.overrides["broker.rack"] = f"RACK{node_id}"
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.cleanup()
+        raise
+    return cluster
 
 
 _print_lock = threading.Lock()
@@ -231,22 +255,28 @@ def run_group(src: Path, group: Group, quick: bool, logdir: Path) -> list[Outcom
     t0 = time.monotonic()
     conf_dir = Path(BUILD / "conf")
     conf_dir.mkdir(parents=True, exist_ok=True)
+    conf = conf_dir / f"{group.key}.{os.getpid()}.conf"
+    cluster = None
+    bootstrap = ""
     try:
         if group.local:
             # The mock-cluster tests take their brokers from the suite itself; an empty
             # test.conf keeps them from reading a stray tests/test.conf.
-            conf = conf_dir / f"{group.key}.{os.getpid()}.conf"
             conf.write_text(f"test.timeout.multiplier={TIMEOUT_MULTIPLIER}\n")
         else:
-            weir = Weir(SCENARIOS[group.scenario], name=f"lrk-{group.key}")
             try:
-                weir.start()
+                if group.number in CLUSTER_TESTS:
+                    cluster = start_cluster(group)
+                    bootstrap = cluster.bootstrap()
+                else:
+                    weir = Weir(SCENARIOS[group.scenario], name=f"lrk-{group.key}")
+                    weir.start()
+                    bootstrap = weir.bootstrap
             except WeirError as exc:
                 detail = squash(f"weir did not start: {exc}")
                 return [Outcome(e.name, "CRASHED", detail, 0.0, str(out_path.relative_to(HERE))) for e in group.entries]
-            conf = weir.tmp / "test.conf"
             conf.write_text(
-                f"bootstrap.servers={weir.bootstrap}\n"
+                f"bootstrap.servers={bootstrap}\n"
                 # As tests/README describes for an existing cluster: ask the broker for its
                 # versions, and fall back to the version the suite is told it runs against.
                 "api.version.request=true\n"
@@ -254,9 +284,9 @@ def run_group(src: Path, group: Group, quick: bool, logdir: Path) -> list[Outcom
                 f"test.timeout.multiplier={TIMEOUT_MULTIPLIER}\n"
             )
         env["RDKAFKA_TEST_CONF"] = str(conf)
-        if weir is not None and (KAFKA_TOOLS / "bin" / "kafka-topics.sh").exists() and shutil.which("java"):
+        if bootstrap and (KAFKA_TOOLS / "bin" / "kafka-topics.sh").exists() and shutil.which("java"):
             env["KAFKA_PATH"] = str(KAFKA_TOOLS)
-            env["BROKERS"] = weir.bootstrap
+            env["BROKERS"] = bootstrap
         with open(out_path, "wb") as out:
             out.write(f"# {' '.join(args)}  TESTS={group.number} cwd={tests_dir}\n".encode())
             out.flush()
@@ -268,12 +298,16 @@ def run_group(src: Path, group: Group, quick: bool, logdir: Path) -> list[Outcom
             )
         rc = proc.returncode
     finally:
-        if group.local:
-            conf.unlink(missing_ok=True)
+        conf.unlink(missing_ok=True)
         if weir is not None:
             weir.stop()
             shutil.copy(weir.log_path, logdir / f"{group.key}.weir.log")
             weir.cleanup()
+        if cluster is not None:
+            for node_id, node in cluster.nodes.items():
+                node.stop()
+                shutil.copy(node.log_path, logdir / f"{group.key}.node{node_id}.weir.log")
+            cluster.cleanup()
     dur = time.monotonic() - t0
     text = ANSI.sub("", out_path.read_text(errors="replace"))
     rows = {}

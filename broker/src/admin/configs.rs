@@ -111,39 +111,79 @@ impl From<ResolvedConfig> for DescribedConfig {
 
 /// Broker properties Weir reads that are not topic-config synonyms:
 /// (name, Kafka default, type, doc).
-const BROKER_PROPERTIES: &[(&str, &str, ConfigType, &str)] = &[
-    ("node.id", "-1", ConfigType::Int, "The node id of this server."),
-    ("process.roles", "", ConfigType::List, "The roles this process plays: broker, controller, or both."),
-    ("listeners", "PLAINTEXT://:9092", ConfigType::String, "Listener URIs to bind."),
-    ("advertised.listeners", "", ConfigType::String, "Listener URIs clients are told to use."),
-    ("log.dirs", "/tmp/kafka-logs", ConfigType::String, "Directories holding the partition logs."),
-    ("metadata.log.dir", "", ConfigType::String, "Directory holding the metadata log."),
-    ("num.partitions", "1", ConfigType::Int, "Default partition count of new topics."),
-    ("default.replication.factor", "1", ConfigType::Int, "Default replication factor of new topics."),
-    ("auto.create.topics.enable", "true", ConfigType::Boolean, "Create unknown topics on Metadata requests."),
-    ("socket.request.max.bytes", "104857600", ConfigType::Int, "Largest request frame accepted."),
+/// A `None` default is Kafka's null (DescribeConfigs then has no value).
+const BROKER_PROPERTIES: &[(&str, Option<&str>, ConfigType, &str)] = &[
+    ("node.id", Some("-1"), ConfigType::Int, "The node id of this server."),
+    ("process.roles", Some(""), ConfigType::List, "The roles this process plays: broker, controller, or both."),
+    ("listeners", Some("PLAINTEXT://:9092"), ConfigType::String, "Listener URIs to bind."),
+    ("advertised.listeners", Some(""), ConfigType::String, "Listener URIs clients are told to use."),
+    ("log.dirs", Some("/tmp/kafka-logs"), ConfigType::String, "Directories holding the partition logs."),
+    ("metadata.log.dir", Some(""), ConfigType::String, "Directory holding the metadata log."),
+    ("num.partitions", Some("1"), ConfigType::Int, "Default partition count of new topics."),
+    ("default.replication.factor", Some("1"), ConfigType::Int, "Default replication factor of new topics."),
+    ("auto.create.topics.enable", Some("true"), ConfigType::Boolean, "Create unknown topics on Metadata requests."),
+    ("socket.request.max.bytes", Some("104857600"), ConfigType::Int, "Largest request frame accepted."),
     (
         "queued.max.request.bytes",
-        "-1",
+        Some("-1"),
         ConfigType::Long,
         "Memory for requests read and not yet handled; sockets are not read while it is used up (0 or less: no bound).",
     ),
-    ("max.connections", "2147483647", ConfigType::Int, "Connections the broker accepts at a time."),
-    ("max.connections.per.ip", "2147483647", ConfigType::Int, "Connections the broker accepts from one address."),
+    ("max.connections", Some("2147483647"), ConfigType::Int, "Connections the broker accepts at a time."),
+    ("max.connections.per.ip", Some("2147483647"), ConfigType::Int, "Connections the broker accepts from one address."),
     (
         "max.connections.per.ip.overrides",
-        "",
+        Some(""),
         ConfigType::String,
         "Per-address or per-host limits overriding max.connections.per.ip (host:count, comma-separated).",
     ),
-    ("fetch.max.bytes", "57671680", ConfigType::Int, "The most record data one Fetch response carries."),
-    ("log.retention.check.interval.ms", "300000", ConfigType::Long, "How often retention is enforced."),
-    ("log.flush.scheduler.interval.ms", "9223372036854775807", ConfigType::Long, "How often flush.ms is checked."),
+    ("fetch.max.bytes", Some("57671680"), ConfigType::Int, "The most record data one Fetch response carries."),
+    ("log.retention.check.interval.ms", Some("300000"), ConfigType::Long, "How often retention is enforced."),
+    (
+        "log.flush.scheduler.interval.ms",
+        Some("9223372036854775807"),
+        ConfigType::Long,
+        "How often flush.ms is checked.",
+    ),
     (
         "log.flush.offset.checkpoint.interval.ms",
-        "60000",
+        Some("60000"),
         ConfigType::Int,
         "How often the last flush point is checkpointed as the log recovery point.",
+    ),
+    (
+        "broker.rack",
+        None,
+        ConfigType::String,
+        "Rack of the broker, for rack-aware replica placement and follower fetching.",
+    ),
+    (
+        "replica.selector.class",
+        None,
+        ConfigType::String,
+        "The replica selector that picks the replica a consumer fetches from (KIP-392).",
+    ),
+    ("num.replica.fetchers", Some("1"), ConfigType::Int, "Fetcher tasks per source broker."),
+    (
+        "replica.lag.time.max.ms",
+        Some("30000"),
+        ConfigType::Long,
+        "An in-sync follower that has not caught up for this long leaves the ISR.",
+    ),
+    ("replica.fetch.max.bytes", Some("1048576"), ConfigType::Int, "Bytes per partition of a replica fetch."),
+    ("replica.fetch.wait.max.ms", Some("500"), ConfigType::Int, "How long a replica fetch waits for data."),
+    ("auto.leader.rebalance.enable", Some("true"), ConfigType::Boolean, "Move leadership back to preferred replicas."),
+    (
+        "leader.imbalance.check.interval.seconds",
+        Some("300"),
+        ConfigType::Long,
+        "How often the controller checks for partitions not led by their preferred replica.",
+    ),
+    (
+        "max.request.partition.size.limit",
+        Some("2000"),
+        ConfigType::Int,
+        "The most partitions one DescribeTopicPartitions answer carries.",
     ),
 ];
 
@@ -157,7 +197,7 @@ pub fn broker_configs(broker: &BrokerConfig) -> Vec<DescribedConfig> {
             let set = broker.raw.get(*name);
             DescribedConfig {
                 name: name.to_string(),
-                value: Some(set.cloned().unwrap_or_else(|| default.to_string())),
+                value: set.cloned().or_else(|| default.map(str::to_string)),
                 source: if set.is_some() { ConfigSource::StaticBroker } else { ConfigSource::Default },
                 read_only: true,
                 config_type: *config_type,

@@ -24,7 +24,19 @@
 //! (which moves the high watermark and may add it to the ISR, see
 //! `replica::leader`), and answers a follower whose last fetched epoch
 //! diverges from the leader's log with `diverging_epoch` (v12+) and no
-//! records. Since a follower's progress commits acks=all writes, the broker
+//! records.
+//!
+//! Fetching from followers (KIP-392): a consumer's fetch from v11 (which
+//! carries the client's metadata) may go to a follower, which serves it up
+//! to its own high watermark (an offset above it reads nothing, one past its
+//! log end is OFFSET_OUT_OF_RANGE, as on a leader). With
+//! `replica.selector.class` set to Kafka's `RackAwareReplicaSelector`, the
+//! leader answers a consumer that gives a `rack_id` other than its own rack
+//! with no records and `preferred_read_replica`: the in-sync follower in the
+//! consumer's rack that holds the fetch offset and has the most records.
+//! Errors, divergences and preferred read replicas are answered at once.
+//!
+//! Since a follower's progress commits acks=all writes, the broker
 //! it claims to be is checked first: `replica_state` (v15+) must name a
 //! broker registered at the epoch it carries (KIP-903), else the whole fetch
 //! gets STALE_BROKER_EPOCH; a replica fetch below v15 (the top-level
@@ -80,6 +92,7 @@ fn requested_targets(broker: &Broker, ctx: &RequestContext, request: &FetchReque
                 max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
                 last_fetched_epoch: if ctx.version >= 12 { p.last_fetched_epoch } else { -1 },
+                log_start_offset: if ctx.version >= 5 { p.log_start_offset } else { -1 },
             });
         }
     }
@@ -99,18 +112,26 @@ fn watch_all(broker: &Broker, targets: &[FetchTarget], waker: &Arc<Notify>) {
 /// reports, and whether it carries records or an error. A follower's fetch
 /// may record its progress; the ISR changes that made due are returned for
 /// the caller to send.
-fn read_once(broker: &Broker, targets: &[FetchTarget], max_bytes: i32, follower: Option<FollowerFetch>) -> ReadOnce {
+fn read_once(
+    broker: &Broker,
+    targets: &[FetchTarget],
+    max_bytes: i32,
+    follower: Option<FollowerFetch>,
+    consumer: &ConsumerFetch,
+) -> ReadOnce {
     let mut remaining = max_bytes.max(0) as usize;
     let mut total = 0usize;
     let mut out = Vec::with_capacity(targets.len());
     let mut proposals = Vec::new();
+    let mut respond_now = false;
     for target in targets {
         let data = if let Some(follower) = follower {
+            let follower = FollowerFetch { log_start_offset: target.log_start_offset, ..follower };
             let (data, proposal) = read_for_follower(broker, target, follower, remaining, total == 0);
             proposals.extend(proposal);
             data
         } else {
-            read_partition(broker, target, remaining, total == 0)
+            read_partition(broker, target, remaining, total == 0, consumer)
         };
         let bytes = data.records.as_ref().map_or(0, |r| r.len());
         total += bytes;
@@ -120,10 +141,12 @@ fn read_once(broker: &Broker, targets: &[FetchTarget], max_bytes: i32, follower:
             last_stable_offset: data.last_stable_offset,
             log_start_offset: data.log_start_offset,
         };
-        let notable = bytes > 0 || data.error_code != 0;
-        out.push((data, sent, notable));
+        // As Kafka: an error, a divergence or a preferred read replica is answered at once.
+        let answer_now = data.error_code != 0 || data.diverging_epoch.epoch >= 0 || data.preferred_read_replica.0 >= 0;
+        respond_now |= answer_now;
+        out.push((data, sent, bytes > 0 || answer_now));
     }
-    ReadOnce { results: out, bytes: total, proposals }
+    ReadOnce { results: out, bytes: total, proposals, respond_now }
 }
 
 /// What one pass over a fetch's partitions read.
@@ -131,6 +154,17 @@ struct ReadOnce {
     results: Vec<(PartitionData, SentOffsets, bool)>,
     bytes: usize,
     proposals: Vec<(Arc<Partition>, IsrProposal)>,
+    /// A partition's answer cannot wait for more data.
+    respond_now: bool,
+}
+
+/// What a consumer's fetch (replica id < 0) allows: from v11 (which carries
+/// the client's metadata, KIP-392) a follower serves it too, up to its own
+/// high watermark; with `replica.selector.class` set, a leader sends a
+/// consumer in another rack to an in-sync follower in its own.
+struct ConsumerFetch {
+    from_followers: bool,
+    rack: String,
 }
 
 /// A follower's fetch of one partition this broker leads: up to the log end,
@@ -187,16 +221,47 @@ fn read_for_follower(
     }
 }
 
-fn read_partition(broker: &Broker, target: &FetchTarget, remaining: usize, first: bool) -> PartitionData {
+fn read_partition(
+    broker: &Broker,
+    target: &FetchTarget,
+    remaining: usize,
+    first: bool,
+    consumer: &ConsumerFetch,
+) -> PartitionData {
     if target.topic.is_empty() {
         return partition_error(target.partition, ErrorCode::UnknownTopicId, None);
     }
-    let partition = match broker.replicas.lookup(&target.topic, target.partition) {
+    let hosted = if consumer.from_followers {
+        broker
+            .replicas
+            .get(&target.topic, target.partition)
+            .ok_or_else(|| broker.replicas.absent_error(&target.topic, target.partition))
+    } else {
+        broker.replicas.lookup(&target.topic, target.partition)
+    };
+    let partition = match hosted {
         Ok(partition) => partition,
         Err(code) => return partition_error(target.partition, code, None),
     };
     if let Err(code) = partition.check_leader_epoch(target.current_leader_epoch) {
         return partition_error(target.partition, code, None);
+    }
+    if broker.config.replication.rack_aware_replica_selector {
+        let image = broker.image();
+        let rack_of = |id: i32| image.broker(id).filter(|b| !b.fenced).and_then(|b| b.rack.clone());
+        if let Some(replica) = partition.preferred_read_replica(target.fetch_offset, &consumer.rack, rack_of, now_ms())
+        {
+            // As Kafka: no read; the consumer moves to the replica and fetches there.
+            let (log_start, _) = partition.offsets();
+            let high_watermark = partition.high_watermark();
+            return PartitionData::default()
+                .with_partition_index(target.partition)
+                .with_high_watermark(high_watermark)
+                .with_last_stable_offset(high_watermark)
+                .with_log_start_offset(log_start)
+                .with_preferred_read_replica(BrokerId(replica))
+                .with_records(Some(Bytes::new()));
+        }
     }
     let max_bytes = (target.max_bytes.max(0) as usize).min(remaining);
     match partition.read(target.fetch_offset, max_bytes, first) {
@@ -263,6 +328,8 @@ fn verify_follower(
     Ok(Some(FollowerFetch {
         replica_id: registration.id,
         broker_epoch: registration.epoch,
+        // Per partition: set from each partition's entry as it is read.
+        log_start_offset: -1,
         isr_eligible: !registration.fenced,
         record_progress: true,
     }))
@@ -325,15 +392,19 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     // As Kafka: the broker's `fetch.max.bytes` caps what any client asks for.
     let max_bytes = request.max_bytes.min(broker.config.fetch_max_bytes);
     let targets = Arc::new(targets);
+    let consumer = Arc::new(ConsumerFetch {
+        from_followers: ctx.version >= 11,
+        rack: if ctx.version >= 11 { request.rack_id.to_string() } else { String::new() },
+    });
     // Woken by a change to any partition of the request (and only those).
     let waker = Arc::new(Notify::new());
     let results = loop {
-        let ReadOnce { results, bytes, proposals } = {
-            let (broker, targets, waker) = (broker.clone(), targets.clone(), waker.clone());
+        let ReadOnce { results, bytes, proposals, respond_now } = {
+            let (broker, targets, waker, consumer) = (broker.clone(), targets.clone(), waker.clone(), consumer.clone());
             on_blocking_pool(move || {
                 // Watch before reading, so a change between the read and the wait is not missed.
                 watch_all(&broker, &targets, &waker);
-                read_once(&broker, &targets, max_bytes, follower)
+                read_once(&broker, &targets, max_bytes, follower, &consumer)
             })
             .await
         };
@@ -344,9 +415,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
         for (partition, proposal) in proposals {
             isr::propose(broker, partition, proposal);
         }
-        let failed = results.iter().any(|(d, _, _)| d.error_code != 0);
         let now = Instant::now();
-        if bytes >= min_bytes || failed || now >= deadline || targets.is_empty() {
+        if bytes >= min_bytes || respond_now || now >= deadline || targets.is_empty() {
             break results;
         }
         let _ = tokio::time::timeout(deadline - now, waker.notified()).await;

@@ -7,7 +7,10 @@
 //! there is no tiered storage), -5 (v9+, latest tiered: -1, none), or a
 //! timestamp (the first record whose timestamp is at least it; -1/-1 when
 //! there is none). `current_leader_epoch` is checked like Fetch does. A
-//! partition offline on this broker gets KAFKA_STORAGE_ERROR.
+//! partition offline on this broker gets KAFKA_STORAGE_ERROR. A new leader
+//! whose high watermark is still below the start of its leader epoch
+//! answers OFFSET_NOT_AVAILABLE (retriable), as Kafka does, rather than an
+//! offset lower than one its predecessor gave.
 
 use std::sync::Arc;
 
@@ -60,6 +63,7 @@ fn answer(broker: &Broker, version: i16, request: ListOffsetsRequest) -> ListOff
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     let result = broker.replicas.lookup(&name, p.partition_index).and_then(|partition| {
                         partition.check_leader_epoch(p.current_leader_epoch)?;
+                        partition.check_high_watermark_caught_up()?;
                         let (timestamp, offset) = lookup(&partition, p.timestamp, version)?;
                         // The epoch field exists from v4; older versions must leave it unset.
                         let epoch = if offset >= 0 && version >= 4 { partition.leader_epoch() } else { -1 };

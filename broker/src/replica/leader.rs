@@ -31,6 +31,8 @@ use super::partition::{Leadership, Partition};
 struct FollowerProgress {
     /// The follower's log end offset (-1: unknown since this broker became leader).
     log_end_offset: i64,
+    /// The follower's log start offset, as its last fetch said (-1: unknown).
+    log_start_offset: i64,
     /// When the follower was last caught up with the leader's log end.
     last_caught_up_ms: i64,
     /// The leader's log end offset at the follower's previous fetch, and when that was.
@@ -43,6 +45,7 @@ impl FollowerProgress {
     fn unknown(last_caught_up_ms: i64) -> FollowerProgress {
         FollowerProgress {
             log_end_offset: -1,
+            log_start_offset: -1,
             last_caught_up_ms,
             previous_fetch_leader_log_end: -1,
             previous_fetch_ms: 0,
@@ -58,6 +61,8 @@ pub struct FollowerFetch {
     pub replica_id: i32,
     /// Its registration epoch, sent with the fetch (KIP-903).
     pub broker_epoch: i64,
+    /// The follower's log start offset, sent with the fetch of this partition.
+    pub log_start_offset: i64,
     /// Whether it may join the ISR: registered and not fenced (Kafka's
     /// `isReplicaIsrEligible`). A fenced follower still fetches.
     pub isr_eligible: bool,
@@ -283,6 +288,7 @@ impl Partition {
         {
             let mut replication = self.replication();
             let progress = replication.followers.entry(replica_id).or_insert(FollowerProgress::unknown(0));
+            progress.log_start_offset = follower.log_start_offset;
             if fetch_offset >= leader_log_end {
                 progress.last_caught_up_ms = progress.last_caught_up_ms.max(now_ms);
             } else if fetch_offset >= progress.previous_fetch_leader_log_end
@@ -364,6 +370,49 @@ impl Partition {
         }
         drop(replication);
         self.maybe_advance_high_watermark();
+    }
+
+    /// KIP-392, as Kafka's `RackAwareReplicaSelector`: the follower a
+    /// consumer in `client_rack` reading from `fetch_offset` should fetch
+    /// from, if any. `rack_of` gives a live broker's rack (`None` for a
+    /// broker that is not live or has none). The leader keeps the consumer
+    /// when it is in that rack itself or no in-sync follower there holds the
+    /// offset; among those that do, the one with the most records wins, then
+    /// the one caught up most recently.
+    pub fn preferred_read_replica(
+        &self,
+        fetch_offset: i64,
+        client_rack: &str,
+        rack_of: impl Fn(i32) -> Option<String>,
+        now_ms: i64,
+    ) -> Option<i32> {
+        if client_rack.is_empty() || !self.is_leader() {
+            return None;
+        }
+        let replication = self.replication();
+        if rack_of(replication.node_id).as_deref() == Some(client_rack) {
+            return None;
+        }
+        replication
+            .isr
+            .iter()
+            .filter(|&&r| r != replication.node_id && rack_of(r).as_deref() == Some(client_rack))
+            .filter_map(|r| replication.followers.get(r).map(|p| (*r, p)))
+            .filter(|(_, p)| p.log_end_offset >= fetch_offset && (0..=fetch_offset).contains(&p.log_start_offset))
+            .max_by_key(|(_, p)| (p.log_end_offset, -(now_ms - p.last_caught_up_ms)))
+            .map(|(r, _)| r)
+    }
+
+    /// As Kafka: a new leader whose high watermark has not reached the start
+    /// of its leader epoch yet (until the followers fetch from it, it only has
+    /// the high watermark it had as a follower) answers ListOffsets with
+    /// OFFSET_NOT_AVAILABLE, so the offsets clients are given never go back.
+    pub fn check_high_watermark_caught_up(&self) -> Result<(), ErrorCode> {
+        let epoch_start = self.replication().leader_epoch_start_offset;
+        if self.is_leader() && epoch_start > self.high_watermark() {
+            return Err(ErrorCode::OffsetNotAvailable);
+        }
+        Ok(())
     }
 
     /// The committed ISR size as the leader knows it.

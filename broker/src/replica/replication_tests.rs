@@ -47,7 +47,13 @@ fn batch(count: usize) -> Bytes {
 
 /// A fetch from follower `replica_id`, registered at broker epoch 100 + its id and unfenced.
 fn from(replica_id: i32) -> FollowerFetch {
-    FollowerFetch { replica_id, broker_epoch: 100 + i64::from(replica_id), isr_eligible: true, record_progress: true }
+    FollowerFetch {
+        replica_id,
+        broker_epoch: 100 + i64::from(replica_id),
+        log_start_offset: 0,
+        isr_eligible: true,
+        record_progress: true,
+    }
 }
 
 fn follower_fetch(p: &Partition, replica: i32, offset: i64, epoch: i32) -> (Bytes, i64, Option<IsrProposal>) {
@@ -164,4 +170,40 @@ fn a_follower_behind_the_leaders_log_start_restarts_there() {
 
 fn record_count(records: &[u8]) -> i32 {
     weir_protocol::batch::batches(records).map(|b| b.expect("whole batches").0.records_count).sum()
+}
+
+#[test]
+fn a_consumer_in_a_followers_rack_is_sent_to_the_most_caught_up_in_sync_follower() {
+    let d = tempfile::tempdir().unwrap();
+    let leader = open(d.path(), 1, leadership(1, 1, 0, &[1, 2, 3]));
+    leader.append(&batch(5), 1, 1_000).unwrap();
+    follower_fetch(&leader, 2, 5, 0);
+    follower_fetch(&leader, 3, 3, 0);
+    let rack_of = |id: i32| Some(if id == 1 { "a" } else { "b" }.to_string());
+    let pick = |offset: i64, rack: &str| leader.preferred_read_replica(offset, rack, rack_of, 2_000);
+    assert_eq!(pick(2, "b"), Some(2), "both hold offset 2; broker 2 has more");
+    assert_eq!(pick(4, "b"), Some(2));
+    assert_eq!(pick(6, "b"), None, "no follower holds offset 6 yet");
+    assert_eq!(pick(2, "a"), None, "the leader is in the consumer's rack");
+    assert_eq!(pick(2, "c"), None, "no replica in the consumer's rack");
+    assert_eq!(pick(2, ""), None, "no client.rack");
+    // A follower outside the ISR is never chosen.
+    leader.update(settings(2), Leadership { partition_epoch: 1, ..leadership(1, 1, 0, &[1, 3]) }, 2_000);
+    assert_eq!(pick(2, "b"), Some(3));
+}
+
+#[test]
+fn a_new_leader_gives_no_offsets_until_its_high_watermark_reaches_its_epoch() {
+    let d = tempfile::tempdir().unwrap();
+    let leader = open(d.path(), 1, leadership(1, 1, 0, &[1, 2]));
+    leader.append(&batch(5), 1, 1_000).unwrap();
+    follower_fetch(&leader, 2, 3, 0);
+    assert_eq!(leader.high_watermark(), 3);
+    assert!(leader.check_high_watermark_caught_up().is_ok());
+    // Re-elected in epoch 1 with its log ending at 5: the high watermark (3) lags the epoch's start.
+    leader.update(settings(2), leadership(1, 1, 1, &[1, 2]), 2_000);
+    assert_eq!(leader.check_high_watermark_caught_up(), Err(weir_protocol::ErrorCode::OffsetNotAvailable));
+    follower_fetch(&leader, 2, 5, 0);
+    assert_eq!(leader.high_watermark(), 5);
+    assert!(leader.check_high_watermark_caught_up().is_ok());
 }
