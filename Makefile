@@ -32,7 +32,7 @@ ifdef ROCKSDB_LIB_DIR
   export ROCKSDB_LIB_DIR
 endif
 
-.PHONY: help run cluster cluster-stop build release build-deps deps test compat fuzz cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
+.PHONY: help run cluster cluster-stop build release build-deps deps test compat chaos fuzz cargo-test pytest pytest-all fmt-check lint clean bench librdkafka-ratchet librdkafka-compat
 
 help:
 	@echo "make run        release build, then weir --config weir.yaml (foreground, data in ./data)"
@@ -40,6 +40,7 @@ help:
 	@echo "make cluster-stop  stops the nodes make cluster started"
 	@echo "make test       install test deps, build, cargo test, compat-tests (not slow)"
 	@echo "make compat     like test, plus the slow compat-tests"
+	@echo "make chaos      the long fault-injection run on a 3-node cluster (WEIR_CHAOS_SECONDS, WEIR_CHAOS_SEED)"
 	@echo "make fmt-check  cargo fmt --check"
 	@echo "make lint       cargo clippy -D warnings"
 	@echo "make bench      rdkafka_performance against a release build; writes BENCHMARKS.md"
@@ -75,10 +76,15 @@ cargo-test: build-deps
 	$(CARGO) test --workspace
 
 pytest:
-	$(PYTEST) compat-tests -m "not slow" --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+	$(PYTEST) compat-tests -m "not slow and not chaos" --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
 
 pytest-all:
-	$(PYTEST) compat-tests --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+	$(PYTEST) compat-tests -m "not chaos" --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+# The long fault-injection run (compat-tests/test_chaos.py): WEIR_CHAOS_SECONDS of faults
+# (default 1800), WEIR_CHAOS_SEED to replay a schedule.
+chaos: deps build
+	$(PYTEST) compat-tests/test_chaos.py -m chaos -k long -s $(PYTEST_ARGS)
 
 test: deps fmt-check lint build cargo-test librdkafka-ratchet
 	$(MAKE) pytest
