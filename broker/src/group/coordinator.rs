@@ -19,7 +19,7 @@
 //! page-cache writes, and holding it keeps a group's records in the order
 //! its state changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ use super::classic::{
 };
 use super::consumer::{ConsumerGroup, ConsumerGroupConfig};
 use super::load::Ownership;
+use super::offsets::GroupOffsets;
 use super::records::{partition_for, GroupMetadataValue, MemberValue, OffsetValue, RecordKey};
 use crate::broker::Broker;
 use crate::replica::{now_ms, off_runtime, plain_record};
@@ -53,7 +54,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub(super) struct GroupEntry {
     pub(super) group: ClassicGroup,
     pub(super) consumer: Option<ConsumerGroup>,
-    pub(super) offsets: BTreeMap<(String, i32), OffsetValue>,
+    pub(super) offsets: GroupOffsets,
 }
 
 /// One offset to commit.
@@ -198,13 +199,14 @@ impl GroupCoordinator {
         }
     }
 
-    /// Appends records for `group` to its `__consumer_offsets` partition.
+    /// Appends records for `group` to its `__consumer_offsets` partition;
+    /// the offset of the last one.
     pub(super) fn write(
         &self,
         broker: &Broker,
         group: &str,
         records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<i64, ErrorCode> {
         let partitions = broker
             .image()
             .topic(OFFSETS_TOPIC)
@@ -227,14 +229,14 @@ impl GroupCoordinator {
             warn!(error = %e, "could not encode a {OFFSETS_TOPIC} batch");
             ErrorCode::UnknownServerError
         })?;
-        off_runtime(|| partition.append(&batch.freeze(), -1, now)).map_err(|rejected| {
+        let appended = off_runtime(|| partition.append(&batch.freeze(), -1, now)).map_err(|rejected| {
             warn!(group, error = ?rejected.code, message = %rejected.message, "could not write to {OFFSETS_TOPIC}");
             match rejected.code {
                 ErrorCode::UnknownTopicOrPartition | ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
                 _ => ErrorCode::CoordinatorNotAvailable,
             }
         })?;
-        Ok(())
+        Ok(appended.last_offset)
     }
 
     pub(super) fn group_record(group: &ClassicGroup) -> (Bytes, Option<Bytes>) {
@@ -491,35 +493,47 @@ impl GroupCoordinator {
         if records.is_empty() {
             return results;
         }
-        if let Err(e) = self.write(broker, group_id, records) {
-            for (i, _, _) in accepted {
-                results[i] = Some(e);
+        let record_offset = match self.write(broker, group_id, records) {
+            Ok(record_offset) => record_offset,
+            Err(e) => {
+                for (i, _, _) in accepted {
+                    results[i] = Some(e);
+                }
+                return results;
             }
-            return results;
-        }
+        };
         for (_, key, value) in accepted {
-            entry.offsets.insert(key, value);
+            entry.offsets.insert_pending(key, record_offset, value);
         }
         results
     }
 
     /// OffsetFetch: the committed offsets of the requested partitions (all
-    /// when `None`), as (topic, partition, offset value or none).
+    /// when `None`), as (topic, partition, offset value or none). Only
+    /// commits the ISR has are served (see `offsets.rs`).
     ///
     /// `member` (OffsetFetch v9+): the member id and epoch of a consumer
     /// group member, checked like Kafka (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
     pub fn fetch_offsets(
         &self,
+        broker: &Broker,
         group_id: &str,
         member: Option<(Option<&str>, i32)>,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, Option<OffsetValue>)>, ErrorCode> {
         self.gate(group_id)?;
-        let groups = self.lock();
+        let high_watermark = broker
+            .replicas
+            .get(OFFSETS_TOPIC, partition_for(group_id, self.offsets_partition_count().max(1)))
+            .map(|partition| partition.high_watermark());
+        let mut groups = self.lock();
         if let (Some((member_id, epoch)), Some(consumer)) =
             (member, groups.get(group_id).and_then(|e| e.consumer.as_ref()))
         {
             consumer.check_fetch(member_id, epoch)?;
+        }
+        if let (Some(entry), Some(high_watermark)) = (groups.get_mut(group_id), high_watermark) {
+            entry.offsets.replicated_up_to(high_watermark);
         }
         let offsets = groups.get(group_id).map(|e| &e.offsets);
         Ok(match partitions {
@@ -604,7 +618,7 @@ impl GroupCoordinator {
         groups.entry(group.to_string()).or_insert_with(|| GroupEntry {
             group: ClassicGroup::new(group, now_ms()),
             consumer: None,
-            offsets: BTreeMap::new(),
+            offsets: GroupOffsets::default(),
         })
     }
 

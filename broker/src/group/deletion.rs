@@ -30,8 +30,9 @@ impl GroupCoordinator {
         let mut records: Vec<(Bytes, Option<Bytes>)> = entry
             .offsets
             .keys()
-            .map(|(t, p)| {
-                (RecordKey::Offset { group: group_id.to_string(), topic: t.clone(), partition: *p }.encode(), None)
+            .into_iter()
+            .map(|(topic, partition)| {
+                (RecordKey::Offset { group: group_id.to_string(), topic, partition }.encode(), None)
             })
             .collect();
         records.extend(Self::group_tombstones(group_id, entry));
@@ -75,7 +76,7 @@ impl GroupCoordinator {
                 continue;
             }
             results.push(None);
-            if entry.offsets.contains_key(&(topic.clone(), *partition)) {
+            if entry.offsets.contains(&(topic.clone(), *partition)) {
                 let key =
                     RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
                 records.push((key.encode(), None));

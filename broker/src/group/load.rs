@@ -158,7 +158,7 @@ impl GroupCoordinator {
                     Ok(set) => {
                         for record in set.records {
                             records_loaded += 1;
-                            Self::replay(&mut loaded, record.key, record.value);
+                            Self::replay(&mut loaded, record.offset, record.key, record.value);
                         }
                     }
                     Err(e) => {
@@ -168,6 +168,10 @@ impl GroupCoordinator {
             }
         }
         loaded.retain(|_, e| e.group.state != GroupState::Dead);
+        let high_watermark = partition.high_watermark();
+        for entry in loaded.values_mut() {
+            entry.offsets.replicated_up_to(high_watermark);
+        }
         let (now, now_ms) = (Instant::now(), now_ms());
         for consumer in loaded.values_mut().filter_map(|e| e.consumer.as_mut()) {
             consumer.loaded(&self.consumer_config, now, now_ms);
@@ -189,12 +193,14 @@ impl GroupCoordinator {
         );
     }
 
-    fn replay(groups: &mut HashMap<String, GroupEntry>, key: Option<Bytes>, value: Option<Bytes>) {
+    /// Applies the record at `record_offset`. Offsets are pending until
+    /// the load is done: those past the high watermark stay so.
+    fn replay(groups: &mut HashMap<String, GroupEntry>, record_offset: i64, key: Option<Bytes>, value: Option<Bytes>) {
         let Some(key) = key.and_then(|k| RecordKey::decode(k).ok().flatten()) else { return };
         match key {
             RecordKey::Offset { group, topic, partition } => match value.map(OffsetValue::decode) {
                 Some(Ok(v)) => {
-                    Self::entry(groups, &group).offsets.insert((topic, partition), v);
+                    Self::entry(groups, &group).offsets.insert_pending((topic, partition), record_offset, v);
                 }
                 Some(Err(e)) => warn!(group, error = %e, "skipping an unreadable offset record"),
                 None => {

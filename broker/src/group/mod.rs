@@ -8,6 +8,9 @@ pub mod consumer_protocol;
 pub mod coordinator;
 mod deletion;
 mod load;
+mod offsets;
+#[cfg(test)]
+mod offsets_tests;
 pub mod records;
 
 pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC};

@@ -49,7 +49,7 @@ fn fetch(
     if group.is_empty() {
         return Err(ErrorCode::InvalidGroupId);
     }
-    broker.groups.fetch_offsets(group, member, wanted)
+    broker.groups.fetch_offsets(broker, group, member, wanted)
 }
 
 /// Serves OffsetFetch.

@@ -191,7 +191,7 @@ async fn compacted_consumer_offsets_still_load() {
     let fresh = rx.recv_timeout(Duration::from_secs(20)).expect("loading terminates");
     let offsets = |group: &str| {
         let mut v: Vec<(i32, i64, String)> = fresh
-            .fetch_offsets(group, None, None)
+            .fetch_offsets(&broker, group, None, None)
             .expect("no member to check")
             .into_iter()
             .map(|(_, p, v)| {
