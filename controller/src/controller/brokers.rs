@@ -29,18 +29,42 @@ impl QuorumController {
                 )));
             }
         }
-        let mut records = vec![MetadataRecord::RegisterBroker {
+        // A new incarnation of a registered broker: whatever the previous one
+        // did not hand over (it was killed, or fenced while it still led a
+        // partition with no other live replica) it gives up now, as Kafka's
+        // controller cleans up after an unclean shutdown. It may have lost
+        // what it had not flushed, so it leads again only in a new leader
+        // epoch, which makes its followers check their logs against it.
+        let mut records = match image.broker(id) {
+            Some(existing) if existing.incarnation_id != reg.incarnation_id => {
+                self.leave_isrs_and_leaderships(&image, id)
+            }
+            _ => Vec::new(),
+        };
+        let cleaned_up = records.len();
+        records.push(MetadataRecord::RegisterBroker {
             id,
             incarnation_id: reg.incarnation_id,
             listeners: reg.listeners,
             rack: reg.rack,
             fenced: true,
             epoch,
-        }];
+        });
         if !reg.fenced {
-            records.extend(self.unfence_records(&image, id, epoch));
+            let mut registered = ImageBuilder::from_image((*image).clone());
+            for record in &records {
+                registered.replay(record)?;
+            }
+            records.extend(self.unfence_records(&registered.build(), id, epoch));
         }
         self.commit(&guard, records).await?;
+        if cleaned_up > 0 {
+            tracing::info!(
+                broker = id,
+                partitions = cleaned_up,
+                "a new incarnation of the broker registered: the previous one left its ISRs and leaderships"
+            );
+        }
         if reg.fenced {
             tracing::info!(broker = id, epoch, "broker registered, fenced until it has caught up");
         } else {
@@ -78,11 +102,22 @@ impl QuorumController {
         if broker.fenced {
             return Ok(());
         }
-        let live = |r: i32| r != broker_id && election::is_live(&image, r);
+        let mut records = self.leave_isrs_and_leaderships(&image, broker_id);
+        records.push(MetadataRecord::FenceBroker { id: broker_id, epoch: broker.epoch });
+        self.commit(&guard, records).await?;
+        tracing::info!(broker = broker_id, reason, "broker fenced");
+        Ok(())
+    }
+
+    /// The partition changes taking `broker_id` out of every ISR (the last
+    /// member stays) and its leaderships to another valid replica, or to a
+    /// live one outside the ISR where the topic allows unclean election.
+    fn leave_isrs_and_leaderships(&self, image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+        let live = |r: i32| r != broker_id && election::is_live(image, r);
         let mut records = Vec::new();
         for topic in image.topics.values() {
             let election =
-                if self.unclean_election_enabled(&image, &topic.name) { Election::Unclean } else { Election::Clean };
+                if self.unclean_election_enabled(image, &topic.name) { Election::Unclean } else { Election::Clean };
             for (p, part) in topic.partitions.iter().enumerate() {
                 if part.leader != broker_id && !part.isr.contains(&broker_id) {
                     continue;
@@ -97,10 +132,7 @@ impl QuorumController {
                 }
             }
         }
-        records.push(MetadataRecord::FenceBroker { id: broker_id, epoch: broker.epoch });
-        self.commit(&guard, records).await?;
-        tracing::info!(broker = broker_id, reason, "broker fenced");
-        Ok(())
+        records
     }
 
     /// The leader's side of [`QuorumController::allocate_producer_ids`].

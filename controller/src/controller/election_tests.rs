@@ -172,3 +172,32 @@ async fn the_rebalance_gives_leadership_back_to_in_sync_preferred_replicas() {
     assert_eq!(partition(&c, "r").leader, 1);
     assert_eq!(c.rebalance_leaders().await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_broker_leads_again_only_in_a_new_leader_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_brokers(dir.path(), 3).await;
+    create(&c, "shared", &[1, 2, 3], &[]).await;
+    create(&c, "solo", &[1], &[]).await;
+    let before = (partition(&c, "shared"), partition(&c, "solo"));
+    assert_eq!((before.0.leader, before.1.leader), (1, 1));
+
+    // Broker 1 is killed and comes back (a new incarnation) before its session expired.
+    c.register_broker(BrokerRegistration::unfenced_for_test(1)).await.unwrap();
+    let shared = partition(&c, "shared");
+    assert_eq!(shared.leader, 2, "another ISR member took over");
+    assert_eq!(shared.isr, vec![2, 3], "broker 1 rejoins the ISR by catching up");
+    assert!(shared.leader_epoch > before.0.leader_epoch);
+    let solo = partition(&c, "solo");
+    assert_eq!(solo.leader, 1, "the only replica leads again...");
+    assert!(solo.leader_epoch > before.1.leader_epoch, "...in a new leader epoch");
+    assert_eq!(solo.isr, vec![1]);
+
+    // The same incarnation registering again (a retried request) changes nothing.
+    let registered = c.image().broker(1).unwrap().clone();
+    let mut again = BrokerRegistration::unfenced_for_test(1);
+    again.incarnation_id = registered.incarnation_id;
+    c.register_broker(again).await.unwrap();
+    assert_eq!(partition(&c, "solo").leader_epoch, solo.leader_epoch);
+    assert_eq!(partition(&c, "shared"), shared);
+}
