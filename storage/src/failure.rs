@@ -153,8 +153,9 @@ impl Log {
     /// Removes everything at or above `offset` (follower divergence): later segments are deleted, the
     /// segment holding `offset` is cut before the batch containing it and re-indexed; the epoch cache
     /// is truncated and producer state rebuilt. If `offset` is below the first segment, the log is
-    /// emptied and restarted at `offset`. No-op when `offset >= log_end_offset`. The recovery point
-    /// drops to the new log end: the caller must persist it (Kafka checkpoints the log dir's
+    /// emptied and restarted at `offset`. When `offset >= log_end_offset` no record goes, only epoch
+    /// entries starting at the log end (an epoch with no record yet). The recovery point drops to
+    /// the new log end: the caller must persist it (Kafka checkpoints the log dir's
     /// recovery points right after a truncation) before appending past a stale persisted value.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         self.check_usable()?;

@@ -21,7 +21,12 @@ impl Log {
             });
         }
         if offset >= self.log_end_offset() {
-            return Ok(());
+            // No record goes, but an epoch entry starting at the log end does, as in Kafka: a
+            // broker that became leader (assigning its epoch at the log end) and lost the
+            // leadership before appending would otherwise send that epoch as its last fetched
+            // epoch forever, and its new leader would answer every fetch with a divergence.
+            let leo = self.log_end_offset();
+            return self.epochs.truncate_from_end(leo);
         }
         info!(dir = %self.dir.display(), offset, "truncating log");
         self.segments_version += 1;

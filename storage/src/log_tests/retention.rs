@@ -122,9 +122,14 @@ fn truncate_to_mid_batch_and_below_start() {
     let mut log = Log::open(d.path(), small(), 0).unwrap();
     assert_eq!(log.log_end_offset(), 21);
     assert_eq!(log.read(19, 1000, i64::MAX, false).unwrap().len(), simple(18, 2, 0).len() + simple(20, 1, 5).len());
-    // truncation at or beyond the end is a no-op
+    // truncation at or beyond the end keeps every record, but drops an epoch that starts at the
+    // log end with no record in it (a leadership that wrote nothing)
+    log.assign_leader_epoch(7).unwrap();
+    assert_eq!(log.latest_epoch(), Some(7));
     log.truncate_to(100).unwrap();
     assert_eq!(log.log_end_offset(), 21);
+    assert_eq!(log.latest_epoch(), Some(1));
+    assert_eq!(log.end_offset_for_epoch(1), (1, 21));
     // below the first segment: restart empty at the offset
     log.delete_records_before(15).unwrap();
     let first = log.segment_base_offsets()[0];
