@@ -2,7 +2,8 @@
 # Installs everything `make test` / `make compat` need besides the Rust toolchain:
 #   - the build's system packages (librocksdb-dev, libclang-dev, a C compiler), through
 #     scripts/install-build-deps.sh;
-#   - Debian packages: kcat, python3 (+ python3-venv when `python3 -m venv` cannot work),
+#   - Debian packages: kcat, iproute2 (`ip netns`: the chaos suite's network
+#     partitions), python3 (+ python3-venv when `python3 -m venv` cannot work),
 #     nodejs + npm when missing, golang-go + golang-github-shopify-sarama-dev (the sarama
 #     client of compat-tests/matrix), and the Java Kafka tools' dependencies
 #     (../shared/kafka-tools/install-deps.sh, beside this repository);
@@ -37,6 +38,7 @@ apt_install() {
 
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ! command -v python3 >/dev/null 2>&1; then
   missing+=(python3 python3-venv)
 elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -7,9 +7,14 @@ analyses and Kafka's own replication system tests.
   partition's high watermark (ListOffsets) and the group's committed offsets.
 - Nemesis: on a seeded random schedule, one fault at a time: kill -9 of a
   partition leader, of the active controller or of a random node (restarted
-  after a while), or SIGSTOP of a leader for longer than the broker session
-  timeout (a zombie leader), then SIGCONT. After each fault the cluster must
-  heal: every node up and every ISR full.
+  after a while), SIGSTOP of a leader for longer than the broker session
+  timeout (a zombie leader), then SIGCONT, and, on a cluster in network
+  namespaces, a network partition cutting a leader or the active controller
+  off from the other nodes (clients still reach it); and a follower's disk
+  filled (ENOSPC) or made read-only (EROFS) through the storage fault hook,
+  which stops that broker as Kafka stops on its only failed log dir, then
+  freed and the broker restarted. After each fault the cluster must heal:
+  every node up and every ISR full.
 - Checker, over everything acknowledged, read and observed plus a final read
   of every partition: lost acknowledged writes, duplicates, reordering of a
   producer's values within a partition, an offset read with another value
@@ -42,6 +47,19 @@ from .clients import admin, client_conf
 STALL_LIMIT_S = 45.0
 # A gap between two acknowledgements longer than this is an unavailability window.
 UNAVAILABLE_GAP_S = 1.0
+# Disk faults: the switch file (in the node's temp dir) that arms each, and its errno.
+DISK_FAULTS = {"disk-full": "ENOSPC", "read-only": "30"}  # 30: EROFS
+# How long a broker may keep running after its disk failed under a write.
+DISK_FAILURE_STOP_S = 30.0
+
+
+def arm_disk_faults(cluster) -> None:
+    """Arms, on every node of a cluster not yet started, writes under its data dir that
+    fail while a switch file exists (see DISK_FAULTS)."""
+    for node in cluster.nodes.values():
+        node.env["WEIR_STORAGE_FAULTS"] = ";".join(
+            f"op=write,errno={errno},persistent,under={node.data_dir},when={node.tmp / name}"
+            for name, errno in DISK_FAULTS.items())
 
 
 @dataclass
@@ -229,6 +247,8 @@ class Nemesis:
     """One fault at a time on a seeded schedule; every fault is healed before the next."""
 
     FAULTS = ("kill-leader", "kill-controller", "kill-random", "pause-leader")
+    NETWORK_FAULTS = ("isolate-leader", "isolate-controller")
+    DISK_FAULTS = ("fail-follower-disk",)
 
     def __init__(self, cluster, topic: str, partitions: int, seed: int, history: History,
                  session_timeout_s: float):
@@ -238,24 +258,34 @@ class Nemesis:
         self.session_timeout_s = session_timeout_s
         self.faults = 0
         self.unhealed: list[str] = []
+        self.kinds = self.FAULTS + (self.NETWORK_FAULTS if cluster.network else ())
+        if all("WEIR_STORAGE_FAULTS" in n.env for n in cluster.nodes.values()):
+            self.kinds += self.DISK_FAULTS
 
     def leader_of(self, partition: int) -> int:
         md = admin(self.cluster.bootstrap()).list_topics(topic=self.topic, timeout=10)
         return md.topics[self.topic].partitions[partition].leader
 
     def cycle(self) -> None:
-        fault = self.random.choice(self.FAULTS)
+        fault = self.random.choice(self.kinds)
         hold = self.random.uniform(2.0, 6.0)
         try:
-            if fault == "kill-leader":
+            if fault in ("kill-leader", "isolate-leader"):
                 victim = self.leader_of(self.random.randrange(self.partitions))
-            elif fault == "kill-controller":
+            elif fault in ("kill-controller", "isolate-controller"):
                 victim = self.cluster.active_controller()
             elif fault == "kill-random":
                 victim = self.random.choice(self.cluster.voter_ids)
+            elif fault == "fail-follower-disk":
+                leader = self.leader_of(self.random.randrange(self.partitions))
+                victim = self.random.choice([i for i in self.cluster.voter_ids if i != leader])
             else:
                 victim = self.leader_of(self.random.randrange(self.partitions))
                 hold = self.session_timeout_s + self.random.uniform(1.0, 3.0)
+            if fault.startswith("isolate"):
+                # Shorter than the session timeout (nothing moves) or well past it.
+                hold = self.random.choice((self.random.uniform(0.5, self.session_timeout_s * 0.8),
+                                           self.session_timeout_s + self.random.uniform(1.0, 6.0)))
         except Exception as e:  # noqa: BLE001 - metadata unavailable: skip this cycle
             self.history.event(f"nemesis could not pick a victim for {fault}: {e}")
             return
@@ -270,29 +300,72 @@ class Nemesis:
             time.sleep(hold)
             node.resume()
             self.history.event(f"heal: SIGCONT node {victim}")
+        elif fault.startswith("isolate"):
+            self.history.event(f"fault {self.faults}: network partition isolating node {victim} ({fault}) "
+                               f"for {hold:.1f} s")
+            self.cluster.network.isolate(victim)
+            time.sleep(hold)
+            self.cluster.network.heal(victim)
+            self.history.event(f"heal: node {victim} reconnected")
+        elif fault == "fail-follower-disk":
+            self._fail_disk(victim, hold)
         else:
             self.history.event(f"fault {self.faults}: kill -9 node {victim} ({fault}), down {hold:.1f} s")
             node.kill9()
             time.sleep(hold)
-            node.start(wait=False)
-            self.history.event(f"heal: node {victim} restarted")
+            self._restart(victim)
         self.wait_healthy()
+
+    def _fail_disk(self, victim: int, hold: float) -> None:
+        """Fails every write under the node's data dir until it stops, then frees the disk,
+        waits `hold` and starts it again."""
+        node = self.cluster.node(victim)
+        kind = self.random.choice(sorted(DISK_FAULTS))
+        switch = node.tmp / kind
+        self.history.event(f"fault {self.faults}: node {victim}'s disk {kind} (a follower)")
+        switch.touch()
+        deadline = time.monotonic() + DISK_FAILURE_STOP_S
+        while node.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        switch.unlink()
+        if node.alive():
+            self.unhealed.append(f"node {victim} still running {DISK_FAILURE_STOP_S:.0f} s after its disk failed")
+            self.history.event(self.unhealed[-1])
+            return
+        self.history.event(f"node {victim} stopped on its failed disk (exit {node.proc.returncode}); "
+                           f"disk freed, restart in {hold:.1f} s")
+        time.sleep(hold)
+        self._restart(victim)
+
+    def _restart(self, victim: int) -> None:
+        """Starts a stopped node and waits until it serves requests again."""
+        node = self.cluster.node(victim)
+        node.start(wait=False)
+        try:
+            node.wait_ready(timeout=60)
+            self.history.event(f"heal: node {victim} restarted")
+        except Exception as e:  # noqa: BLE001 - recorded: the run fails
+            self.unhealed.append(f"node {victim} did not start again: {e}")
+            self.history.event(self.unhealed[-1])
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         started = time.monotonic()
+        seen = "nothing"
         while time.monotonic() < deadline:
             try:
                 md = admin(self.cluster.bootstrap()).list_topics(topic=self.topic, timeout=5)
                 parts = md.topics[self.topic].partitions.values()
+                seen = (f"running {self.cluster.running()}, (leader, ISR) by partition "
+                        f"{ {p.id: (p.leader, p.isrs) for p in parts} }")
                 if len(self.cluster.running()) == len(self.cluster.nodes) and all(
                         len(p.isrs) == len(self.cluster.nodes) and p.leader >= 0 for p in parts):
                     self.history.event(f"healthy again after {time.monotonic() - started:.1f} s")
                     return
-            except Exception:  # noqa: BLE001 - a node still starting
-                pass
+            except Exception as e:  # noqa: BLE001 - a node still starting
+                seen = f"no metadata: {e}"
             time.sleep(0.5)
-        self.unhealed.append(f"not healthy {timeout:.0f} s after fault {self.faults}")
+        self.unhealed.append(f"not healthy {timeout:.0f} s after fault {self.faults} (last seen: {seen})")
         self.history.event(self.unhealed[-1])
 
 

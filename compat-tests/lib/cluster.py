@@ -7,7 +7,9 @@ port and data dir, or, with `dedicated_controllers`, controller-only nodes
 are brokers only (`process.roles=broker`): they follow the quorum as observers,
 reaching it through `controller.quorum.bootstrap.servers`. Faults are injected
 by PID only: kill -9, SIGSTOP/SIGCONT, restart on the same data, restart on an
-emptied data dir.
+emptied data dir. With `network=True` each node runs in its own network
+namespace (lib/network.py) and `cluster.network.isolate(i)` partitions node i
+from the others while clients still reach it.
 
     with WeirCluster(3) as cluster:
         cluster.start()
@@ -25,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from . import wire
 from .clients import admin, wait_until
+from .network import Network
 from .weir import HOST, Weir, free_port
 
 
@@ -66,21 +69,25 @@ def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
 class WeirCluster:
     """`size` voters with ids 1..size and `brokers` broker-only nodes after them.
     The voters are combined brokers and controllers, or with `dedicated_controllers`
-    controller-only nodes that serve no clients. `overrides` apply to every node."""
+    controller-only nodes that serve no clients. `overrides` apply to every node.
+    With `network`, every node has its own network namespace and address."""
 
     def __init__(self, size: int = 3, overrides: dict[str, object] | None = None, name: str = "cluster",
-                 brokers: int = 0, dedicated_controllers: bool = False):
+                 brokers: int = 0, dedicated_controllers: bool = False, network: bool = False):
         self.size = size
+        ids = list(range(1, size + brokers + 1))
+        self.network = Network(ids) if network else None
+        hosts = {i: self.network.address(i) if self.network else HOST for i in ids}
         self.controller_ports = {i: free_port() for i in range(1, size + 1)}
-        voters = ",".join(f"{i}@{HOST}:{port}" for i, port in self.controller_ports.items())
+        voters = ",".join(f"{i}@{hosts[i]}:{port}" for i, port in self.controller_ports.items())
         self.nodes: dict[int, Weir] = {}
         for i in range(1, size + 1):
-            node = Weir(name=f"{name}-node{i}")
+            node = self._node(f"{name}-node{i}", i, hosts[i])
             node.overrides.update({
                 "node.id": i,
                 "process.roles": "broker,controller",
-                "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{self.controller_ports[i]}",
-                "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+                "listeners": f"PLAINTEXT://{hosts[i]}:{node.port},CONTROLLER://{hosts[i]}:{self.controller_ports[i]}",
+                "advertised.listeners": f"PLAINTEXT://{hosts[i]}:{node.port}",
                 "controller.listener.names": "CONTROLLER",
                 "controller.quorum.voters": voters,
                 "group.initial.rebalance.delay.ms": 0,
@@ -88,26 +95,33 @@ class WeirCluster:
             if dedicated_controllers:
                 node.overrides.update({
                     "process.roles": "controller",
-                    "listeners": f"CONTROLLER://{HOST}:{self.controller_ports[i]}",
+                    "listeners": f"CONTROLLER://{hosts[i]}:{self.controller_ports[i]}",
                     "advertised.listeners": "",
                 })
                 node.serves_clients = False
             node.overrides.update(overrides or {})
             self.nodes[i] = node
-        bootstrap = ",".join(f"{HOST}:{port}" for port in self.controller_ports.values())
+        bootstrap = ",".join(f"{hosts[i]}:{port}" for i, port in self.controller_ports.items())
         for i in range(size + 1, size + brokers + 1):
-            node = Weir(name=f"{name}-broker{i}")
+            node = self._node(f"{name}-broker{i}", i, hosts[i])
             node.overrides.update({
                 "node.id": i,
                 "process.roles": "broker",
-                "listeners": f"PLAINTEXT://{HOST}:{node.port}",
-                "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+                "listeners": f"PLAINTEXT://{hosts[i]}:{node.port}",
+                "advertised.listeners": f"PLAINTEXT://{hosts[i]}:{node.port}",
                 "controller.listener.names": "CONTROLLER",
                 "controller.quorum.bootstrap.servers": bootstrap,
                 "group.initial.rebalance.delay.ms": 0,
             })
             node.overrides.update(overrides or {})
             self.nodes[i] = node
+
+    def _node(self, name: str, node_id: int, host: str) -> Weir:
+        node = Weir(name=name)
+        node.host = host
+        if self.network:
+            node.exec_prefix = self.network.exec_prefix(node_id)
+        return node
 
     @property
     def voter_ids(self) -> list[int]:
@@ -156,6 +170,8 @@ class WeirCluster:
         for n in self.nodes.values():
             n.resume()
             n.cleanup()
+        if self.network:
+            self.network.destroy()
 
     # ------------------------------------------------------------ metadata
 
@@ -168,7 +184,7 @@ class WeirCluster:
         while time.monotonic() < deadline:
             for i in ([via] if via else [i for i in self.running() if self.nodes[i].serves_clients]):
                 try:
-                    with wire.Conn(HOST, self.nodes[i].port, timeout=5.0) as conn:
+                    with wire.Conn(self.nodes[i].host, self.nodes[i].port, timeout=5.0) as conn:
                         error, leader, _ = wire.describe_quorum_v0(conn)
                     if error == 0 and leader in self.nodes:
                         return leader

@@ -1,7 +1,8 @@
 """Starting and stopping a `weir` broker process for the compat tests.
 
 Only processes started here are ever signalled, always by PID. Everything
-listens on and talks to 127.0.0.1 only.
+listens on and talks to 127.0.0.1 only, but for nodes a cluster test runs in
+network namespaces it creates (lib/network.py).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class Weir:
         self.env = dict(env or {})
         self.bin = weir_bin()
         self.port = free_port()
+        # The address it listens on, and the prefix running it in a network namespace, if any.
+        self.host = HOST
+        self.exec_prefix: list[str] = []
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self.data_dir = self.tmp / "data"
         self.data_dir.mkdir()
@@ -111,7 +115,7 @@ class Weir:
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -132,7 +136,7 @@ class Weir:
     # ------------------------------------------------------------ lifecycle
 
     def command(self) -> list[str]:
-        cmd = [str(self.bin)]
+        cmd = [*self.exec_prefix, str(self.bin)]
         config = REPO_ROOT / "weir.yaml"
         if config.exists():
             cmd += ["--config", str(config)]
@@ -174,7 +178,7 @@ class Weir:
             if self.proc.poll() is not None:
                 raise WeirError(
                     f"{self.name} exited with {self.proc.returncode} before it was ready\n{self.tail()}")
-            if self.serves_clients and wire.probe_api_versions(HOST, self.port, timeout=1.0):
+            if self.serves_clients and wire.probe_api_versions(self.host, self.port, timeout=1.0):
                 return
             if not self.serves_clients and self.log_path.read_text(errors="replace").count("Weir started") >= self.starts:
                 return
