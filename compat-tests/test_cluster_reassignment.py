@@ -14,14 +14,12 @@ which Weir does not accept yet (dynamic broker configs are issue 14).
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from lib.clients import (JAVA_ENV, admin, client_conf, consume_assigned, java_available, java_tool, run,
+from lib.clients import (JAVA_ENV, BackgroundProducer, admin, assert_read_back, java_available, java_tool, run,
                          unique_topic, wait_until)
 from lib.cluster import WeirCluster
 
@@ -48,26 +46,8 @@ def test_kafka_reassign_partitions_moves_a_partition_while_it_is_written(tmp_pat
         client.create_topics([new])[topic].result(30)
         wait_until(lambda: replicas_and_isr(c.bootstrap(), topic)[2] == [1, 2], timeout=30, what="a full ISR")
 
-        acked: dict[bytes, int] = {}
-        errors: list[str] = []
-        stop = threading.Event()
-
-        def write():
-            p = Producer(client_conf(c.bootstrap(), **{"acks": "all", "enable.idempotence": True, "linger.ms": 2,
-                                                       "message.timeout.ms": 60000}))
-            i = 0
-            while not stop.is_set():
-                p.produce(topic, value=f"value-{i}".encode(), on_delivery=lambda err, msg: (
-                    errors.append(str(err)) if err is not None else acked.__setitem__(msg.value(), msg.offset())))
-                p.poll(0)
-                i += 1
-                time.sleep(0.002)
-            p.flush(60)
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        try:
-            wait_until(lambda: len(acked) >= 500, timeout=30, what="records acknowledged before the move")
+        with BackgroundProducer(c.bootstrap(), topic) as writer:
+            wait_until(lambda: len(writer.acked) >= 500, timeout=30, what="records acknowledged before the move")
             plan = tmp_path / "reassignment.json"
             plan.write_text(json.dumps({"version": 1, "partitions": [
                 {"topic": topic, "partition": 0, "replicas": [4, 3], "log_dirs": ["any", "any"]}]}))
@@ -81,23 +61,15 @@ def test_kafka_reassign_partitions_moves_a_partition_while_it_is_written(tmp_pat
             wait_until(lambda: "is completed" in run(verify, timeout=60, env=JAVA_ENV).stdout, timeout=60,
                        interval=0.5, what="the reassignment completing")
             print(f"reassignment completed after {time.monotonic() - started:.2f} s")
-            before = len(acked)
-            wait_until(lambda: len(acked) >= before + 300, timeout=30, what="records acknowledged after the move")
-        finally:
-            stop.set()
-            writer.join(90)
-        assert not errors, errors[:5]
+            before = len(writer.acked)
+            wait_until(lambda: len(writer.acked) >= before + 300, timeout=30,
+                       what="records acknowledged after the move")
+        assert not writer.errors, writer.errors[:5]
         leader, replicas, isr = replicas_and_isr(c.bootstrap(), topic)
         assert (replicas, isr) == ([4, 3], [3, 4]) and leader in (3, 4), (leader, replicas, isr)
         for old in (1, 2):
             wait_until(lambda: "deleted partition log" in c.node(old).tail(2000), timeout=30,
                        what=f"broker {old} deleting its copy")
 
-        expected = {offset: value for value, offset in acked.items()}
-        got = consume_assigned(c.bootstrap(), topic, [0], max(expected) + 1, timeout=60)
-        stored = {m.offset(): m.value() for m in got}
-        lost = [o for o, v in expected.items() if stored.get(o) != v]
-        assert not lost, f"{len(lost)} acknowledged records lost, e.g. offsets {sorted(lost)[:5]}"
-        values = [m.value() for m in got]
-        assert len(values) == len(set(values)), "duplicates"
-        print(f"{len(acked)} records acknowledged across the move, every one read back at its offset")
+        assert_read_back(c.bootstrap(), topic, writer.acked)
+        print(f"{len(writer.acked)} records acknowledged across the move, every one read back at its offset")

@@ -19,15 +19,14 @@ watermark, acks=all, and failover that loses no acknowledged record.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from lib.clients import (JAVA_ENV, admin, client_conf, consume_assigned, java_available, java_tool, run,
-                         unique_topic, wait_until)
+from lib.clients import (JAVA_ENV, BackgroundProducer, admin, assert_read_back, client_conf, consume_assigned,
+                         java_available, java_tool, run, unique_topic, wait_until)
 from lib import wire
 from lib.cluster import WeirCluster
 from lib.weir import HOST
@@ -88,60 +87,25 @@ def test_acks_all_survives_kill_of_the_leader_and_the_broker_rejoins(cluster):
     client.create_topics([NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
     wait_for_isr(bootstrap, topic, 3)
 
-    acked: dict[bytes, tuple[int, int]] = {}
-    errors: list[str] = []
-    stop = threading.Event()
+    with BackgroundProducer(bootstrap, topic) as writer:
+        wait_until(lambda: len(writer.acked) >= 300, timeout=30, what="records acknowledged before the kill")
+        victim = isr_by_partition(bootstrap, topic)[0][0]
+        before = len(writer.acked)
+        cluster.node(victim).kill9()
+        killed_at = time.monotonic()
+        survivors = cluster.bootstrap()
+        wait_until(lambda: len(writer.acked) >= before + 300, timeout=60, what="records acknowledged after the kill")
+        print(f"\nkilled leader {victim}; 300 more records acknowledged after {time.monotonic() - killed_at:.2f} s")
+        leaders = isr_by_partition(survivors, topic)
+        assert all(leader != victim and victim not in isr for leader, isr in leaders.values()), leaders
 
-    def on_delivery(err, msg):
-        if err is None:
-            acked[msg.value()] = (msg.partition(), msg.offset())
-        else:
-            errors.append(str(err))
-
-    def write():
-        p = Producer(client_conf(bootstrap, **{"acks": "all", "enable.idempotence": True, "linger.ms": 2,
-                                               "message.timeout.ms": 60000}))
-        i = 0
-        while not stop.is_set():
-            p.produce(topic, value=f"value-{i}".encode(), on_delivery=on_delivery)
-            p.poll(0)
-            i += 1
-            time.sleep(0.002)
-        p.flush(60)
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    wait_until(lambda: len(acked) >= 300, timeout=30, what="records acknowledged before the kill")
-    victim = isr_by_partition(bootstrap, topic)[0][0]
-    before = len(acked)
-    cluster.node(victim).kill9()
-    killed_at = time.monotonic()
-    survivors = cluster.bootstrap()
-    wait_until(lambda: len(acked) >= before + 300, timeout=60, what="records acknowledged after the kill")
-    print(f"\nkilled leader {victim}; 300 more records acknowledged after {time.monotonic() - killed_at:.2f} s")
-    leaders = isr_by_partition(survivors, topic)
-    assert all(leader != victim and victim not in isr for leader, isr in leaders.values()), leaders
-
-    cluster.node(victim).start()
-    restarted_at = time.monotonic()
-    wait_for_isr(cluster.bootstrap(), topic, 3, timeout=60)
-    print(f"broker {victim} back in every ISR {time.monotonic() - restarted_at:.2f} s after its restart")
-    stop.set()
-    writer.join(90)
-    assert not errors, errors[:5]
-
-    # Every acknowledged record, once, at the offset it was acknowledged at.
-    by_partition: dict[int, dict[int, bytes]] = {}
-    for value, (partition, offset) in acked.items():
-        by_partition.setdefault(partition, {})[offset] = value
-    for partition, expected in by_partition.items():
-        got = consume_assigned(cluster.bootstrap(), topic, [partition], max(expected) + 1, timeout=60)
-        stored = {m.offset(): m.value() for m in got}
-        lost = [o for o, v in expected.items() if stored.get(o) != v]
-        assert not lost, f"partition {partition}: {len(lost)} acknowledged records lost, e.g. offsets {lost[:5]}"
-        values = [m.value() for m in got]
-        assert len(values) == len(set(values)), f"partition {partition}: duplicates"
-    print(f"{len(acked)} records acknowledged, every one read back at its offset")
+        cluster.node(victim).start()
+        restarted_at = time.monotonic()
+        wait_for_isr(cluster.bootstrap(), topic, 3, timeout=60)
+        print(f"broker {victim} back in every ISR {time.monotonic() - restarted_at:.2f} s after its restart")
+    assert not writer.errors, writer.errors[:5]
+    assert_read_back(cluster.bootstrap(), topic, writer.acked)
+    print(f"{len(writer.acked)} records acknowledged, every one read back at its offset")
 
 
 def test_without_enough_replicas_acks_all_is_refused_and_acks_1_goes_on():

@@ -209,3 +209,63 @@ def watermarks(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
         return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
     finally:
         c.close()
+
+
+class BackgroundProducer:
+    """An idempotent acks=all confluent-kafka producer writing `value-<n>` to `topic`
+    on its own thread until stop(): `acked` maps each acknowledged value to its
+    (partition, offset), `errors` holds every delivery error."""
+
+    def __init__(self, bootstrap: str, topic: str, interval_s: float = 0.002):
+        import threading
+
+        self.bootstrap, self.topic, self.interval_s = bootstrap, topic, interval_s
+        self.acked: dict[bytes, tuple[int, int]] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+
+    def __enter__(self) -> "BackgroundProducer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stops writing and waits until everything sent is acknowledged or failed."""
+        self._stop.set()
+        self._thread.join(90)
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is None:
+            self.acked[msg.value()] = (msg.partition(), msg.offset())
+        else:
+            self.errors.append(str(err))
+
+    def _write(self) -> None:
+        from confluent_kafka import Producer
+
+        p = Producer(client_conf(self.bootstrap, **{"acks": "all", "enable.idempotence": True, "linger.ms": 2,
+                                                    "message.timeout.ms": 60000}))
+        i = 0
+        while not self._stop.is_set():
+            p.produce(self.topic, value=f"value-{i}".encode(), on_delivery=self._on_delivery)
+            p.poll(0)
+            i += 1
+            time.sleep(self.interval_s)
+        p.flush(60)
+
+
+def assert_read_back(bootstrap: str, topic: str, acked: dict[bytes, tuple[int, int]]) -> None:
+    """Every acknowledged value (value -> (partition, offset)) is read back once, at its offset."""
+    by_partition: dict[int, dict[int, bytes]] = {}
+    for value, (partition, offset) in acked.items():
+        by_partition.setdefault(partition, {})[offset] = value
+    for partition, expected in by_partition.items():
+        got = consume_assigned(bootstrap, topic, [partition], max(expected) + 1, timeout=60)
+        stored = {m.offset(): m.value() for m in got}
+        lost = [o for o, v in expected.items() if stored.get(o) != v]
+        assert not lost, f"partition {partition}: {len(lost)} acknowledged records lost, e.g. offsets {lost[:5]}"
+        values = [m.value() for m in got]
+        assert len(values) == len(set(values)), f"partition {partition}: duplicates"
