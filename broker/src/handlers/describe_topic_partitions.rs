@@ -69,7 +69,7 @@ fn partitions(
                 .with_isr_nodes(ids(&p.isr))
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()))
-                .with_offline_replicas(ids(&offline_replicas(image, replicas, &topic.name, index as i32)))
+                .with_offline_replicas(ids(&offline_replicas(image, replicas, &topic.name, index as i32, p)))
         })
         .collect()
 }

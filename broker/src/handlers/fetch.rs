@@ -53,6 +53,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use tokio::sync::Notify;
+use weir_controller::MetadataImage;
 use weir_protocol::ErrorCode;
 
 use super::leader_hints::LeaderHints;
@@ -124,6 +125,8 @@ fn read_once(
     let mut out = Vec::with_capacity(targets.len());
     let mut proposals = Vec::new();
     let mut respond_now = false;
+    // One metadata image per pass, for the replica selector's rack lookups.
+    let image = (follower.is_none() && broker.config.replication.rack_aware_replica_selector).then(|| broker.image());
     for target in targets {
         let data = if let Some(follower) = follower {
             let follower = FollowerFetch { log_start_offset: target.log_start_offset, ..follower };
@@ -131,7 +134,7 @@ fn read_once(
             proposals.extend(proposal);
             data
         } else {
-            read_partition(broker, target, remaining, total == 0, consumer)
+            read_partition(broker, target, remaining, total == 0, consumer, image.as_deref())
         };
         let bytes = data.records.as_ref().map_or(0, |r| r.len());
         total += bytes;
@@ -227,6 +230,7 @@ fn read_partition(
     remaining: usize,
     first: bool,
     consumer: &ConsumerFetch,
+    selector_image: Option<&MetadataImage>,
 ) -> PartitionData {
     if target.topic.is_empty() {
         return partition_error(target.partition, ErrorCode::UnknownTopicId, None);
@@ -246,8 +250,7 @@ fn read_partition(
     if let Err(code) = partition.check_leader_epoch(target.current_leader_epoch) {
         return partition_error(target.partition, code, None);
     }
-    if broker.config.replication.rack_aware_replica_selector {
-        let image = broker.image();
+    if let Some(image) = selector_image {
         let rack_of = |id: i32| image.broker(id).filter(|b| !b.fenced).and_then(|b| b.rack.clone());
         if let Some(replica) = partition.preferred_read_replica(target.fetch_offset, &consumer.rack, rack_of, now_ms())
         {

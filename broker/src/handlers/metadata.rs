@@ -27,7 +27,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use weir_controller::topic_name::{is_internal_topic, validate_topic_name};
-use weir_controller::{CreateTopic, MetadataImage, TopicImage};
+use weir_controller::{CreateTopic, MetadataImage, PartitionRegistration, TopicImage};
 use weir_protocol::ErrorCode;
 
 use super::RequestContext;
@@ -71,11 +71,16 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-/// The replicas of a partition that are offline: on a fenced or
-/// unregistered broker, or this broker's own if its log is offline.
-pub fn offline_replicas(image: &MetadataImage, replicas: &ReplicaManager, topic: &str, index: i32) -> Vec<i32> {
+/// The replicas of partition `index` of `topic` that are offline: on a
+/// fenced or unregistered broker, or this broker's own if its log is offline.
+pub fn offline_replicas(
+    image: &MetadataImage,
+    replicas: &ReplicaManager,
+    topic: &str,
+    index: i32,
+    partition: &PartitionRegistration,
+) -> Vec<i32> {
     let local = replicas.offline_replica(topic, index);
-    let Some(partition) = image.topic(topic).and_then(|t| t.partition(index)) else { return Vec::new() };
     partition
         .replicas
         .iter()
@@ -97,7 +102,7 @@ pub fn describe_topic(
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let offline = offline_replicas(image, replicas, &topic.name, index as i32);
+            let offline = offline_replicas(image, replicas, &topic.name, index as i32, p);
             let leader = if offline.contains(&p.leader) { -1 } else { p.leader };
             MetadataResponsePartition::default()
                 .with_partition_index(index as i32)

@@ -17,6 +17,15 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
+/// At most this many records go into one commit of an ElectLeaders naming
+/// every partition (Kafka's `MAX_RECORDS_PER_USER_OP`); the rest follow in
+/// further commits, as Kafka's non-atomic election result does.
+const MAX_RECORDS_PER_COMMIT: usize = 10_000;
+
+/// At most this many leaders move in one rebalance pass (Kafka's
+/// `maxElectionsPerImbalance`); a pass that hit it is followed by another at once.
+const MAX_ELECTIONS_PER_IMBALANCE: usize = 1_000;
+
 /// What an election may choose (Kafka's `Election`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Election {
@@ -139,20 +148,27 @@ impl QuorumController {
             }
             results.push((topic, outcomes));
         }
-        if !records.is_empty() {
-            let count = records.len();
+        let count = records.len();
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(MAX_RECORDS_PER_COMMIT));
             self.commit(&guard, records).await?;
+            records = rest;
+        }
+        if count > 0 {
             tracing::info!(?election, partitions = count, "leaders elected");
         }
         Ok(results)
     }
 
     /// The preferred-leader elections the periodic rebalance would make:
-    /// every partition whose preferred replica is a valid leader and does not lead.
-    fn imbalanced_partitions(image: &MetadataImage) -> Vec<MetadataRecord> {
+    /// up to `limit` partitions whose preferred replica is a valid leader and does not lead.
+    pub(super) fn imbalanced_partitions(image: &MetadataImage, limit: usize) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
         for topic in image.topics.values() {
             for (index, part) in topic.partitions.iter().enumerate() {
+                if records.len() == limit {
+                    return records;
+                }
                 let Some(&preferred) = part.replicas.first() else { continue };
                 if part.leader == preferred || !part.isr.contains(&preferred) || !is_live(image, preferred) {
                     continue;
@@ -165,10 +181,11 @@ impl QuorumController {
         records
     }
 
-    /// Moves leadership back to preferred replicas (Kafka's auto leader rebalance).
+    /// Moves leadership back to preferred replicas (Kafka's auto leader
+    /// rebalance), at most [`MAX_ELECTIONS_PER_IMBALANCE`] partitions; returns how many.
     pub(super) async fn rebalance_leaders(&self) -> Result<usize, ControllerError> {
         let guard = self.lock().await?;
-        let records = Self::imbalanced_partitions(&self.image());
+        let records = Self::imbalanced_partitions(&self.image(), MAX_ELECTIONS_PER_IMBALANCE);
         let count = records.len();
         if count > 0 {
             self.commit(&guard, records).await?;
@@ -218,8 +235,15 @@ pub(super) async fn rebalance_leaders_periodically(controller: QuorumController)
         if controller.raft.metrics().borrow().state != openraft::ServerState::Leader {
             continue;
         }
-        if let Err(e) = controller.rebalance_leaders().await {
-            tracing::debug!(error = %e, "auto leader rebalance failed; retrying at the next check");
+        loop {
+            match controller.rebalance_leaders().await {
+                Ok(MAX_ELECTIONS_PER_IMBALANCE) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "auto leader rebalance failed; retrying at the next check");
+                    break;
+                }
+            }
         }
     }
 }
