@@ -13,6 +13,7 @@
 #   BENCH_PERF=0            skip the perf profile of the produce row
 #   BENCH_OUT=BENCHMARKS.md where to write the report
 #   BENCH_WARM_GB=8         GiB of memory touched (then freed) before the run; 0 = off
+#   BENCH_CLUSTER=1         the 3-node cluster rows (bench/cluster.sh); 0 = skip
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,14 +49,18 @@ mkdir -p "$DATA" "$LOGS"
 BROKER_PID=""
 BG_PIDS=()
 
+CLUSTER_PIDS=()
+stop_pid() {   # SIGTERM, up to 10 s, then SIGKILL
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL "$1" 2>/dev/null || true
+}
+
 cleanup() {
   local p
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -n "$BROKER_PID" ]; then
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-  fi
+  [ -z "$BROKER_PID" ] || stop_pid "$BROKER_PID"
+  for p in "${CLUSTER_PIDS[@]}"; do stop_pid "$p"; done
   # Keep the logs of the last run next to the build, drop the data.
   rm -rf "$BUILD/last-logs"
   [ -d "$LOGS" ] && mv "$LOGS" "$BUILD/last-logs" 2>/dev/null || true
@@ -129,22 +134,32 @@ done
 grep -q 'Weir started' "$LOGS/weir.stderr" || { log "weir did not start in 30 s"; exit 1; }
 sleep 1
 
-cpu_ticks() { sed 's/^.*) //' "/proc/$BROKER_PID/stat" | awk '{print $12 + $13}'; }   # utime+stime
-status_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$BROKER_PID/status"; }
+# The processes a row measures: the single broker, or the cluster's nodes (summed).
+MEASURED_PIDS=("$BROKER_PID")
+cpu_ticks() {   # utime+stime
+  local p; for p in "${MEASURED_PIDS[@]}"; do sed 's/^.*) //' "/proc/$p/stat"; done | awk '{t += $12 + $13} END {print t}'
+}
+status_kb() {
+  local p; for p in "${MEASURED_PIDS[@]}"; do cat "/proc/$p/status"; done | awk -v k="$1:" '$1 == k {t += $2} END {print t}'
+}
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 IDLE_RSS_KB="$(status_kb VmRSS)"
 log "idle RSS $(mib "$IDLE_RSS_KB") MiB"
 
-create_topic() {   # name partitions
+create_topic() {   # name partitions [replication factor, on CLUSTER_BROKERS with min.insync.replicas=2]
+  local rf="${3:-1}" bootstrap="$BROKERS" config=()
+  if [ "$rf" != 1 ]; then bootstrap="$CLUSTER_BROKERS"; config=(--config min.insync.replicas=2); fi
   if [ -x "$KAFKA_TOPICS" ]; then
-    timeout 120 "$KAFKA_TOPICS" --bootstrap-server "$BROKERS" --create --topic "$1" \
-      --partitions "$2" --replication-factor 1 >>"$LOGS/topics.log" 2>&1
+    timeout 120 "$KAFKA_TOPICS" --bootstrap-server "$bootstrap" --create --topic "$1" \
+      --partitions "$2" --replication-factor "$rf" "${config[@]}" >>"$LOGS/topics.log" 2>&1
   elif [ -x "$ROOT/.venv/bin/python" ] && "$ROOT/.venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
-    timeout 120 "$ROOT/.venv/bin/python" - "$BROKERS" "$1" "$2" <<'PY' >>"$LOGS/topics.log" 2>&1
+    timeout 120 "$ROOT/.venv/bin/python" - "$bootstrap" "$1" "$2" "$rf" <<'PY' >>"$LOGS/topics.log" 2>&1
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
 a = AdminClient({"bootstrap.servers": sys.argv[1]})
-for f in a.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)]).values():
+rf = int(sys.argv[4])
+config = {"min.insync.replicas": "2"} if rf > 1 else {}
+for f in a.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), rf, config=config)]).values():
     f.result(60)
 PY
   else
@@ -212,6 +227,7 @@ for size in 100 1024; do
       ROWS+=("| produce | $size B | $parts | $acks_name | $P_MBS | $P_RATE | $P_DELIV/$MSGS | $R_CPU | $(mib "$R_RSS_KB") / $(mib "$R_HWM_KB") |")
       [ -n "$FIRST_ROW_RSS_KB" ] || FIRST_ROW_RSS_KB="$R_RSS_KB"
       [ "$size" = 1024 ] && [ "$parts" = 6 ] && T_PROD+=("$P_MBS MB/s (acks=$acks_name)")
+      [ "$size" = 1024 ] && [ "$parts" = 6 ] && [ "$acks" = 1 ] && SINGLE_ACKS1_MBS="$P_MBS"
       if [ "$size" = 1024 ] && [ "$parts" = 6 ] && ! ge "$P_MBS" 600; then
         NOTES+=("- produce 1 KiB × 6 partitions, acks=$acks_name: $P_MBS MB/s — below target (≥ 600 MB/s)")
       fi
@@ -267,18 +283,19 @@ fi
 # ---- end-to-end latency at LAT_RATE msg/s --------------------------------------
 # One consumer (-l) reads from the end while a producer (-l -r) stamps each
 # payload with its wall clock; the consumer's -A file holds one latency (µs) a message.
-latency_row() {   # name linger
-  local name="$1" linger="$2" topic="bench-latency-$1"
-  create_topic "$topic" 1
+measure_latency() {   # name linger acks replication-factor -> P_*, R_*, L_N L_P50 L_P90 L_P99 L_MAX
+  local name="$1" linger="$2" acks="$3" rf="$4" topic="bench-latency-$1" bootstrap="$BROKERS"
+  [ "$rf" = 1 ] || bootstrap="$CLUSTER_BROKERS"
+  create_topic "$topic" 1 "$rf"
   rm -f "$LOGS/$name.consumer.lat" "$LOGS/$name.producer.lat"
-  timeout 300 "$RKP" -C -t "$topic" -p 0 -b "$BROKERS" -o end -l -A "$LOGS/$name.consumer.lat" \
+  timeout 300 "$RKP" -C -t "$topic" -p 0 -b "$bootstrap" -o end -l -A "$LOGS/$name.consumer.lat" \
     -c "$LAT_MSGS" -i 5000 >"$LOGS/$name.consumer.log" 2>&1 &
   local cpid=$!
   BG_PIDS+=("$cpid")
   sleep 3
-  log "latency: $LAT_MSGS x 100 B at $LAT_RATE msg/s, linger.ms=$linger"
-  run_measured "$name.producer" "$RKP" -P -t "$topic" -p 0 -b "$BROKERS" -s 100 -c "$LAT_MSGS" \
-    -r "$LAT_RATE" -a 1 -X "linger.ms=$linger" -l -A "$LOGS/$name.producer.lat" -i 5000
+  log "latency: $LAT_MSGS x 100 B at $LAT_RATE msg/s, linger.ms=$linger, acks=$acks, replication factor $rf"
+  run_measured "$name.producer" "$RKP" -P -t "$topic" -p 0 -b "$bootstrap" -s 100 -c "$LAT_MSGS" \
+    -r "$LAT_RATE" -a "$acks" -X "linger.ms=$linger" -l -A "$LOGS/$name.producer.lat" -i 5000
   parse_produce "$R_OUT"
   local waited=0
   while kill -0 "$cpid" 2>/dev/null && [ $waited -lt 30 ]; do sleep 1; waited=$((waited + 1)); done
@@ -294,10 +311,14 @@ latency_row() {   # name linger
             for (i = 1; i <= 3; i++) { k = int((q[i] / 100) * n + 0.999999); if (k < 1) k = 1; out = out " " sprintf("%.2f", v[k] / 1000) }
             print out, sprintf("%.2f", v[n] / 1000) }')
   fi
-  ROWS+=("| e2e latency, linger.ms=$linger | 100 B | 1 | 1 | $P_MBS | $P_RATE | $L_N/$LAT_MSGS | $R_CPU | $(mib "$R_RSS_KB") / $(mib "$R_HWM_KB") |")
   if ! awk -v r="$P_RATE" -v t="$LAT_RATE" 'BEGIN{exit !(r >= 0.9 * t)}'; then
-    NOTES+=("- latency row linger.ms=$linger: the producer reached only $P_RATE of $LAT_RATE msg/s (client and broker share 2 cores), so its percentiles are at that rate")
+    NOTES+=("- latency row $name: the producer reached only $P_RATE of $LAT_RATE msg/s (clients and brokers share 2 cores), so its percentiles are at that rate")
   fi
+}
+latency_row() {   # name linger
+  local name="$1" linger="$2"
+  measure_latency "$name" "$linger" 1 1
+  ROWS+=("| e2e latency, linger.ms=$linger | 100 B | 1 | 1 | $P_MBS | $P_RATE | $L_N/$LAT_MSGS | $R_CPU | $(mib "$R_RSS_KB") / $(mib "$R_HWM_KB") |")
   LAT_LINES+=("| $LAT_RATE msg/s, linger.ms=$linger | $L_N | $L_P50 | $L_P90 | $L_P99 | $L_MAX |")
   # The target is judged on the linger.ms=5 row (the setting of every row); linger.ms=0 is for comparison.
   if [ "$L_P99" = n/a ] || ! awk -v p="$L_P99" 'BEGIN{exit !(p < 10)}'; then
@@ -331,6 +352,11 @@ if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null 2>&1; then
                   -g none --percent-limit 1.5 2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/[[:space:]-]+$//' | head -25 || true)"
   fi
 fi
+
+# ---- the 3-node cluster rows (bench/cluster.sh) --------------------------------
+# shellcheck source=bench/cluster.sh
+. "$HERE/cluster.sh"
+[ "${BENCH_CLUSTER:-1}" = 0 ] || cluster_rows
 
 # ---- after the load ------------------------------------------------------------
 sleep 2
@@ -409,6 +435,9 @@ printf '%s\n' "${LAT_LINES[@]}"
 cat <<EOF
 
 After all rows ($STORED stored): VmRSS $(mib "$END_RSS_KB") MiB (anon $(mib "${END_ANON_KB:-0}"), file $(mib "${END_FILE_KB:-0}")), VmHWM $(mib "$END_HWM_KB") MiB.
+EOF
+cluster_report
+cat <<EOF
 
 ## Targets
 
@@ -482,6 +511,23 @@ records (about 0.1 µs a record), and 1 KiB × 1 partition with lz4 from 0.06 to
 0.20 s and with zstd from 0.06 to 0.24 s per million records (1 GB
 decompressed). The old build's run shared the machine with other builds, so
 only its CPU seconds, not its MB/s, are comparable.
+
+Single-node regression since 2026-12-04 (measured 2026-12-06, commit `829e367`):
+the per-request cost went from 7 µs to 59 µs of broker CPU (one message per
+request: 97,834 → 14,556 requests/s; the linger.ms=0 latency row likewise), and
+the 1 KiB rows lost most of their throughput. A `perf record` of the broker
+during the one-message-per-request row (150,000 requests, 6 s sampled) puts
+60 % of its samples in the kernel scheduler (`finish_task_switch` 37 %,
+`_raw_spin_unlock_irqrestore` 17 %, `_raw_spin_unlock_irq` 6 %) and under 1 %
+in any Weir function: the cost is thread hand-offs, not work. Since the
+replication work, every produce, fetch and ListOffsets runs its storage part on
+tokio's blocking pool (issue 11, scope 4: no storage I/O on runtime threads),
+which is two cross-thread wake-ups per request, each a context switch that this
+VM makes expensive. The cure is to hand off less: append on a per-partition
+storage thread that takes a whole batch of waiting requests per wake-up, and
+serve reads of sealed segments (immutable) without a hop. Queued as the
+performance item of issue 11; the 1 KiB rows' cold page-cache signature
+(3.7-5.1 s of CPU per GB, see above) is the other half of their drop.
 EOF
 cat <<EOF
 
@@ -505,6 +551,12 @@ rdkafka_performance -P -t bench-ceiling -p 0 -b 127.0.0.1:PORT -s 100 -c $CEIL_M
 # end-to-end latency (consumer first, then producer; LINGER in {5, 0})
 rdkafka_performance -C -t TOPIC -p 0 -b 127.0.0.1:PORT -o end -l -A consumer.lat -c $LAT_MSGS -i 5000 &
 rdkafka_performance -P -t TOPIC -p 0 -b 127.0.0.1:PORT -s 100 -c $LAT_MSGS -r $LAT_RATE -a 1 -X linger.ms=LINGER -l -A producer.lat -i 5000
+# 3-node cluster (node N of 1..3; VOTERS = 1@127.0.0.1:CPORT1,2@127.0.0.1:CPORT2,3@127.0.0.1:CPORT3)
+weir --override node.id=N --override process.roles=broker,controller --override listeners=PLAINTEXT://127.0.0.1:PORTN,CONTROLLER://127.0.0.1:CPORTN --override advertised.listeners=PLAINTEXT://127.0.0.1:PORTN --override controller.listener.names=CONTROLLER --override controller.quorum.voters=VOTERS --override log.dirs=DIRN
+kafka-topics.sh --create --topic TOPIC --partitions P --replication-factor 3 --config min.insync.replicas=2
+rdkafka_performance -P -t TOPIC -b CLUSTER -s 1024 -c $MSGS -a -1 -X linger.ms=5 -i 5000
+rdkafka_performance -C -t TOPIC -p 0 -b CLUSTER -o end -l -A consumer.lat -c $LAT_MSGS -i 5000 &
+rdkafka_performance -P -t TOPIC -p 0 -b CLUSTER -s 100 -c $LAT_MSGS -r $LAT_RATE -a -1 -X linger.ms=5 -l -A producer.lat -i 5000
 \`\`\`
 
 Logs of the last run stay in \`bench/.build/last-logs/\`.
