@@ -29,12 +29,7 @@ start_cluster() {
     CLUSTER_BROKERS+="${CLUSTER_BROKERS:+,}127.0.0.1:${ports[n]}"
   done
   for n in 1 2 3; do
-    for _ in $(seq 600); do
-      grep -q 'Weir started' "$LOGS/cluster-node$n.stderr" 2>/dev/null && break
-      kill -0 "${CLUSTER_PIDS[n - 1]}" 2>/dev/null || { tail -20 "$LOGS/cluster-node$n.stderr" >&2; log "cluster node $n exited"; return 1; }
-      sleep 0.1
-    done
-    grep -q 'Weir started' "$LOGS/cluster-node$n.stderr" || { log "cluster node $n did not start in 60 s"; return 1; }
+    wait_started "${CLUSTER_PIDS[n - 1]}" "$LOGS/cluster-node$n.stderr" 60 || return 1
   done
   log "cluster up on $CLUSTER_BROKERS"
 }

@@ -119,6 +119,17 @@ if [ "$WARM_GB" -gt 0 ]; then
 fi
 
 # ---- broker ------------------------------------------------------------------
+wait_started() {   # pid log seconds: until the log says "Weir started"; fails if the process exits or time runs out
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q 'Weir started' "$2" 2>/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || { tail -20 "$2" >&2; log "weir exited ($2)"; return 1; }
+    sleep 0.1
+  done
+  log "weir did not start in $3 s ($2)"
+  return 1
+}
+
 PORT="$(free_port)"
 BROKERS="127.0.0.1:$PORT"
 log "starting $WEIR on $BROKERS, data in $DATA"
@@ -126,12 +137,7 @@ log "starting $WEIR on $BROKERS, data in $DATA"
         --override "advertised.listeners=PLAINTEXT://$BROKERS" \
         --override "log.dirs=$DATA" >"$LOGS/weir.stdout" 2>"$LOGS/weir.stderr" &
 BROKER_PID=$!
-for _ in $(seq 300); do
-  grep -q 'Weir started' "$LOGS/weir.stderr" 2>/dev/null && break
-  kill -0 "$BROKER_PID" 2>/dev/null || { tail -20 "$LOGS/weir.stderr" >&2; log "weir exited"; exit 1; }
-  sleep 0.1
-done
-grep -q 'Weir started' "$LOGS/weir.stderr" || { log "weir did not start in 30 s"; exit 1; }
+wait_started "$BROKER_PID" "$LOGS/weir.stderr" 30 || exit 1
 sleep 1
 
 # The processes a row measures: the single broker, or the cluster's nodes (summed).
