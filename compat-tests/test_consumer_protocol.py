@@ -146,6 +146,22 @@ def _java_member(bootstrap: str, topic: str, group: str, out) -> subprocess.Pope
                                 stdout=out, stderr=log, env=env, start_new_session=True)
 
 
+# Kafka 3.9's AsyncKafkaConsumer can collect a fetch for a partition its background
+# thread has just revoked and die on it (FetchCollector -> SubscriptionState.partitionLead);
+# a client race, not a broker answer. Seen once in CI while a member gave up half its partitions.
+CLIENT_REVOCATION_RACE = "IllegalStateException: No current assignment for partition"
+
+
+def _restart_members_lost_to_the_client_race(members, outs, bootstrap: str, topic: str, group: str) -> None:
+    """Starts again a Java member that exited on CLIENT_REVOCATION_RACE; its old log is kept beside."""
+    for i, member in enumerate(members):
+        log = Path(f"{outs[i].name}.log")
+        if member.poll() is not None and CLIENT_REVOCATION_RACE in log.read_text(errors="replace"):
+            log.rename(log.with_suffix(".first.log"))
+            print(f"member {i} died on the client's revocation race; starting it again")
+            members[i] = _java_member(bootstrap, topic, group, outs[i])
+
+
 def _java_logs(outs) -> str:
     """The last lines each Java member logged, for a failure message."""
     tails = [f"--- {Path(out.name).name}.log ---\n" + "\n".join(Path(f"{out.name}.log").read_text().splitlines()[-30:])
@@ -169,9 +185,13 @@ def test_java_members_split_partitions_and_a_killed_one_hands_them_over(weir_fac
     def assigned_counts() -> list[int]:
         return sorted(len(p) for p in member_partitions(w.bootstrap, group).values())
 
+    def settled() -> bool:
+        _restart_members_lost_to_the_client_race(members, outs, w.bootstrap, topic, group)
+        return assigned_counts() == [3, 3]
+
     try:
         try:
-            wait_until(lambda: assigned_counts() == [3, 3], timeout=90, what="two Java members with 3 partitions each")
+            wait_until(settled, timeout=90, what="two Java members with 3 partitions each")
         except AssertionError as e:
             raise AssertionError(f"{e}\n{groups_tool('--describe', '--group', group, '--members', '--verbose')}"
                                  f"\nmember exit codes: {[m.poll() for m in members]}\n{_java_logs(outs)}") from e
