@@ -93,7 +93,7 @@ impl Broker {
             }
         };
         let replicas = ReplicaManager::new(config.clone()).context("creating the log dir")?;
-        let groups = GroupCoordinator::new(&config);
+        let groups = GroupCoordinator::new(&config, controller.subscribe());
         let broker = Arc::new(Broker {
             config,
             controller,

@@ -78,7 +78,12 @@ def describe_group(bootstrap: str, group: str):
     """The group as the admin client describes it (ConsumerGroupDescribe, else DescribeGroups)."""
     client = admin(bootstrap)  # must outlive the future
     [future] = client.describe_consumer_groups([group], request_timeout=20).values()
-    return future.result()
+    try:
+        return future.result()
+    finally:
+        # A failed future's exception -> traceback -> this frame -> the future is a
+        # cycle: without this the client lives on until a garbage collection.
+        del future
 
 
 def member_partitions(bootstrap: str, group: str) -> dict[str, list[int]]:

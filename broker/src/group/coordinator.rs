@@ -21,14 +21,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+use tokio::sync::watch;
 use tracing::{info, warn};
-use weir_controller::CreateTopic;
+use weir_controller::{CreateTopic, MetadataImage};
 use weir_protocol::ErrorCode;
 
 use super::classic::{
@@ -111,6 +112,10 @@ pub struct GroupCoordinator {
     offsets_partitions: AtomicI32,
     /// Serializes loads and unloads.
     leadership: Mutex<()>,
+    /// The metadata images this broker applies: a partition the latest one
+    /// says this broker leads is about to be loaded (see `gate`).
+    pub(super) images: watch::Receiver<Arc<MetadataImage>>,
+    node_id: i32,
     pub(super) config: GroupConfig,
     pub(super) consumer_config: ConsumerGroupConfig,
 }
@@ -120,13 +125,16 @@ fn request_error<T>(e: ErrorCode) -> Result<T, ErrorCode> {
 }
 
 impl GroupCoordinator {
-    /// A coordinator with the broker's group settings.
-    pub fn new(broker: &crate::config::BrokerConfig) -> GroupCoordinator {
+    /// A coordinator with the broker's group settings, following the
+    /// leadership in `images`.
+    pub fn new(broker: &crate::config::BrokerConfig, images: watch::Receiver<Arc<MetadataImage>>) -> GroupCoordinator {
         GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             ownership: Mutex::new(HashMap::new()),
             offsets_partitions: AtomicI32::new(0),
             leadership: Mutex::new(()),
+            images,
+            node_id: broker.node_id,
             config: GroupConfig {
                 min_session_timeout: Duration::from_millis(broker.group_min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(broker.group_max_session_timeout_ms),
@@ -154,6 +162,16 @@ impl GroupCoordinator {
 
     pub(super) fn leadership_lock(&self) -> MutexGuard<'_, ()> {
         self.leadership.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the latest metadata image makes this broker the leader of
+    /// `__consumer_offsets` partition `index`, loaded here or not yet.
+    pub(super) fn leads_in_image(&self, index: i32) -> bool {
+        let image = self.images.borrow();
+        image
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partitions.get(index as usize))
+            .is_some_and(|p| p.leader == self.node_id)
     }
 
     pub(super) fn offsets_partition_count(&self) -> i32 {

@@ -53,15 +53,22 @@ impl Ownership {
 impl GroupCoordinator {
     /// Whether requests for `group_id` are served here: NOT_COORDINATOR when
     /// this broker does not lead the group's partition (or the topic does not
-    /// exist yet), COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
+    /// exist yet), COORDINATOR_LOAD_IN_PROGRESS while it is being loaded,
+    /// which includes the moment between a metadata image making this broker
+    /// the leader (FindCoordinator already points here) and the load starting.
     pub fn gate(&self, group_id: &str) -> Result<(), ErrorCode> {
-        let count = self.offsets_partition_count();
+        let count = match self.offsets_partition_count() {
+            0 => self.images.borrow().topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions.len() as i32),
+            count => count,
+        };
         if count <= 0 {
             return Err(ErrorCode::NotCoordinator);
         }
-        match self.ownership().get(&partition_for(group_id, count)) {
+        let index = partition_for(group_id, count);
+        match self.ownership().get(&index) {
             Some(Ownership::Loaded { .. }) => Ok(()),
             Some(Ownership::Loading { .. }) => Err(ErrorCode::CoordinatorLoadInProgress),
+            None if self.leads_in_image(index) => Err(ErrorCode::CoordinatorLoadInProgress),
             None => Err(ErrorCode::NotCoordinator),
         }
     }

@@ -8,6 +8,8 @@ pub mod consumer_protocol;
 pub mod coordinator;
 mod deletion;
 mod load;
+#[cfg(test)]
+mod load_tests;
 mod offsets;
 #[cfg(test)]
 mod offsets_tests;

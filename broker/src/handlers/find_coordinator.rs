@@ -36,8 +36,7 @@ pub(crate) const TRANSACTIONS_UNSUPPORTED: &str = "Transactions are not supporte
 
 /// (node, host, port) of the coordinator of `key`, or the error. A group's
 /// coordinator is the leader of its `__consumer_offsets` partition, as
-/// Kafka's; COORDINATOR_NOT_AVAILABLE while that partition has no live leader,
-/// or while this broker leads it but has not started loading it.
+/// Kafka's; COORDINATOR_NOT_AVAILABLE while that partition has no live leader.
 async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), ErrorCode> {
     match key_type {
         KEY_TYPE_GROUP => {
@@ -47,11 +46,6 @@ async fn coordinator_for(broker: &Broker, key_type: i8, key: &str) -> Result<(i3
             let index = partition_for(key, topic.partitions.len() as i32);
             let leader = topic.partitions.get(index as usize).map_or(-1, |p| p.leader);
             let node = image.broker(leader).filter(|b| !b.fenced).ok_or(ErrorCode::CoordinatorNotAvailable)?;
-            if leader == broker.config.node_id && broker.groups.gate(key) == Err(ErrorCode::NotCoordinator) {
-                // Led here in the image, but not taken up by the coordinator yet: a client sent
-                // here now would get NOT_COORDINATOR, which librdkafka hands to the application.
-                return Err(ErrorCode::CoordinatorNotAvailable);
-            }
             let endpoint = node.listeners.first().ok_or(ErrorCode::CoordinatorNotAvailable)?;
             Ok((node.id, endpoint.host.clone(), endpoint.port as i32))
         }

@@ -181,7 +181,7 @@ async fn compacted_consumer_offsets_still_load() {
 
     // A fresh coordinator replays the compacted partition, as after a restart
     // or a leadership change.
-    let fresh = GroupCoordinator::new(&broker.config);
+    let fresh = GroupCoordinator::new(&broker.config, broker.controller.subscribe());
     let (tx, rx) = std::sync::mpsc::channel();
     let b = broker.clone();
     std::thread::spawn(move || {
