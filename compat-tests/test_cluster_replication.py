@@ -106,6 +106,12 @@ def test_acks_all_survives_kill_of_the_leader_and_the_broker_rejoins(cluster):
     assert not writer.errors, writer.errors[:5]
     assert_read_back(cluster.bootstrap(), topic, writer.acked)
     print(f"{len(writer.acked)} records acknowledged, every one read back at its offset")
+    # Followers fetch through KIP-227 sessions, made again with a restarted or new leader and
+    # never lost to a wrong epoch or an unknown id.
+    for node in cluster.nodes.values():
+        log = node.log_path.read_text(errors="replace")
+        assert "replica fetch session established" in log, node.tail(40)
+        assert "replica fetch session lost" not in log, node.tail(80)
 
 
 def test_without_enough_replicas_acks_all_is_refused_and_acks_1_goes_on():

@@ -99,6 +99,11 @@ def test_unopenable_partition_stays_on_disk_and_offline(weir_factory, topic):
     assert p.leader == -1, p
     assert p.error is not None and p.error.code() == KafkaError.LEADER_NOT_AVAILABLE, p.error
 
+    # DescribeTopicPartitions (Kafka 3.8+'s kafka-topics --describe) agrees: no leader, this replica offline.
+    with wire.Conn(HOST, w.port) as c:
+        [described], _ = wire.describe_topic_partitions_v0(c, [topic], 10)
+    assert (described["leaders"], described["offline_replicas"]) == ({0: -1}, {0: [1]}), described
+
     # A produce fails: librdkafka finds no leader and times the record out.
     errors, delivered = [], []
     prod = Producer(client_conf(w.bootstrap, **{"acks": "all", "message.timeout.ms": 3000}))

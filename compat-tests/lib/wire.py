@@ -602,7 +602,8 @@ DESCRIBE_TOPIC_PARTITIONS = 75
 
 def describe_topic_partitions_v0(conn: Conn, topics: list[str], limit: int,
                                  cursor: tuple[str, int] | None = None) -> tuple[list[dict], tuple[str, int] | None]:
-    """DescribeTopicPartitions v0: per topic its error, name and partition indexes; and the next cursor."""
+    """DescribeTopicPartitions v0: per topic its error, name, partition indexes, and each partition's
+    leader and offline replicas; and the next cursor."""
     body = uvarint(len(topics) + 1) + b"".join(compact_string(t) + EMPTY_TAGGED_FIELDS for t in topics) + i32(limit)
     if cursor is None:
         body += i8(-1)
@@ -616,17 +617,20 @@ def describe_topic_partitions_v0(conn: Conn, topics: list[str], limit: int,
     for _ in range(r.compact_array_len()):
         error, name = r.i16(), r.compact_string()
         r.uuid(), r.i8()  # topic_id, is_internal
-        partitions = []
+        partitions, leaders, offline = [], {}, {}
         for _ in range(r.compact_array_len()):
             r.i16()
             index = r.i32()
-            r.i32(), r.i32()  # leader_id, leader_epoch
-            ids(), ids(), ids(), ids(), ids()  # replicas, ISR, ELR, last known ELR, offline
+            leaders[index] = r.i32()
+            r.i32()  # leader_epoch
+            ids(), ids(), ids(), ids()  # replicas, ISR, ELR, last known ELR
+            offline[index] = ids()
             r.skip_tagged_fields()
             partitions.append(index)
         r.i32()  # topic_authorized_operations
         r.skip_tagged_fields()
-        described.append({"error_code": error, "name": name, "partitions": partitions})
+        described.append({"error_code": error, "name": name, "partitions": partitions, "leaders": leaders,
+                          "offline_replicas": offline})
     next_cursor = None
     if r.i8() >= 0:
         next_cursor = (r.compact_string(), r.i32())

@@ -16,16 +16,19 @@
 //! same backoff. The assignment follows the metadata image: [`ReplicaFetchers::reconcile`]
 //! runs after every image this broker applies.
 //!
-//! Deviation: fetchers send sessionless requests (no KIP-227 fetch session).
+//! Each fetcher keeps a KIP-227 fetch session with its leader
+//! ([`session`]): once established, a request names only the partitions
+//! whose fetch position changed, and the answer only those that moved.
 
 pub mod client;
+mod session;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::fetch_request::{FetchPartition, ReplicaState};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -37,6 +40,7 @@ use crate::broker::Broker;
 use crate::replica::follower::FollowerAppendError;
 use crate::replica::{now_ms, on_blocking_pool, Partition};
 use client::{BrokerClient, ClientError};
+use session::{FetchSessionHandler, SessionOutcome};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -193,6 +197,7 @@ fn leader_address(broker: &Broker, image: &MetadataImage, leader: i32) -> Option
 async fn run(broker: Weak<Broker>, source: (i32, usize), shared: Arc<FetcherShared>) {
     let leader = source.0;
     let mut client: Option<BrokerClient> = None;
+    let mut session = FetchSessionHandler::default();
     let mut last_error: Option<String> = None;
     loop {
         if shared.stopped.load(Ordering::Acquire) {
@@ -217,11 +222,12 @@ async fn run(broker: Weak<Broker>, source: (i32, usize), shared: Arc<FetcherShar
             let _ = tokio::time::timeout(wait, shared.changed.notified()).await;
             continue;
         }
-        let outcome = fetch_once(&broker, leader, &shared, &mut client, ready).await;
+        let outcome = fetch_once(&broker, leader, &shared, &mut client, &mut session, ready).await;
         match outcome {
             Ok(()) => last_error = None,
             Err(e) => {
                 client = None;
+                session.reset();
                 let message = e.to_string();
                 if last_error.as_ref() != Some(&message) {
                     warn!(leader, fetcher = source.1, error = %message, "replica fetch failed; retrying after replica.fetch.backoff.ms");
@@ -249,6 +255,7 @@ async fn fetch_once(
     leader: i32,
     shared: &Arc<FetcherShared>,
     client: &mut Option<BrokerClient>,
+    session: &mut FetchSessionHandler,
     ready: Vec<AssignedPartition>,
 ) -> Result<(), FetchError> {
     let image = broker.image();
@@ -279,18 +286,20 @@ async fn fetch_once(
         return Ok(());
     }
     let config = &broker.config.replication;
-    let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
-    for ((_, index), assigned, _, (log_end, last_epoch, log_start)) in &states {
-        topics.entry(assigned.topic_id).or_default().push(
-            FetchPartition::default()
+    let wanted = states
+        .iter()
+        .map(|((_, index), assigned, _, (log_end, last_epoch, log_start))| {
+            let partition = FetchPartition::default()
                 .with_partition(*index)
                 .with_current_leader_epoch(assigned.leader_epoch)
                 .with_fetch_offset(*log_end)
                 .with_last_fetched_epoch(*last_epoch)
                 .with_log_start_offset(*log_start)
-                .with_partition_max_bytes(config.fetch_max_bytes),
-        );
-    }
+                .with_partition_max_bytes(config.fetch_max_bytes);
+            (assigned.topic_id, partition)
+        })
+        .collect();
+    let session_request = session.build(wanted);
     let request = FetchRequest::default()
         .with_replica_state(
             ReplicaState::default()
@@ -300,22 +309,26 @@ async fn fetch_once(
         .with_max_wait_ms(config.fetch_wait_max_ms)
         .with_min_bytes(config.fetch_min_bytes)
         .with_max_bytes(config.fetch_response_max_bytes)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(
-            topics
-                .into_iter()
-                .map(|(topic_id, partitions)| FetchTopic::default().with_topic_id(topic_id).with_partitions(partitions))
-                .collect(),
-        );
-    tracing::trace!(leader, partitions = states.len(), "replica fetch");
+        .with_session_id(session_request.session_id)
+        .with_session_epoch(session_request.session_epoch)
+        .with_topics(session_request.topics.clone())
+        .with_forgotten_topics_data(session_request.forgotten.clone());
+    tracing::trace!(leader, partitions = states.len(), full = session_request.is_full(), "replica fetch");
     let timeout = Duration::from_millis(config.fetch_wait_max_ms.max(0) as u64) + REQUEST_TIMEOUT;
     let response = connection.fetch(&request, timeout).await?;
-    if response.error_code != 0 {
-        return Err(FetchError::Client(ClientError::Protocol(format!(
-            "the leader refused the fetch: error {}",
-            response.error_code
-        ))));
+    match session.handle_response(&session_request, response.error_code, response.session_id) {
+        SessionOutcome::Apply => {}
+        SessionOutcome::Established(session_id) => {
+            info!(leader, session_id, partitions = states.len(), "replica fetch session established");
+        }
+        SessionOutcome::Lost(code @ (ErrorCode::FetchSessionIdNotFound | ErrorCode::InvalidFetchSessionEpoch)) => {
+            // The leader restarted or evicted the session: a full request at once.
+            info!(leader, ?code, "replica fetch session lost; starting a new one");
+            return Ok(());
+        }
+        SessionOutcome::Lost(code) => {
+            return Err(FetchError::Client(ClientError::Protocol(format!("the leader refused the fetch: {code:?}"))));
+        }
     }
     let backoff = Duration::from_millis(config.fetch_backoff_ms);
     let shared = shared.clone();

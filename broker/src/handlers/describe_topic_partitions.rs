@@ -5,7 +5,7 @@
 //! the named topics, or every topic when none is named, deduplicated and in
 //! name order, each with its id, whether it is internal, its authorized
 //! operations (every topic operation: no authorizer yet) and its partitions:
-//! leader (-1 when its broker is not registered), leader epoch, replicas,
+//! leader (-1 when its broker is fenced or not registered, as in Metadata), leader epoch, replicas,
 //! ISR, offline replicas (on fenced or unregistered brokers, or this broker's
 //! own offline log) and empty ELR lists (Weir has no eligible leader
 //! replicas). An unknown name gets UNKNOWN_TOPIC_OR_PARTITION, an illegal
@@ -60,7 +60,9 @@ fn partitions(
         .skip(first)
         .take(count)
         .map(|(index, p)| {
-            let leader = if image.broker(p.leader).is_some() { p.leader } else { -1 };
+            let offline = offline_replicas(image, replicas, &topic.name, index as i32, p);
+            // As Metadata: a leader on a fenced or unregistered broker is no leader.
+            let leader = if offline.contains(&p.leader) { -1 } else { p.leader };
             DescribeTopicPartitionsResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_leader_id(BrokerId(leader))
@@ -69,7 +71,7 @@ fn partitions(
                 .with_isr_nodes(ids(&p.isr))
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()))
-                .with_offline_replicas(ids(&offline_replicas(image, replicas, &topic.name, index as i32, p)))
+                .with_offline_replicas(ids(&offline))
         })
         .collect()
 }

@@ -59,7 +59,7 @@ use weir_protocol::ErrorCode;
 use super::leader_hints::LeaderHints;
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::fetch_session::{FetchTarget, SentOffsets, SessionContext};
+use crate::fetch_session::{FetchTarget, ForgottenPartition, PartitionRead, SentOffsets, SessionContext};
 use crate::replica::leader::{FollowerFetch, FollowerRead, IsrProposal};
 use crate::replica::{isr, now_ms, on_blocking_pool, Partition};
 
@@ -110,7 +110,8 @@ fn watch_all(broker: &Broker, targets: &[FetchTarget], waker: &Arc<Notify>) {
 }
 
 /// Reads every target once: per target its response entry, the offsets it
-/// reports, and whether it carries records or an error. A follower's fetch
+/// reports, and whether it must be answered (an error, a divergence, a
+/// preferred read replica) even if nothing else changed. A follower's fetch
 /// may record its progress; the ISR changes that made due are returned for
 /// the caller to send.
 fn read_once(
@@ -147,7 +148,7 @@ fn read_once(
         // As Kafka: an error, a divergence or a preferred read replica is answered at once.
         let answer_now = data.error_code != 0 || data.diverging_epoch.epoch >= 0 || data.preferred_read_replica.0 >= 0;
         respond_now |= answer_now;
-        out.push((data, sent, bytes > 0 || answer_now));
+        out.push((data, sent, answer_now));
     }
     ReadOnce { results: out, bytes: total, proposals, respond_now }
 }
@@ -370,19 +371,26 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     };
     let (session, targets) = if ctx.version >= 7 {
         let image = broker.image();
-        let forgotten: Vec<(String, i32)> = request
+        let forgotten: Vec<ForgottenPartition> = request
             .forgotten_topics_data
             .iter()
             .flat_map(|f| {
-                let name = if ctx.version >= 13 {
-                    image.topic_by_id(f.topic_id).map(|t| t.name.clone()).unwrap_or_default()
+                let (topic_id, topic) = if ctx.version >= 13 {
+                    (f.topic_id, image.topic_by_id(f.topic_id).map(|t| t.name.clone()).unwrap_or_default())
                 } else {
-                    f.topic.0.to_string()
+                    let name = f.topic.0.to_string();
+                    (image.topic(&name).map(|t| t.id).unwrap_or_default(), name)
                 };
-                f.partitions.iter().map(move |p| (name.clone(), *p))
+                f.partitions.iter().map(move |&partition| ForgottenPartition {
+                    topic_id,
+                    topic: topic.clone(),
+                    partition,
+                })
             })
             .collect();
-        match broker.fetch_sessions.begin(request.session_id, request.session_epoch, requested, &forgotten) {
+        let privileged = follower.is_some();
+        match broker.fetch_sessions.begin(request.session_id, request.session_epoch, requested, &forgotten, privileged)
+        {
             Ok(resolved) => resolved,
             Err(code) => return FetchResponse::default().with_error_code(code.code()).with_session_id(0),
         }
@@ -425,8 +433,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
         let _ = tokio::time::timeout(deadline - now, waker.notified()).await;
     };
     let targets = Arc::unwrap_or_clone(targets);
-    let summary: Vec<(FetchTarget, SentOffsets, bool)> =
-        targets.iter().zip(&results).map(|(t, (_, sent, notable))| (t.clone(), *sent, *notable)).collect();
+    let summary: Vec<(FetchTarget, PartitionRead)> = targets
+        .iter()
+        .zip(&results)
+        .map(|(t, (data, sent, must_answer))| {
+            let records = data.records.as_ref().is_some_and(|r| !r.is_empty());
+            (t.clone(), PartitionRead { sent: *sent, records, must_answer: *must_answer })
+        })
+        .collect();
     let include = broker.fetch_sessions.complete(&session, &summary);
     let mut hints = (ctx.version >= 16).then(|| LeaderHints::new(broker.image()));
     let entries: Vec<(FetchTarget, PartitionData)> = targets
