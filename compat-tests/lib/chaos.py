@@ -124,7 +124,8 @@ class Workload:
         self.stop_producing = threading.Event()
         self.stop_all = threading.Event()
         self.interval_s = interval_s
-        self.threads = [threading.Thread(target=self._produce, args=(i,), daemon=True) for i in range(producers)]
+        self.producers = [threading.Thread(target=self._produce, args=(i,), daemon=True) for i in range(producers)]
+        self.threads = [*self.producers]
         self.threads += [threading.Thread(target=self._consume, args=(i,), daemon=True) for i in range(consumers)]
         self.threads.append(threading.Thread(target=self._watch, daemon=True))
         self.consumed_through: dict[int, int] = {}  # partition -> next offset the group has read
@@ -137,23 +138,32 @@ class Workload:
             t.start()
 
     def stop(self, drain_timeout: float = 120.0) -> None:
-        """Stops producing, lets the consumers read everything written, then stops them."""
+        """Stops producing, waits for the producers' last acknowledgements, lets the
+        consumers read through every acknowledged record, then stops them."""
         self.stop_producing.set()
+        for t in self.producers:
+            t.join(160)  # each flushes for up to 150 s
+        with self.history.lock:
+            ends: dict[int, int] = {}
+            for partition, offset in self.history.acked.values():
+                ends[partition] = max(ends.get(partition, 0), offset + 1)
         deadline = time.monotonic() + drain_timeout
-        while time.monotonic() < deadline and not self._drained():
+        while time.monotonic() < deadline and not self._drained(ends):
             time.sleep(0.5)
-        if not self._drained():
-            self.history.event("consumers did not read everything written before the drain timeout")
+        if not self._drained(ends):
+            self.history.event("consumers did not read everything acknowledged before the drain timeout")
             self.stalls.append(time.monotonic() - self.last_progress)
         self.stop_all.set()
         for t in self.threads:
             t.join(60)
 
-    def _drained(self) -> bool:
-        """Whether the group has read up to every partition's latest observed high watermark."""
+    def _drained(self, ends: dict[int, int] | None = None) -> bool:
+        """Whether the group has read up to `ends` (partition -> offset), by default
+        every partition's latest observed high watermark."""
         with self.history.lock:
-            highs = dict(self.latest_highs)
-        return len(highs) == self.partitions and all(self.consumed_through.get(p, 0) >= h for p, h in highs.items())
+            highs = dict(self.latest_highs) if ends is None else ends
+            complete = ends is not None or len(highs) == self.partitions
+            return complete and all(self.consumed_through.get(p, 0) >= h for p, h in highs.items())
 
     def _produce(self, index: int) -> None:
         h = self.history
