@@ -21,7 +21,8 @@ from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, Kaf
 
 from lib.clients import (JAVA_ENV, client_conf, create_topic, java_available, java_tool, poll_messages,
                          produce, run, wait_until)
-from lib.members import FAST_SESSIONS, Member, describe_group, member_partitions, stop_process_groups
+from lib.members import (FAST_SESSIONS, Member, describe_group, die_with_the_test, member_partitions,
+                         stop_process_groups)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -143,7 +144,8 @@ def _java_member(bootstrap: str, topic: str, group: str, out) -> subprocess.Pope
         return subprocess.Popen([str(java_tool("kafka-console-consumer")), "--bootstrap-server", bootstrap,
                                  "--topic", topic, "--group", group, "--from-beginning",
                                  "--consumer-property", "group.protocol=consumer"],
-                                stdout=out, stderr=log, env=env, start_new_session=True)
+                                stdout=out, stderr=log, env=env, start_new_session=True,
+                                preexec_fn=die_with_the_test)
 
 
 # Kafka 3.9's AsyncKafkaConsumer can collect a fetch for a partition its background
@@ -418,7 +420,8 @@ def test_java_classic_member_stays_through_an_upgrade_a_broker_kill9_and_a_downg
     def java(out, *extra: str) -> subprocess.Popen:
         return subprocess.Popen([str(java_tool("kafka-console-consumer")), "--bootstrap-server", w.bootstrap,
                                  "--topic", topic, "--group", group, "--from-beginning", *extra],
-                                stdout=out, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                                stdout=out, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                                preexec_fn=die_with_the_test)
 
     def lines() -> list[str]:
         for out in outs:

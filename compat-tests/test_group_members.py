@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from lib.clients import JAVA_ENV, client_conf, create_topic, java_available, java_tool, produce, wait_until
-from lib.members import member_partitions, stop_process_groups
+from lib.members import die_with_the_test, member_partitions, stop_process_groups
 
 HERE = Path(__file__).resolve().parent
 
@@ -92,7 +92,8 @@ def test_three_members_spread_hand_over_a_killed_ones_partitions_and_share_again
     def start(i: int) -> subprocess.Popen:
         with open(tmp_path / f"member{i}-{len(processes)}.txt", "wb") as out:
             p = subprocess.Popen(_member_command(client, weir.bootstrap, topic, group), stdout=out,
-                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                 preexec_fn=die_with_the_test)
         processes.append(p)
         return p
 

@@ -4,6 +4,7 @@ KIP-848 sessions short enough for a test to wait them out."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -93,6 +94,14 @@ def member_partitions(bootstrap: str, group: str) -> dict[str, list[int]]:
     except Exception:  # noqa: BLE001 - not there yet
         return {}
     return {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions) for m in members}
+
+
+def die_with_the_test() -> None:
+    """A `preexec_fn` for client processes started from the test's main thread: the
+    child is killed when the test process dies, even on an abort that skips every
+    `finally` (Linux PR_SET_PDEATHSIG), so no client outlives its test to load the
+    machine under the next ones."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def stop_process_groups(processes: list[subprocess.Popen]) -> None:
