@@ -146,7 +146,8 @@ class Workload:
         with self.history.lock:
             ends: dict[int, int] = {}
             for partition, offset in self.history.acked.values():
-                ends[partition] = max(ends.get(partition, 0), offset + 1)
+                if offset is not None and offset >= 0:  # librdkafka may not know an acknowledged offset
+                    ends[partition] = max(ends.get(partition, 0), offset + 1)
         deadline = time.monotonic() + drain_timeout
         while time.monotonic() < deadline and not self._drained(ends):
             time.sleep(0.5)
