@@ -163,7 +163,8 @@ fn key(target: &FetchTarget) -> PartitionKey {
     (if target.topic_id.is_nil() { target.topic.clone() } else { target.topic_id.to_string() }, target.partition)
 }
 
-fn next_epoch(epoch: i32) -> i32 {
+/// The session epoch after `epoch`; after the largest comes 1 (0 would ask for a new session).
+pub(crate) fn next_epoch(epoch: i32) -> i32 {
     if epoch == i32::MAX {
         1
     } else {

@@ -20,6 +20,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, Forgot
 use uuid::Uuid;
 use weir_protocol::ErrorCode;
 
+use crate::fetch_session::next_epoch;
+
 /// A partition of a session: its topic id and index.
 pub(super) type SessionPartition = (Uuid, i32);
 
@@ -130,15 +132,6 @@ impl FetchSessionHandler {
     /// is full, and closes the session the leader may still hold.
     pub fn reset(&mut self) {
         self.next_epoch = 0;
-    }
-}
-
-/// The epoch after `epoch`; after the largest comes 1 (0 would ask for a new session).
-fn next_epoch(epoch: i32) -> i32 {
-    if epoch == i32::MAX {
-        1
-    } else {
-        epoch + 1
     }
 }
 
