@@ -8,6 +8,9 @@ history checker.
   leaders it learned of).
 - A voter paused (SIGSTOP) past the election timeout, then resumed, follows the
   leader again and serves what was created meanwhile.
+- The active controller paused past an election and a broker session: the new
+  leader fences the paused broker only; the other brokers' heartbeats, stuck
+  on the paused leader, go to the new one once it is elected.
 - A node restarted on an empty data dir rejoins with the cluster's id and metadata.
 - A node that claims another node's id, a node.id outside the voters, and a
   voter set that disagrees with the stored quorum are refused with a message.
@@ -151,6 +154,38 @@ def test_a_paused_voter_rejoins_as_follower():
         wait_until(lambda: cluster.active_controller(via=paused) == new_leader, timeout=30,
                    what="the resumed voter to follow the new leader")
         assert check_one_leader_per_epoch(cluster) >= 2
+
+
+def test_a_paused_active_controller_fences_no_other_broker():
+    """SIGSTOP of the active controller for longer than an election and a broker
+    session: the brokers' heartbeats that were on their way to it are dropped
+    once the new leader is known and go to the new leader, which fences the
+    paused broker only (a heartbeat left waiting on the stopped process would
+    let every session expire on the new leader, and every partition would
+    change leader at once)."""
+    overrides = {"broker.heartbeat.interval.ms": 300, "broker.session.timeout.ms": 3000}
+    with WeirCluster(3, overrides=overrides, name="paused-controller") as cluster:
+        cluster.start()
+        paused = cluster.active_controller()
+        survivors = [i for i in cluster.nodes if i != paused]
+        cluster.node(paused).pause()
+        try:
+            stopped = time.monotonic()
+            new_leader = wait_until(lambda: (lambda leader: leader if leader != paused else None)(
+                cluster.active_controller(via=survivors[0])), timeout=30, what="a new leader")
+            elected = time.monotonic() - stopped
+            # Past the paused broker's session and then as long again on the new leader.
+            wait_until(lambda: paused not in cluster.broker_ids(new_leader), timeout=30,
+                       what=f"the paused broker {paused} fenced")
+            time.sleep(4)
+        finally:
+            cluster.node(paused).resume()
+        log = cluster.node(new_leader).log_path.read_text(errors="replace")
+        fenced = sorted({int(m) for m in re.findall(r"broker fenced broker=(\d+)", log)})
+        print(f"\nnew leader {new_leader} elected {elected:.1f} s after SIGSTOP of {paused}; it fenced {fenced}")
+        story = [line for line in log.splitlines() if re.search(r"fenced|quorum leader|heartbeat|registered", line)]
+        assert fenced == [paused], "\n".join(story[-40:])
+        assert sorted(cluster.broker_ids(new_leader)) == sorted(survivors)
 
 
 def test_a_node_restarted_on_an_empty_data_dir_rejoins():

@@ -28,7 +28,7 @@ from confluent_kafka.admin import NewTopic
 from lib.clients import (JAVA_ENV, BackgroundProducer, admin, assert_read_back, client_conf, consume_assigned,
                          java_available, java_tool, run, unique_topic, wait_until)
 from lib import wire
-from lib.cluster import WeirCluster
+from lib.cluster import WeirCluster, group_coordinator
 from lib.weir import HOST
 
 FAST = {"broker.heartbeat.interval.ms": 300, "broker.session.timeout.ms": 2000}
@@ -150,15 +150,6 @@ def test_without_enough_replicas_acks_all_is_refused_and_acks_1_goes_on():
         assert [m.value() for m in got] == [b"before", b"acks-1"]
 
 
-def java_string_hash(s: str) -> int:
-    """Java's `String.hashCode` (over UTF-16 code units), which places a group in `__consumer_offsets`."""
-    units = s.encode("utf-16-be")
-    h = 0
-    for i in range(0, len(units), 2):
-        h = (31 * h + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
-    return h - (1 << 32) if h >= (1 << 31) else h
-
-
 def test_the_group_coordinator_moves_with_its_offsets_partition(cluster):
     """Kill -9 of a group's coordinator: the new leader of the group's
     `__consumer_offsets` partition loads it and serves the committed offsets;
@@ -187,9 +178,7 @@ def test_the_group_coordinator_moves_with_its_offsets_partition(cluster):
     first.close()
     assert sum(o for o in committed.values() if o >= 0) == len(seen), (committed, len(seen))
 
-    offsets = admin(bootstrap).list_topics(topic="__consumer_offsets", timeout=10).topics["__consumer_offsets"]
-    index = abs(java_string_hash(group)) % len(offsets.partitions)
-    coordinator = offsets.partitions[index].leader
+    coordinator = group_coordinator(bootstrap, group)
     for node in (1, 2, 3):
         with wire.Conn(HOST, cluster.node(node).port) as conn:
             code = wire.heartbeat_v0(conn, group, 1, "nobody")

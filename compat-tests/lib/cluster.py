@@ -66,6 +66,21 @@ def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
     return {p.id: p.leader for p in md.topics[topic].partitions.values()}
 
 
+def java_string_hash(s: str) -> int:
+    """Java's `String.hashCode` (over UTF-16 code units), which places a group in `__consumer_offsets`."""
+    units = s.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(units), 2):
+        h = (31 * h + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= (1 << 31) else h
+
+
+def group_coordinator(bootstrap: str, group: str) -> int:
+    """The broker leading `group`'s `__consumer_offsets` partition, as the node at `bootstrap` answers Metadata."""
+    offsets = admin(bootstrap).list_topics(topic="__consumer_offsets", timeout=10).topics["__consumer_offsets"]
+    return offsets.partitions[abs(java_string_hash(group)) % len(offsets.partitions)].leader
+
+
 class WeirCluster:
     """`size` voters with ids 1..size and `brokers` broker-only nodes after them.
     The voters are combined brokers and controllers, or with `dedicated_controllers`

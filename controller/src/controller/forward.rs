@@ -4,8 +4,10 @@
 //! the leader over the controller listener (as KRaft brokers forward admin
 //! requests to the active controller), gets the leader's answer and the
 //! image offset after it, and waits until its own image has applied that
-//! offset, so the caller sees its own change at once. With no known leader
-//! the operation fails with NOT_CONTROLLER, which clients retry.
+//! offset, so the caller sees its own change at once. With no known leader,
+//! or when another leader is elected while a forwarded operation waits for
+//! its answer, the operation fails with NOT_CONTROLLER, which clients (and
+//! the broker's heartbeat loop) retry.
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use super::operations::{mismatch, ControllerOperations};
 use super::sessions::{BrokerHeartbeat, HeartbeatReply};
 use super::*;
 use crate::configs::{AlterConfigOp, ConfigResource};
+use crate::raft::NodeId;
 use crate::rpc::client::{self, CallOnceError};
 use crate::rpc::{ControllerRequest, ControllerResponse};
 
@@ -185,24 +188,50 @@ impl QuorumController {
         Forwarded { outcome, offset: self.image().last_offset }
     }
 
-    /// The leader's controller address when another voter leads. While no
-    /// leader is known (an election is on) it waits for one, up to
+    /// The leader's id and controller address when another voter leads.
+    /// While no leader is known (an election is on) it waits for one, up to
     /// [`ELECTION_WAIT`]; then the operation runs here and fails with
     /// NOT_CONTROLLER.
-    async fn remote_leader(&self) -> Option<String> {
+    async fn remote_leader(&self) -> Option<(NodeId, String)> {
         let elected = self.raft.wait(Some(ELECTION_WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await;
         let metrics = match elected {
             Ok(metrics) => metrics,
             Err(_) => self.raft.metrics().borrow().clone(),
         };
         let leader = metrics.current_leader.filter(|leader| *leader != metrics.id)?;
-        metrics.membership_config.membership().get_node(&leader).map(|node| node.addr.clone())
+        metrics.membership_config.membership().get_node(&leader).map(|node| (leader, node.addr.clone()))
+    }
+
+    /// Resolves once this voter knows of a leader other than `leader` (it was
+    /// elected in a later term, or this voter was).
+    async fn leader_replaced(&self, leader: NodeId) {
+        let mut metrics = self.raft.metrics();
+        // An error means the Raft core stopped: this node is shutting down and
+        // the forward's own timeout ends it.
+        if metrics.wait_for(|m| m.current_leader.is_some_and(|current| current != leader)).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Sends `operation` to the leader at `address`, then waits for this
-    /// node's image to catch up with it.
-    async fn forward(&self, address: &str, operation: Operation) -> Result<Outcome, Forwarding> {
-        let answer = match client::call_once(address, &ControllerRequest::Forward(operation), FORWARD_TIMEOUT).await {
+    /// node's image to catch up with it. The wait for the answer ends when
+    /// another leader is elected: a leader that stopped (SIGSTOP, a long
+    /// pause) or was cut off keeps the connection open without answering, and
+    /// a broker's heartbeat stuck there would let its session expire on the
+    /// new leader, as a Kafka broker's controller channel drops the requests
+    /// in flight to a controller that is no longer active.
+    async fn forward(&self, leader: NodeId, address: &str, operation: Operation) -> Result<Outcome, Forwarding> {
+        let request = ControllerRequest::Forward(operation);
+        let answer = tokio::select! {
+            answer = client::call_once(address, &request, FORWARD_TIMEOUT) => answer,
+            () = self.leader_replaced(leader) => {
+                // It may have run on the old leader: the caller retries, not this node.
+                return Err(Forwarding::Failed(ControllerError::NotController(format!(
+                    "the active controller at {address} was replaced while the operation was on its way"
+                ))));
+            }
+        };
+        let answer = match answer {
             Ok(answer) => answer,
             Err(CallOnceError::Unreachable(e)) => return Err(Forwarding::Unreachable(e.to_string())),
             Err(CallOnceError::Unanswered(e)) => {
@@ -236,10 +265,10 @@ impl ControllerOperations for QuorumController {
     async fn on_leader(&self, operation: Operation) -> Result<Outcome, ControllerError> {
         let deadline = tokio::time::Instant::now() + UNREACHABLE_RETRY;
         loop {
-            let Some(address) = self.remote_leader().await else {
+            let Some((leader, address)) = self.remote_leader().await else {
                 return Ok(self.execute_local(operation).await.outcome);
             };
-            match self.forward(&address, operation.clone()).await {
+            match self.forward(leader, &address, operation.clone()).await {
                 Err(Forwarding::Unreachable(reason)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(%address, %reason, "the active controller is unreachable; asking again");
                     tokio::time::sleep(Duration::from_millis(100)).await;
